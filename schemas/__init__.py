@@ -1,0 +1,21 @@
+"""Every Delta table of the lake, declared once.
+
+Stage modules import their specs from here; `TABLES` is what `status`, the lake
+bootstrap and the docs iterate over.
+"""
+
+from schemas.functions import FUNCTIONS
+from schemas.ledger import PROGRESS, REJECTS, RUNS
+from schemas.spec import TableSpec
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        RUNS,
+        REJECTS,
+        PROGRESS,
+        FUNCTIONS,
+    )
+}
+
+__all__ = ["FUNCTIONS", "PROGRESS", "REJECTS", "RUNS", "TABLES", "TableSpec"]

@@ -1,0 +1,189 @@
+"""Typed pipeline configuration loaded from YAML, with `--set a.b=value` overrides.
+
+Every error is one line naming the offending key, because the people reading it
+are looking at a failed nightly job log, not at a Python traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who wrote the YAML."""
+
+
+class Section(BaseModel):
+    # Unknown keys are typos until proven otherwise; strict types stop "0.5" strings.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LakeConfig(Section):
+    root: str = "./lake"
+
+
+class SparkConfig(Section):
+    master: str = "local[2]"
+    app_name: str = "selfalign"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    # Project-local Ivy cache: the Delta jars are fetched once, later runs start offline.
+    ivy_dir: str = "./.ivy"
+    delta_package: str = "io.delta:delta-spark_4.2_2.13:4.4.0"
+    ui_enabled: bool = False
+    # Rows per Arrow batch handed to pandas UDFs; source files are large strings.
+    arrow_batch_rows: int = Field(default=500, ge=1)
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class InputConfig(Section):
+    # Path or glob of The Stack v1 style parquet: local, s3://, dbfs:/, abfss://.
+    path: str = "data/stack_sample/*.parquet"
+
+
+class SampleConfig(Section):
+    out: str = "data/stack_sample/stack_sample.parquet"
+    files: int = Field(default=2000, ge=1)
+    seed: int = 0
+    max_file_bytes: int = Field(default=100_000, ge=1)
+
+
+class ExtractConfig(Section):
+    max_file_bytes: int = Field(default=1_000_000, ge=1)
+    max_lines: int = Field(default=150, ge=1)
+    rules: list[str] = Field(
+        default_factory=lambda: [
+            "needs_return",
+            "needs_args",
+            "max_lines",
+            "no_markers",
+            "no_banned_imports",
+        ]
+    )
+    markers: list[str] = Field(default_factory=lambda: ["TODO", "FIXME", "XXX", "bug"])
+    banned_imports: list[str] = Field(
+        default_factory=lambda: [
+            "argparse",
+            "os",
+            "subprocess",
+            "sys",
+            "setuptools",
+            "distutils",
+            "matplotlib",
+            "seaborn",
+        ]
+    )
+
+
+class BenchmarkFile(Section):
+    name: str
+    path: str
+    # "humaneval" | "mbpp" | "evalplus" | "jsonl" (generic: prompt/solution fields below)
+    format: str
+    prompt_field: str = "prompt"
+    solution_field: str = "canonical_solution"
+
+
+class DecontaminateConfig(Section):
+    benchmarks_dir: str = "../shared/benchmarks"
+    benchmarks: list[BenchmarkFile] = Field(default_factory=list)
+    ngram_tokens: int = Field(default=10, ge=1)
+    min_substring_chars: int = Field(default=40, ge=1)
+
+
+class TypecheckConfig(Section):
+    batch_size: int = Field(default=1000, ge=1)
+    timeout_seconds: int = Field(default=600, ge=1)
+    python_version: str = "3.11"
+
+
+class DedupConfig(Section):
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    num_perm: int = Field(default=256, ge=16)
+    shingle_size: int = Field(default=5, ge=1)
+    seed: int = 1
+    max_iterations: int = Field(default=50, ge=1)
+
+
+class RunConfig(Section):
+    seed: int = 42
+    chunk_rows: int = Field(default=50_000, ge=1)
+
+
+class PipelineConfig(Section):
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
+    typecheck: TypecheckConfig = Field(default_factory=TypecheckConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    def fingerprint(self) -> str:
+        """Stable short hash of the effective config, stored with every run."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"config: unknown key '{key}'"
+    if kind == "missing":
+        return f"config: missing required key '{key}'"
+    given = error.get("input")
+    return f"config: key '{key}': {error['msg']} (got {given!r})"
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"config: override '{assignment}' must look like key.path=value")
+    dotted, _, text = assignment.partition("=")
+    parts = [p for p in dotted.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"config: override '{assignment}' has an empty key")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config: override key '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+
+
+def parse_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0])) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Load a YAML config (default: the packaged conf/local.yaml) and apply overrides."""
+    source = Path(path) if path is not None else default_config_path()
+    if not source.is_file():
+        raise ConfigError(f"config: file not found: {source}")
+    try:
+        raw = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config: {source}{where} is not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: {source} must hold a mapping at the top level")
+    return parse_config(raw, overrides)
+
+
+def default_config_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "conf" / "local.yaml"

@@ -1,0 +1,91 @@
+"""The Delta lake: one table per stage under a root path, written idempotently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from schemas import TABLES, TableSpec
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def resolve_root(root: str) -> str:
+    """Local roots become absolute paths; URIs (s3://, dbfs:/, abfss://) pass through."""
+    if "://" in root or root.startswith("dbfs:"):
+        return root.rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
+class Lake:
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        self.spark = spark
+        self.root = resolve_root(root)
+
+    def path(self, table: str | TableSpec) -> str:
+        name = table.name if isinstance(table, TableSpec) else table
+        return f"{self.root}/{name}"
+
+    def exists(self, spec: TableSpec) -> bool:
+        return DeltaTable.isDeltaTable(self.spark, self.path(spec))
+
+    def ensure(self, spec: TableSpec) -> DeltaTable:
+        builder = (
+            DeltaTable.createIfNotExists(self.spark)
+            .location(self.path(spec))
+            .addColumns(spec.schema)
+            .comment(spec.description)
+        )
+        if spec.partition_by:
+            builder = builder.partitionedBy(*spec.partition_by)
+        return builder.execute()
+
+    def ensure_all(self) -> None:
+        for spec in TABLES.values():
+            self.ensure(spec)
+
+    def read(self, spec: TableSpec) -> DataFrame:
+        self.ensure(spec)
+        return self.spark.read.format("delta").load(self.path(spec))
+
+    def tag_commits(self, run_id: str) -> None:
+        """Every Delta commit made from now on carries the run id as userMetadata."""
+        self.spark.conf.set(USER_METADATA_CONF, run_id)
+
+    def insert_new(self, spec: TableSpec, rows: DataFrame) -> None:
+        """Insert-only MERGE on the table key: re-running with the same rows adds nothing.
+
+        The caller guarantees `rows` is unique on the key (Delta would insert both copies
+        of a key repeated in the source).
+        """
+        target = self.ensure(spec)
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
+        (
+            target.alias("t")
+            .merge(rows.select(*spec.columns).alias("s"), condition)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+    def upsert(self, spec: TableSpec, rows: DataFrame) -> None:
+        """MERGE that updates matched keys; only for log tables such as `runs`."""
+        target = self.ensure(spec)
+        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.key)
+        (
+            target.alias("t")
+            .merge(rows.select(*spec.columns).alias("s"), condition)
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+    def overwrite(self, path: str, rows: DataFrame) -> None:
+        """Replace a scratch table (staging) wholesale."""
+        (
+            rows.write.format("delta")
+            .mode("overwrite")
+            .option("overwriteSchema", "true")
+            .save(path)
+        )

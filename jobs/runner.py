@@ -1,0 +1,164 @@
+"""Shared stage plumbing: pending input, chunked commits, rejects, progress, the run log.
+
+A stage's `transform` returns *outcome rows*: the output table's columns plus
+
+- `source_key`    the input key the row came from (every pending input key must
+                  yield at least one outcome row: kept or rejected, never silence),
+- `item_id`       the id of the dropped item, for rejects,
+- `reject_reason` null for kept rows, a machine-readable reason otherwise,
+- `reject_detail` a human-readable detail for rejects.
+
+`run_stage` writes the outcomes to a staging table once (so the transform, which
+may be expensive, runs exactly once per chunk), then merges kept rows into the
+output table, rejects into `rejects`, and finally the input keys into `progress`.
+Progress is written last: a crash anywhere before it only means redoing idempotent
+merges on the next run, never a lost or duplicated row.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
+
+from jobs.context import Context
+from schemas import PROGRESS, REJECTS, RUNS, TableSpec
+
+log = logging.getLogger("selfalign")
+
+SOURCE_KEY = "source_key"
+ITEM_ID = "item_id"
+REJECT_REASON = "reject_reason"
+REJECT_DETAIL = "reject_detail"
+OUTCOME_COLUMNS = (SOURCE_KEY, ITEM_ID, REJECT_REASON, REJECT_DETAIL)
+
+
+class StageError(RuntimeError):
+    """A stage cannot run; the message tells the operator what to do."""
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    seconds: float = 0.0
+    chunks: int = 0
+
+
+def pending_input(ctx: Context, stage: str, inputs: DataFrame, key: str) -> DataFrame:
+    """Input rows whose key this stage has not committed yet."""
+    done = (
+        ctx.lake.read(PROGRESS)
+        .where(F.col("stage") == F.lit(stage))
+        .select(F.col("input_key").alias(key))
+    )
+    return inputs.join(done, on=key, how="left_anti")
+
+
+def _describe_job(ctx: Context, text: str) -> None:
+    try:
+        ctx.spark.sparkContext.setJobDescription(text)
+    except Exception:  # Spark Connect has no SparkContext; descriptions are cosmetic
+        pass
+
+
+def _record_run(ctx: Context, stage: str, status: str, started: datetime,
+                summary: StageSummary | None, message: str | None = None) -> None:
+    ended = None if status == "running" else datetime.now(timezone.utc)
+    row = (
+        ctx.run_id, stage, status, started, ended,
+        summary.rows_in if summary else None,
+        summary.rows_out if summary else None,
+        summary.rows_rejected if summary else None,
+        ctx.cfg.fingerprint(), message,
+    )
+    ctx.lake.upsert(RUNS, ctx.spark.createDataFrame([row], RUNS.schema))
+
+
+def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
+                  staging_path: str) -> tuple[int, int]:
+    stats = Observation(f"{stage}_outcomes")
+    is_reject = F.col(REJECT_REASON).isNotNull()
+    observed = outcomes.observe(
+        stats,
+        F.sum(F.when(is_reject, 0).otherwise(1)).alias("kept"),
+        F.sum(F.when(is_reject, 1).otherwise(0)).alias("rejected"),
+    )
+    ctx.lake.overwrite(staging_path, observed)
+    metrics = stats.get
+    staged = ctx.spark.read.format("delta").load(staging_path)
+
+    kept = staged.where(~is_reject)
+    if "run_id" in output.columns:
+        kept = kept.withColumn("run_id", F.lit(ctx.run_id))
+    ctx.lake.insert_new(output, kept)
+
+    rejects = staged.where(is_reject).select(
+        F.col(ITEM_ID).alias("item_id"),
+        F.lit(stage).alias("stage"),
+        F.col(REJECT_REASON).alias("reason"),
+        F.col(REJECT_DETAIL).alias("detail"),
+        F.col(SOURCE_KEY).alias("source_key"),
+        F.lit(ctx.run_id).alias("run_id"),
+    )
+    ctx.lake.insert_new(REJECTS, rejects)
+
+    committed = staged.select(
+        F.lit(stage).alias("stage"),
+        F.col(SOURCE_KEY).alias("input_key"),
+        F.lit(ctx.run_id).alias("run_id"),
+    ).distinct()
+    ctx.lake.insert_new(PROGRESS, committed)
+    return int(metrics.get("kept") or 0), int(metrics.get("rejected") or 0)
+
+
+def run_stage(
+    ctx: Context,
+    stage: str,
+    output: TableSpec,
+    pending: DataFrame,
+    key: str,
+    transform: Callable[[DataFrame], DataFrame],
+    chunk_rows: int | None = None,
+) -> StageSummary:
+    """Transform the pending input chunk by chunk and commit each chunk idempotently."""
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    summary = StageSummary(stage)
+    _record_run(ctx, stage, "running", started, None)
+    try:
+        _describe_job(ctx, f"{stage}: count pending input")
+        summary.rows_in = pending.count()
+        log.info("[%s] start run=%s pending=%d", stage, ctx.run_id, summary.rows_in)
+        limit = chunk_rows or ctx.cfg.run.chunk_rows
+        chunks = max(1, math.ceil(summary.rows_in / limit)) if summary.rows_in else 0
+        staging = f"{ctx.lake.root}/_staging/{stage}"
+        for index in range(chunks):
+            part = pending if chunks == 1 else pending.where(
+                F.pmod(F.xxhash64(F.col(key)), F.lit(chunks)) == F.lit(index)
+            )
+            _describe_job(ctx, f"{stage}: chunk {index + 1}/{chunks}")
+            kept, rejected = _commit_chunk(ctx, stage, output, transform(part), staging)
+            summary.rows_out += kept
+            summary.rows_rejected += rejected
+            summary.chunks += 1
+            if chunks > 1:
+                log.info("[%s] committed chunk %d/%d kept=%d rejected=%d",
+                         stage, index + 1, chunks, kept, rejected)
+    except Exception as exc:
+        summary.seconds = time.monotonic() - clock
+        _record_run(ctx, stage, "failed", started, summary, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    summary.seconds = time.monotonic() - clock
+    _record_run(ctx, stage, "succeeded", started, summary)
+    log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage, summary.rows_in,
+             summary.rows_out, summary.rows_rejected, summary.seconds)
+    return summary

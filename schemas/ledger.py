@@ -1,0 +1,69 @@
+"""Tables every stage shares: the run log, the reject log and the progress ledger."""
+
+from pyspark.sql.types import (
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from schemas.spec import TableSpec
+
+RUNS = TableSpec(
+    name="runs",
+    schema=StructType(
+        [
+            StructField("run_id", StringType(), False),
+            StructField("stage", StringType(), False),
+            StructField("status", StringType(), False),  # running | succeeded | failed
+            StructField("started_at", TimestampType(), False),
+            StructField("ended_at", TimestampType(), True),
+            StructField("rows_in", LongType(), True),
+            StructField("rows_out", LongType(), True),
+            StructField("rows_rejected", LongType(), True),
+            StructField("config_fingerprint", StringType(), False),
+            StructField("message", StringType(), True),
+        ]
+    ),
+    key=("run_id", "stage"),
+    description="One row per stage execution: state, timing and counts from DataFrame.observe.",
+)
+
+REJECTS = TableSpec(
+    name="rejects",
+    schema=StructType(
+        [
+            StructField("item_id", StringType(), False),
+            StructField("stage", StringType(), False),
+            StructField("reason", StringType(), False),
+            StructField("detail", StringType(), True),
+            StructField("source_key", StringType(), False),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("stage", "item_id"),
+    partition_by=("stage",),
+    description=(
+        "Every row a stage dropped, with a machine-readable reason and a human detail. "
+        "item_id is the dropped item (function id, or file hexsha for file-level rejects); "
+        "source_key is the stage input key it came from."
+    ),
+)
+
+PROGRESS = TableSpec(
+    name="progress",
+    schema=StructType(
+        [
+            StructField("stage", StringType(), False),
+            StructField("input_key", StringType(), False),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("stage", "input_key"),
+    partition_by=("stage",),
+    description=(
+        "Input keys a stage has fully committed (outputs and rejects). Written last, so a "
+        "crash between a stage's writes only means redoing idempotent work, never losing rows."
+    ),
+)

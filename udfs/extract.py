@@ -1,0 +1,300 @@
+"""Find top-level documented functions in one Python source file.
+
+Plain Python on plain values, so it is unit-tested without Spark. Every way a
+file can be bad (null, binary, Python 2, huge, pathologically nested, NUL bytes,
+unterminated strings) ends as a `FileReject`, never as an exception.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+FUNCTION_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+@dataclass(frozen=True)
+class FileReject:
+    reason: str
+    detail: str
+
+
+@dataclass
+class Function:
+    function_id: str
+    name: str
+    signature: str
+    docstring: str
+    code: str
+    imports: str
+    line_count: int
+    arg_count: int
+    has_return: bool
+    # Top-level module names the function depends on (its used imports plus inline ones).
+    modules: list[str] = field(default_factory=list)
+
+
+def normalize_code(code: str) -> str:
+    """Whitespace-insensitive form used for the content-hash id."""
+    lines = (line.rstrip() for line in code.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def function_id(code: str) -> str:
+    return hashlib.sha256(normalize_code(code).encode("utf-8")).hexdigest()
+
+
+def decode_content(content: str | bytes | None) -> str | FileReject:
+    if content is None:
+        return FileReject("empty_content", "content is null")
+    if isinstance(content, (bytes, bytearray)):
+        try:
+            content = bytes(content).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return FileReject("not_utf8", f"invalid UTF-8 at byte {exc.start}")
+    if not content.strip():
+        return FileReject("empty_content", "content is empty or whitespace")
+    return content
+
+
+def looks_binary(text: str) -> bool:
+    """Control characters other than tab/newline/formfeed in the first 8 KiB."""
+    head = text[:8192]
+    controls = sum(1 for ch in head if ch < " " and ch not in "\t\n\r\x0c")
+    return controls > max(8, len(head) // 100)
+
+
+_PY2_HINTS = (
+    "Missing parentheses in call to 'print'",
+    "Missing parentheses in call to 'exec'",
+    "multiple exception types must be parenthesized",
+    "invalid hexadecimal literal",
+)
+_PY2_SOURCE = re.compile(r"^\s*(print\s+[^\s(=]|exec\s+[\"']|raise\s+\w+\s*,)|\bur[\"']|0[0-7]+L?\b|\d+L\b", re.M)
+
+
+def classify_syntax_error(exc: SyntaxError, text: str) -> FileReject:
+    message = exc.msg or str(exc)
+    where = f"line {exc.lineno}: {message}" if exc.lineno else message
+    if "null bytes" in message:
+        return FileReject("nul_bytes", where)
+    if isinstance(exc, IndentationError) and "too many levels" in message:
+        return FileReject("too_deeply_nested", where)
+    if "too many nested" in message or "too complex" in message:
+        return FileReject("too_deeply_nested", where)
+    if any(hint in message for hint in _PY2_HINTS) or _PY2_SOURCE.search(text):
+        return FileReject("python2_syntax", where)
+    if "unterminated" in message or "EOF" in message:
+        return FileReject("unterminated_token", where)
+    return FileReject("syntax_error", where)
+
+
+def parse_module(text: str) -> ast.Module | FileReject:
+    if "\x00" in text:
+        return FileReject("nul_bytes", "source contains NUL bytes")
+    try:
+        return ast.parse(text)
+    except SyntaxError as exc:  # includes IndentationError / TabError
+        return classify_syntax_error(exc, text)
+    except RecursionError:
+        return FileReject("too_deeply_nested", "parser recursion limit exceeded")
+    except MemoryError:
+        return FileReject("too_deeply_nested", "parser ran out of memory")
+    except ValueError as exc:
+        return FileReject("nul_bytes" if "null" in str(exc) else "parse_error", str(exc)[:200])
+
+
+# --- imports -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Binding:
+    """One name bound by a module-level import, and how to re-create it alone."""
+
+    statement: str
+    module: str  # top-level module name, for banned-import checks
+
+
+def _alias_binding(node: ast.Import | ast.ImportFrom, alias: ast.alias) -> tuple[str, Binding]:
+    if isinstance(node, ast.Import):
+        bound = alias.asname or alias.name.split(".")[0]
+        statement = f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+        return bound, Binding(statement, alias.name.split(".")[0])
+    source = "." * node.level + (node.module or "")
+    bound = alias.asname or alias.name
+    statement = f"from {source} import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+    top = (node.module or "").split(".")[0] if node.level == 0 else source
+    return bound, Binding(statement, top)
+
+
+def _module_level_imports(body: Iterable[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Imports at module level, including those under top-level if/try blocks."""
+    stack = list(body)[::-1]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, (ast.If, ast.Try)):
+            children: list[ast.stmt] = [*node.body, *node.orelse]
+            if isinstance(node, ast.Try):
+                children += [stmt for handler in node.handlers for stmt in handler.body]
+                children += node.finalbody
+            stack.extend(children[::-1])
+
+
+def import_bindings(module: ast.Module) -> dict[str, Binding]:
+    bindings: dict[str, Binding] = {}
+    for node in _module_level_imports(module.body):
+        for alias in node.names:
+            if alias.name == "*":
+                continue
+            name, binding = _alias_binding(node, alias)
+            bindings.setdefault(name, binding)
+    return bindings
+
+
+def _names_used(func: ast.AST) -> set[str]:
+    return {node.id for node in ast.walk(func) if isinstance(node, ast.Name)}
+
+
+def _inline_modules(func: ast.AST) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(func):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+# --- function facts ------------------------------------------------------------
+
+def _own_nodes(func: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of a function body, not descending into nested scopes."""
+    stack = list(ast.iter_child_nodes(func))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, SCOPE_NODES):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def returns_value(func: ast.AST) -> bool:
+    return any(
+        isinstance(node, ast.Return) and node.value is not None
+        and not (isinstance(node.value, ast.Constant) and node.value.value is None)
+        for node in _own_nodes(func)
+    )
+
+
+def count_args(args: ast.arguments) -> int:
+    return (
+        len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+        + (1 if args.vararg else 0) + (1 if args.kwarg else 0)
+    )
+
+
+def signature_of(lines: list[str], func: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The `def ...:` header as written, joined onto one line."""
+    body_start = func.body[0].lineno
+    header = lines[func.lineno - 1 : body_start - 1] or [lines[func.lineno - 1]]
+    text = " ".join(part.strip() for part in header)
+    return text[: text.rfind(":") + 1] if ":" in text else text
+
+
+def extract_functions(text: str, module: ast.Module) -> list[Function]:
+    lines = text.splitlines()
+    bindings: dict[str, Binding] | None = None
+    found: list[Function] = []
+    for node in module.body:
+        if not isinstance(node, FUNCTION_DEFS):
+            continue
+        docstring = ast.get_docstring(node, clean=True)
+        if not docstring or node.end_lineno is None:
+            continue
+        if bindings is None:
+            bindings = import_bindings(module)
+        first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+        code = "\n".join(lines[first - 1 : node.end_lineno])
+        used = sorted(name for name in _names_used(node) if name in bindings)
+        statements = sorted({bindings[name].statement for name in used})
+        modules = sorted({bindings[name].module for name in used} | _inline_modules(node))
+        found.append(
+            Function(
+                function_id=function_id(code),
+                name=node.name,
+                signature=signature_of(lines, node),
+                docstring=docstring,
+                code=code,
+                imports="\n".join(statements),
+                line_count=node.end_lineno - first + 1,
+                arg_count=count_args(node.args),
+                has_return=returns_value(node),
+                modules=modules,
+            )
+        )
+    return found
+
+
+def extract_file(content: str | bytes | None, max_bytes: int) -> list[Function] | FileReject:
+    """All documented top-level functions of a file, or the reason the file is unusable."""
+    text = decode_content(content)
+    if isinstance(text, FileReject):
+        return text
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > max_bytes:
+        return FileReject("file_too_large", f"{size} bytes > {max_bytes}")
+    if looks_binary(text):
+        return FileReject("nul_bytes" if "\x00" in text else "binary_content",
+                          "control characters in source")
+    module = parse_module(text)
+    if isinstance(module, FileReject):
+        return module
+    try:
+        functions = extract_functions(text, module)
+    except RecursionError:
+        return FileReject("too_deeply_nested", "tree too deep to walk")
+    if not functions:
+        return FileReject("no_docstring_functions", "no top-level function with a docstring")
+    return functions
+
+
+# --- heuristic rules -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[str, ...]
+    max_lines: int
+    markers: tuple[str, ...]
+    banned_imports: frozenset[str]
+
+    @property
+    def marker_pattern(self) -> re.Pattern[str]:
+        words = "|".join(re.escape(m) for m in self.markers)
+        return re.compile(rf"\b({words})\b", re.IGNORECASE)
+
+
+KNOWN_RULES = ("needs_return", "needs_args", "max_lines", "no_markers", "no_banned_imports")
+
+
+def check_rules(fn: Function, rules: RuleSet, marker_re: re.Pattern[str]) -> tuple[str, str] | None:
+    """The first rule the function breaks, as (reason, detail), or None if it passes."""
+    for rule in rules.rules:
+        if rule == "needs_return" and not fn.has_return:
+            return "no_return_value", "no `return <value>` in the function body"
+        if rule == "needs_args" and fn.arg_count == 0:
+            return "no_arguments", "function takes no arguments"
+        if rule == "max_lines" and fn.line_count > rules.max_lines:
+            return "too_long", f"{fn.line_count} lines > {rules.max_lines}"
+        if rule == "no_markers":
+            hit = marker_re.search(fn.code)
+            if hit:
+                return "has_marker", f"contains '{hit.group(0)}'"
+        if rule == "no_banned_imports":
+            banned = sorted(set(fn.modules) & rules.banned_imports)
+            if banned:
+                return "banned_import", ", ".join(banned)
+    return None

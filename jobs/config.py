@@ -94,6 +94,12 @@ class DecontaminateConfig(Section):
     benchmarks: list[BenchmarkFile] = Field(default_factory=list)
     ngram_tokens: int = Field(default=10, ge=1)
     min_substring_chars: int = Field(default=40, ge=1)
+    # False-positive guards for the n-gram rule (tuned on stdlib + site-packages functions):
+    # distinct n-grams one task must share with a seed, how many tasks an n-gram may occur
+    # in and stay indexed, and the non-generic names (not keywords/builtins) it must hold.
+    min_ngram_hits: int = Field(default=3, ge=1)
+    max_ngram_tasks: int = Field(default=1, ge=1)
+    min_distinctive_tokens: int = Field(default=1, ge=0)
 
 
 class TypecheckConfig(Section):
@@ -108,6 +114,11 @@ class DedupConfig(Section):
     shingle_size: int = Field(default=5, ge=1)
     seed: int = 1
     max_iterations: int = Field(default=50, ge=1)
+    # Band/row choice leans to recall: every candidate is confirmed on its
+    # estimated Jaccard anyway, so a false positive costs one comparison while
+    # a false negative is a duplicate kept. 0.2/0.8 at 0.5/256 gives 51x5.
+    fp_weight: float = Field(default=0.2, ge=0.0)
+    fn_weight: float = Field(default=0.8, ge=0.0)
 
 
 class RunConfig(Section):

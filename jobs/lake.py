@@ -11,6 +11,9 @@ from schemas import TABLES, TableSpec
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
+# Table paths known to exist in this process: createIfNotExists costs a Delta log read.
+_ENSURED: set[str] = set()
+
 
 def resolve_root(root: str) -> str:
     """Local roots become absolute paths; URIs (s3://, dbfs:/, abfss://) pass through."""
@@ -32,6 +35,9 @@ class Lake:
         return DeltaTable.isDeltaTable(self.spark, self.path(spec))
 
     def ensure(self, spec: TableSpec) -> DeltaTable:
+        path = self.path(spec)
+        if path in _ENSURED:
+            return DeltaTable.forPath(self.spark, path)
         builder = (
             DeltaTable.createIfNotExists(self.spark)
             .location(self.path(spec))
@@ -40,7 +46,9 @@ class Lake:
         )
         if spec.partition_by:
             builder = builder.partitionedBy(*spec.partition_by)
-        return builder.execute()
+        table = builder.execute()
+        _ENSURED.add(path)
+        return table
 
     def ensure_all(self) -> None:
         for spec in TABLES.values():
@@ -69,17 +77,10 @@ class Lake:
             .execute()
         )
 
-    def upsert(self, spec: TableSpec, rows: DataFrame) -> None:
-        """MERGE that updates matched keys; only for log tables such as `runs`."""
-        target = self.ensure(spec)
-        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.key)
-        (
-            target.alias("t")
-            .merge(rows.select(*spec.columns).alias("s"), condition)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+    def append(self, spec: TableSpec, rows: DataFrame) -> None:
+        """Plain append, for event logs whose rows are unique by construction (`runs`)."""
+        self.ensure(spec)
+        rows.select(*spec.columns).write.format("delta").mode("append").save(self.path(spec))
 
     def overwrite(self, path: str, rows: DataFrame) -> None:
         """Replace a scratch table (staging) wholesale."""

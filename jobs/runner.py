@@ -17,6 +17,7 @@ merges on the next run, never a lost or duplicated row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -64,10 +65,9 @@ def pending_input(ctx: Context, stage: str, inputs: DataFrame, key: str) -> Data
 
 
 def _describe_job(ctx: Context, text: str) -> None:
-    try:
+    # Spark Connect has no SparkContext; job descriptions are cosmetic there.
+    with contextlib.suppress(Exception):
         ctx.spark.sparkContext.setJobDescription(text)
-    except Exception:  # Spark Connect has no SparkContext; descriptions are cosmetic
-        pass
 
 
 def _record_run(ctx: Context, stage: str, status: str, started: datetime,
@@ -80,7 +80,7 @@ def _record_run(ctx: Context, stage: str, status: str, started: datetime,
         summary.rows_rejected if summary else None,
         ctx.cfg.fingerprint(), message,
     )
-    ctx.lake.upsert(RUNS, ctx.spark.createDataFrame([row], RUNS.schema))
+    ctx.lake.append(RUNS, ctx.spark.createDataFrame([row], RUNS.schema))
 
 
 def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
@@ -108,7 +108,7 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
         F.col(REJECT_DETAIL).alias("detail"),
         F.col(SOURCE_KEY).alias("source_key"),
         F.lit(ctx.run_id).alias("run_id"),
-    )
+    ).dropDuplicates(["item_id"])  # an input file listed twice yields the same rejects twice
     ctx.lake.insert_new(REJECTS, rejects)
 
     committed = staged.select(

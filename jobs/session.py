@@ -26,15 +26,38 @@ def launched_by_cluster() -> bool:
     return any(name in os.environ for name in markers)
 
 
+def _manifest(ivy: Path) -> Path:
+    return ivy / "selfalign-jars.txt"
+
+
+def cached_jars(cfg: SparkConfig) -> list[str] | None:
+    """Jar paths resolved by an earlier run for the same package, if all still exist."""
+    manifest = _manifest(Path(cfg.ivy_dir).expanduser().resolve())
+    if not manifest.is_file():
+        return None
+    package, *jars = manifest.read_text().split()
+    if package != cfg.delta_package or not jars:
+        return None
+    return jars if all(Path(j.removeprefix("file://")).is_file() for j in jars) else None
+
+
+def remember_jars(spark: SparkSession, cfg: SparkConfig) -> None:
+    """Record what Ivy resolved, so the next session skips resolution and starts offline."""
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    if jars:
+        manifest = _manifest(Path(cfg.ivy_dir).expanduser().resolve())
+        manifest.write_text("\n".join([cfg.delta_package, *jars.split(",")]) + "\n")
+
+
 def local_builder(cfg: SparkConfig) -> SparkSession.Builder:
     ivy = Path(cfg.ivy_dir).expanduser().resolve()
+    jars = cached_jars(cfg)
     # Workers must run the driver's interpreter, or they miss the project's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(cfg.master)
         .appName(cfg.app_name)
-        .config("spark.jars.packages", cfg.delta_package)
         .config("spark.jars.ivy", str(ivy))
         .config("spark.sql.extensions", DELTA_EXTENSION)
         .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
@@ -50,6 +73,10 @@ def local_builder(cfg: SparkConfig) -> SparkSession.Builder:
         .config("spark.driver.memory", os.environ.get("SELFALIGN_DRIVER_MEMORY", "4g"))
         .config("spark.sql.session.timeZone", "UTC")
     )
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    else:
+        builder = builder.config("spark.jars.packages", cfg.delta_package)
     for key, value in cfg.extra.items():
         builder = builder.config(key, value)
     return builder
@@ -63,4 +90,6 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
         return SparkSession.builder.appName(cfg.app_name).getOrCreate()
     spark = local_builder(cfg).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if cached_jars(cfg) is None:
+        remember_jars(spark, cfg)
     return spark

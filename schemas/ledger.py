@@ -26,8 +26,12 @@ RUNS = TableSpec(
             StructField("message", StringType(), True),
         ]
     ),
-    key=("run_id", "stage"),
-    description="One row per stage execution: state, timing and counts from DataFrame.observe.",
+    key=("run_id", "stage", "status"),
+    description=(
+        "Append-only event log of stage executions: a 'running' row when a stage starts and a "
+        "'succeeded' or 'failed' row with timing and counts (from DataFrame.observe) when it ends. "
+        "A 'running' row without an end row is a crashed run."
+    ),
 )
 
 REJECTS = TableSpec(

@@ -1,0 +1,202 @@
+"""Benchmark the typecheck stage against the physical baseline: one raw pyright process.
+
+Measured in one run, on the same N functions (extracted from this interpreter's
+stdlib and site-packages, after extract's heuristic rules):
+
+  raw           one `pyright --outputjson --project <dir>` over a dir already
+                holding all N files (same pyrightconfig): the floor
+  stage         udfs.typecheck.check_batch over the N, batch_size per process
+  per-function  one pyright process per function on a small subset,
+                extrapolated to a per-function rate
+
+Run: cd /work/main && .venv/bin/python bench/typecheck_bench.py [--n 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import site
+import sys
+import sysconfig
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs.config import ExtractConfig, TypecheckConfig
+from udfs.extract import RuleSet, check_rules, extract_file
+from udfs.typecheck import (
+    Verdict,
+    check_batch,
+    ensure_pyright,
+    file_name,
+    function_source,
+    run_pyright,
+    write_config,
+)
+
+
+def source_files() -> Iterator[Path]:
+    """Every .py file under the stdlib and site-packages, in a stable order."""
+    roots = [sysconfig.get_paths()["stdlib"], *site.getsitepackages()]
+    seen: set[Path] = set()
+    for root in roots:
+        for path in sorted(Path(root).rglob("*.py")):
+            if path not in seen and path.is_file():
+                seen.add(path)
+                yield path
+
+
+def sample_functions(n: int, seed: int) -> list[tuple[str, str]]:
+    """n distinct (function_id, source) pairs that pass extract's heuristic rules.
+
+    Files are visited in a seeded random order and the walk stops at 2n
+    candidates: parsing all of site-packages (pyspark, pandas, ...) takes minutes.
+    """
+    cfg = ExtractConfig()
+    rules = RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports))
+    marker_re = rules.marker_pattern
+    paths = list(source_files())
+    rng = random.Random(seed)
+    rng.shuffle(paths)
+    found: dict[str, str] = {}
+    for path in paths:
+        if len(found) >= 2 * n:
+            break
+        try:
+            content = path.read_bytes()
+        except OSError:
+            continue
+        functions = extract_file(content, cfg.max_file_bytes)
+        if isinstance(functions, list):
+            for fn in functions:
+                if check_rules(fn, rules, marker_re) is None:
+                    found.setdefault(fn.function_id, function_source(fn.imports, fn.code))
+    ids = sorted(found)
+    rng.shuffle(ids)
+    return [(fid, found[fid]) for fid in ids[:n]]
+
+
+@dataclass
+class Cost:
+    """Wall seconds and CPU seconds (this process plus its reaped children)."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.wall + other.wall, self.cpu + other.cpu)
+
+
+def cpu_now() -> float:
+    # CPU time, unlike wall time, barely moves when other jobs share the 2 cores.
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+@contextmanager
+def measure(cost: Cost) -> Iterator[None]:
+    wall, cpu = time.perf_counter(), cpu_now()
+    yield
+    cost.wall += time.perf_counter() - wall
+    cost.cpu += cpu_now() - cpu
+
+
+def write_dir(items: list[tuple[str, str]], python_version: str) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="typecheck-bench-"))
+    write_config(directory, python_version)
+    for function_id, source in items:
+        (directory / file_name(function_id)).write_text(source, encoding="utf-8")
+    return directory
+
+
+def time_raw(items: list[tuple[str, str]], cfg: TypecheckConfig) -> Cost:
+    """One pyright process over a pre-written dir (writing it is not counted)."""
+    directory = write_dir(items, cfg.python_version)
+    cost = Cost()
+    try:
+        with measure(cost):
+            run = run_pyright(directory, cfg.timeout_seconds)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    if run.failure is not None:
+        raise SystemExit(f"raw pyright failed: {run.failure} {run.detail}")
+    return cost
+
+
+def time_stage(items: list[tuple[str, str]], cfg: TypecheckConfig) -> tuple[Cost, dict[str, Verdict]]:
+    verdicts: dict[str, Verdict] = {}
+    cost = Cost()
+    with measure(cost):
+        for lo in range(0, len(items), cfg.batch_size):
+            batch = items[lo : lo + cfg.batch_size]
+            verdicts.update(check_batch(batch, cfg.timeout_seconds, cfg.python_version))
+    return cost, verdicts
+
+
+def time_per_function(items: list[tuple[str, str]], cfg: TypecheckConfig) -> Cost:
+    """Mean cost of one pyright process on one pre-written file."""
+    total = Cost()
+    for item in items:
+        total = total + time_raw([item], cfg)
+    return Cost(total.wall / len(items), total.cpu / len(items))
+
+
+def report_verdicts(verdicts: dict[str, Verdict], top: int = 8) -> None:
+    passed = sum(v.passed for v in verdicts.values())
+    print(f"pass rate: {passed}/{len(verdicts)} = {passed / len(verdicts):.1%}")
+    rules = Counter(v.rule for v in verdicts.values() if not v.passed)
+    for rule, count in rules.most_common(top):
+        print(f"  {rule:<36} {count:>6}  {count / len(verdicts):6.1%}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1000, help="functions to check")
+    parser.add_argument("--per-function", type=int, default=20, help="subset run one process each")
+    parser.add_argument("--batch-size", type=int, default=TypecheckConfig().batch_size)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cfg = TypecheckConfig(batch_size=args.batch_size)
+
+    print(f"pyright {ensure_pyright()}, cores: {os.cpu_count()}, python {sys.version.split()[0]}")
+    # Wall times on a shared box move with others' load; CPU seconds much less.
+    load_before = f"{os.getloadavg()[0]:.2f}"
+    items = sample_functions(args.n, args.seed)
+    print(f"functions: {len(items)}, batch_size: {cfg.batch_size}")
+
+    # Per-function first: it also warms the OS file cache (node, typeshed) for the others.
+    per_fn = time_per_function(items[: args.per_function], cfg)
+    raw = time_raw(items, cfg)
+    stage, verdicts = time_stage(items, cfg)
+
+    n = len(items)
+    print(f"load average before/after: {load_before} / {os.getloadavg()[0]:.2f}")
+    print(f"{'':22}{'wall s':>9}{'fn/s':>9}{'cpu s':>9}{'fn/cpu-s':>10}")
+    for label, cost, count in (
+        ("raw pyright <dir>", raw, n),
+        ("stage check_batch", stage, n),
+        (f"one process each ({min(args.per_function, n)})", per_fn, 1),
+    ):
+        print(f"{label:<22}{cost.wall:9.2f}{count / cost.wall:9.2f}{cost.cpu:9.2f}{count / cost.cpu:10.2f}")
+    for unit, pick in (("wall", lambda c: c.wall), ("cpu", lambda c: c.cpu)):
+        stage_rate, raw_rate, one_rate = n / pick(stage), n / pick(raw), 1 / pick(per_fn)
+        print(f"{unit:>4}: stage/raw {stage_rate / raw_rate:5.2f} (target >= 0.8)   "
+              f"stage/per-function {stage_rate / one_rate:6.1f}x (target >= 100x)")
+    report_verdicts(verdicts)
+
+
+if __name__ == "__main__":
+    main()

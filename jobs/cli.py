@@ -1,0 +1,145 @@
+"""`selfalign` command line: sample, run, status, benchmarks, and per-stage entry points."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from jobs.config import ConfigError, PipelineConfig, load_config
+from jobs.runner import StageError
+
+log = logging.getLogger("selfalign")
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", default=None,
+                        help="YAML config (default: the packaged conf/local.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config key, e.g. dedup.threshold=0.6")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("py4j", "pyspark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(args: argparse.Namespace) -> PipelineConfig:
+    return load_config(args.config, args.overrides)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from jobs.sample import run_sample
+
+    stats = run_sample(_load(args))
+    print(f"sample: {stats}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs.context import Context
+    from jobs.pipeline import select_stages, stage_runner
+    from jobs.status import print_status
+
+    cfg = _load(args)
+    try:
+        stages = select_stages(args.stages, args.until, args.start)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    ctx = Context.create(cfg)
+    log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
+    for name in stages:
+        stage_runner(name)(ctx)
+    if not args.no_status:
+        print_status(ctx)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from jobs.context import Context
+    from jobs.status import print_status
+
+    print_status(Context.create(_load(args)))
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobs.benchmarks import download_benchmarks
+
+    target = Path(args.dir or _load(args).decontaminate.benchmarks_dir)
+    for path in download_benchmarks(target):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfalign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sample = sub.add_parser("sample", help="build the sample corpus parquet from local Python sources")
+    _config_options(sample)
+    sample.set_defaults(func=cmd_sample)
+
+    run = sub.add_parser("run", help="run the pipeline stages in order")
+    _config_options(run)
+    run.add_argument("--stages", help="comma-separated stages to run (DAG order is kept)")
+    run.add_argument("--until", help="run every stage up to and including this one")
+    run.add_argument("--from", dest="start", help="start the DAG at this stage")
+    run.add_argument("--no-status", action="store_true", help="do not print status at the end")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="row counts, rejects and last run of every table")
+    _config_options(status)
+    status.set_defaults(func=cmd_status)
+
+    bench = sub.add_parser("benchmarks", help="benchmark data for decontamination/evaluation")
+    bench_sub = bench.add_subparsers(dest="action", required=True)
+    download = bench_sub.add_parser("download", help="fetch MBPP, HumanEval+ and MBPP+")
+    _config_options(download)
+    download.add_argument("--dir", help="target directory (default: decontaminate.benchmarks_dir)")
+    download.set_defaults(func=cmd_benchmarks)
+    return parser
+
+
+def guarded(action: Callable[[], int]) -> int:
+    """Run an action; operator-facing errors become one line on stderr and exit code 2."""
+    try:
+        return action()
+    except (ConfigError, StageError) as exc:
+        print(f"selfalign: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"selfalign: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    _setup_logging()
+    args = build_parser().parse_args(argv)
+    sys.exit(guarded(lambda: args.func(args)))
+
+
+def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
+    """Entry point of `spark-submit jobs/<stage>.py --config conf/x.yaml`."""
+    _setup_logging()
+    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py")
+    _config_options(parser)
+    args = parser.parse_args(argv)
+
+    def action() -> int:
+        from jobs.context import Context
+        from jobs.pipeline import stage_runner
+
+        stage_runner(stage)(Context.create(_load(args)))
+        return 0
+
+    sys.exit(guarded(action))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""extract: The Stack parquet -> documented top-level Python functions (`functions`).
+
+Input key: the file's `hexsha`. Every file yields at least one outcome row: its
+functions (kept or rejected by a heuristic rule) or one file-level reject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.utils import AnalysisException
+
+from jobs.config import ExtractConfig
+from jobs.context import Context
+from jobs.runner import (
+    ITEM_ID,
+    OUTCOME_COLUMNS,
+    REJECT_DETAIL,
+    REJECT_REASON,
+    SOURCE_KEY,
+    StageError,
+    StageSummary,
+    pending_input,
+    run_stage,
+)
+from schemas import FUNCTIONS
+from udfs.extract import KNOWN_RULES, FileReject, RuleSet, check_rules, extract_file
+
+STAGE = "extract"
+KEY = "hexsha"
+
+OUTCOME_SCHEMA = StructType(
+    [StructField(f.name, f.dataType, True) for f in FUNCTIONS.schema.fields if f.name != "run_id"]
+    + [StructField(name, StringType(), True) for name in OUTCOME_COLUMNS]
+)
+SOURCE_COLUMNS = ("hexsha", "repo", "path", "licenses", "stars")
+
+
+def read_files(ctx: Context) -> DataFrame:
+    """The Stack v1 parquet at `input.path` (any path or glob Spark can read)."""
+    path = ctx.cfg.input.path
+    try:
+        raw = ctx.spark.read.parquet(path)
+    except AnalysisException as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageError(f"extract: cannot read input parquet '{path}': {first_line}") from None
+    missing = {"hexsha", "content"} - set(raw.columns)
+    if missing:
+        raise StageError(f"extract: input '{path}' lacks The Stack column(s): {', '.join(sorted(missing))}")
+
+    def column(name: str, default: Any = None) -> Any:
+        return F.col(name) if name in raw.columns else F.lit(default)
+
+    files = raw.select(
+        # A row without hexsha still needs a stable key, or it could never be marked done.
+        F.coalesce(F.col("hexsha"), F.sha1(F.coalesce(F.col("content").cast("binary"), F.lit(b"")))).alias(KEY),
+        F.col("content"),
+        column("lang", "Python").alias("lang"),
+        column("max_stars_repo_name").alias("repo"),
+        column("max_stars_repo_path").alias("path"),
+        column("max_stars_repo_licenses").cast("array<string>").alias("licenses"),
+        column("max_stars_count").cast("long").alias("stars"),
+    )
+    return files.dropDuplicates([KEY])
+
+
+def _rule_set(cfg: ExtractConfig) -> RuleSet:
+    unknown = sorted(set(cfg.rules) - set(KNOWN_RULES))
+    if unknown:
+        raise StageError(f"extract: unknown rule(s) {unknown}; known: {list(KNOWN_RULES)}")
+    return RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports))
+
+
+def outcomes_of_file(row: dict[str, Any], rules: RuleSet, marker_re: Any, max_bytes: int) -> list[dict[str, Any]]:
+    """Outcome rows for one input file (plain Python; unit-tested without Spark)."""
+    source = {name: row.get(name) for name in SOURCE_COLUMNS}
+    key = source["hexsha"]
+    lang = row.get("lang")
+    if lang is not None and lang != "Python":
+        return [{**source, SOURCE_KEY: key, ITEM_ID: key, REJECT_REASON: "not_python", REJECT_DETAIL: f"lang={lang}"}]
+    result = extract_file(row.get("content"), max_bytes)
+    if isinstance(result, FileReject):
+        return [{**source, SOURCE_KEY: key, ITEM_ID: key, REJECT_REASON: result.reason, REJECT_DETAIL: result.detail}]
+    rows = []
+    for fn in result:
+        broken = check_rules(fn, rules, marker_re)
+        rows.append(
+            {
+                "function_id": fn.function_id, "name": fn.name, "signature": fn.signature,
+                "docstring": fn.docstring, "code": fn.code, "imports": fn.imports,
+                "line_count": fn.line_count, "arg_count": fn.arg_count, "has_return": fn.has_return,
+                **source,
+                SOURCE_KEY: key,
+                ITEM_ID: f"{key}:{fn.function_id}",
+                REJECT_REASON: broken[0] if broken else None,
+                REJECT_DETAIL: broken[1] if broken else None,
+            }
+        )
+    return rows
+
+
+def _licenses(value: Any) -> list[str] | None:
+    return None if value is None else [str(v) for v in value]
+
+
+def extract_batches(batches: Iterator[pd.DataFrame], cfg: ExtractConfig) -> Iterator[pd.DataFrame]:
+    rules = _rule_set(cfg)
+    marker_re = rules.marker_pattern
+    names = OUTCOME_SCHEMA.fieldNames()
+    for batch in batches:
+        rows: list[dict[str, Any]] = []
+        for record in batch.to_dict("records"):
+            record["licenses"] = _licenses(record.get("licenses"))
+            if record.get("stars") is not None and pd.isna(record["stars"]):
+                record["stars"] = None
+            rows.extend(outcomes_of_file(record, rules, marker_re, cfg.max_file_bytes))
+        yield pd.DataFrame(rows, columns=names).astype({"line_count": "Int32", "arg_count": "Int32", "stars": "Int64"})
+
+
+def transform(files: DataFrame, known_ids: DataFrame, cfg: ExtractConfig) -> DataFrame:
+    """Files -> outcome rows; exact duplicate functions keep one copy (most stars, then hexsha)."""
+    _rule_set(cfg)  # fail on the driver, before any task starts
+    outcomes = files.mapInPandas(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
+
+    kept = F.col(REJECT_REASON).isNull()
+    first_copy = Window.partitionBy("function_id").orderBy(
+        F.col("stars").desc_nulls_last(), F.col("hexsha").asc()
+    )
+    known = known_ids.select(F.col("function_id"), F.lit(True).alias("_known"))
+    ranked = (
+        outcomes.withColumn("_rank", F.when(kept, F.row_number().over(first_copy)))
+        .withColumn("_first_hexsha", F.when(kept, F.first("hexsha").over(first_copy)))
+        .join(known, on="function_id", how="left")
+    )
+    already_in_lake = kept & F.col("_known").isNotNull()
+    copy_in_batch = kept & (F.col("_rank") > 1)
+    return ranked.select(
+        *[c for c in OUTCOME_SCHEMA.fieldNames() if c not in (REJECT_REASON, REJECT_DETAIL)],
+        F.when(already_in_lake, F.lit("exact_duplicate"))
+        .when(copy_in_batch, F.lit("exact_duplicate"))
+        .otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
+        F.when(already_in_lake, F.lit("same code already in functions"))
+        .when(copy_in_batch, F.concat(F.lit("same code kept from file "), F.col("_first_hexsha")))
+        .otherwise(F.col(REJECT_DETAIL)).alias(REJECT_DETAIL),
+    )
+
+
+def pending(ctx: Context) -> DataFrame:
+    return pending_input(ctx, STAGE, read_files(ctx), KEY)
+
+
+def run(ctx: Context) -> StageSummary:
+    known = ctx.lake.read(FUNCTIONS).select("function_id")
+    return run_stage(
+        ctx, STAGE, FUNCTIONS, pending(ctx), KEY,
+        transform=lambda part: transform(part, known, ctx.cfg.extract),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jobs.cli import stage_main
+
+    stage_main(STAGE, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`selfalign status`: one screen telling an operator where the lake stands."""
+
+from __future__ import annotations
+
+import importlib
+
+from pyspark.sql import functions as F
+from pyspark.sql import Window
+
+from jobs.context import Context
+from jobs.pipeline import STAGES
+from schemas import REJECTS, RUNS, TABLES
+
+
+def _table_counts(ctx: Context) -> list[tuple[str, str]]:
+    rows = []
+    for name, spec in TABLES.items():
+        count = ctx.lake.read(spec).count() if ctx.lake.exists(spec) else None
+        rows.append((name, "-" if count is None else f"{count:,}"))
+    return rows
+
+
+def _last_runs(ctx: Context) -> dict[str, dict]:
+    latest = Window.partitionBy("stage").orderBy(
+        F.col("started_at").desc(), F.col("ended_at").desc_nulls_last()
+    )
+    runs = (
+        ctx.lake.read(RUNS).withColumn("_n", F.row_number().over(latest)).where(F.col("_n") == 1)
+    )
+    return {r["stage"]: r.asDict() for r in runs.collect()}
+
+
+def _top_reasons(ctx: Context, per_stage: int = 3) -> dict[str, list[tuple[str, int]]]:
+    counts = ctx.lake.read(REJECTS).groupBy("stage", "reason").count()
+    ranked = counts.withColumn(
+        "_n", F.row_number().over(Window.partitionBy("stage").orderBy(F.col("count").desc(), "reason"))
+    ).where(F.col("_n") <= per_stage)
+    top: dict[str, list[tuple[str, int]]] = {}
+    for r in ranked.orderBy("stage", "_n").collect():
+        top.setdefault(r["stage"], []).append((r["reason"], r["count"]))
+    return top
+
+
+def _pending(ctx: Context, stage: str) -> str:
+    module = importlib.import_module(STAGES[stage])
+    try:
+        return f"{module.pending(ctx).count():,}"
+    except Exception as exc:  # an unreadable input is itself status worth showing
+        return f"? ({type(exc).__name__})"
+
+
+def render_status(ctx: Context) -> str:
+    lines = [f"lake: {ctx.lake.root}", "", f"{'table':<16}{'rows':>12}"]
+    lines += [f"{name:<16}{count:>12}" for name, count in _table_counts(ctx)]
+    runs = _last_runs(ctx)
+    reasons = _top_reasons(ctx)
+    lines += ["", f"{'stage':<14}{'last run':<22}{'state':<11}{'in':>9}{'out':>9}{'rejected':>10}{'pending':>9}  top reject reasons"]
+    for stage in STAGES:
+        run = runs.get(stage)
+        when = run["started_at"].strftime("%Y-%m-%d %H:%M:%S") if run else "never"
+        state = run["status"] if run else "-"
+        counts = [run.get(k) if run else None for k in ("rows_in", "rows_out", "rows_rejected")]
+        shown = ["-" if c is None else f"{c:,}" for c in counts]
+        top = ", ".join(f"{reason} {n:,}" for reason, n in reasons.get(stage, []))
+        lines.append(
+            f"{stage:<14}{when:<22}{state:<11}{shown[0]:>9}{shown[1]:>9}{shown[2]:>10}"
+            f"{_pending(ctx, stage):>9}  {top}"
+        )
+    return "\n".join(lines)
+
+
+def print_status(ctx: Context) -> None:
+    print(render_status(ctx))

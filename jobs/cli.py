@@ -69,12 +69,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jobs.benchmarks import download_benchmarks
+    from jobs.benchmarks import download_command
 
-    target = Path(args.dir or _load(args).decontaminate.benchmarks_dir)
-    for path in download_benchmarks(target):
-        print(path)
-    return 0
+    return download_command(Path(args.dir or _load(args).decontaminate.benchmarks_dir))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,6 +77,22 @@ class Lake:
             .execute()
         )
 
+    def update_changed(self, spec: TableSpec, rows: DataFrame, columns: list[str]) -> None:
+        """MERGE-update `columns` of existing keys whose values differ; never inserts.
+
+        Only for values derived from the table as it grows (a cluster's size when new
+        members join); every other write stays insert-only. Re-running changes nothing.
+        """
+        target = self.ensure(spec)
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
+        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in columns)
+        (
+            target.alias("t")
+            .merge(rows.select(*spec.key, *columns).alias("s"), condition)
+            .whenMatchedUpdate(condition=changed, set={c: f"s.`{c}`" for c in columns})
+            .execute()
+        )
+
     def append(self, spec: TableSpec, rows: DataFrame) -> None:
         """Plain append, for event logs whose rows are unique by construction (`runs`)."""
         self.ensure(spec)

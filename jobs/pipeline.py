@@ -11,6 +11,8 @@ from jobs.runner import StageSummary
 # stage name -> module exposing `run(ctx) -> StageSummary`
 STAGES: dict[str, str] = {
     "extract": "jobs.extract",
+    "decontaminate": "jobs.decontaminate",
+    "typecheck": "jobs.typecheck",
 }
 
 

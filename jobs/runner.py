@@ -84,7 +84,7 @@ def _record_run(ctx: Context, stage: str, status: str, started: datetime,
 
 
 def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
-                  staging_path: str) -> tuple[int, int]:
+                  staging_path: str, verdicts: bool) -> tuple[int, int]:
     stats = Observation(f"{stage}_outcomes")
     is_reject = F.col(REJECT_REASON).isNotNull()
     observed = outcomes.observe(
@@ -96,7 +96,8 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
     metrics = stats.get
     staged = ctx.spark.read.format("delta").load(staging_path)
 
-    kept = staged.where(~is_reject)
+    # A verdict table (decontamination, typecheck, ...) records every row it examined.
+    kept = staged if verdicts else staged.where(~is_reject)
     if "run_id" in output.columns:
         kept = kept.withColumn("run_id", F.lit(ctx.run_id))
     ctx.lake.insert_new(output, kept)
@@ -128,8 +129,13 @@ def run_stage(
     key: str,
     transform: Callable[[DataFrame], DataFrame],
     chunk_rows: int | None = None,
+    verdicts: bool = False,
 ) -> StageSummary:
-    """Transform the pending input chunk by chunk and commit each chunk idempotently."""
+    """Transform the pending input chunk by chunk and commit each chunk idempotently.
+
+    With `verdicts=True` the output table receives rejected rows too (it is the
+    stage's verdict on every input), and rejects still get their copy.
+    """
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     summary = StageSummary(stage)
@@ -146,7 +152,7 @@ def run_stage(
                 F.pmod(F.xxhash64(F.col(key)), F.lit(chunks)) == F.lit(index)
             )
             _describe_job(ctx, f"{stage}: chunk {index + 1}/{chunks}")
-            kept, rejected = _commit_chunk(ctx, stage, output, transform(part), staging)
+            kept, rejected = _commit_chunk(ctx, stage, output, transform(part), staging, verdicts)
             summary.rows_out += kept
             summary.rows_rejected += rejected
             summary.chunks += 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from pyspark.sql import functions as F
 from pyspark.sql import Window
+from pyspark.sql import functions as F
 
 from jobs.context import Context
 from jobs.pipeline import STAGES

@@ -6,6 +6,7 @@ bootstrap and the docs iterate over.
 
 from schemas.functions import FUNCTIONS
 from schemas.ledger import PROGRESS, REJECTS, RUNS
+from schemas.seeds import CLUSTERS, DECONTAMINATION, MINHASHES, TYPECHECK
 from schemas.spec import TableSpec
 
 TABLES: dict[str, TableSpec] = {
@@ -15,7 +16,14 @@ TABLES: dict[str, TableSpec] = {
         REJECTS,
         PROGRESS,
         FUNCTIONS,
+        DECONTAMINATION,
+        TYPECHECK,
+        MINHASHES,
+        CLUSTERS,
     )
 }
 
-__all__ = ["FUNCTIONS", "PROGRESS", "REJECTS", "RUNS", "TABLES", "TableSpec"]
+__all__ = [
+    "CLUSTERS", "DECONTAMINATION", "FUNCTIONS", "MINHASHES", "PROGRESS", "REJECTS", "RUNS",
+    "TABLES", "TYPECHECK", "TableSpec",
+]

@@ -100,7 +100,7 @@ def _parse(source: str) -> ast.Module | None:
         return None
 
 
-def _def_line(module: ast.Module, entry_point: str | None) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+def _entry_def(module: ast.Module, entry_point: str | None) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """The entry point's def, or the last top-level def (benchmarks put helpers first)."""
     defs = [n for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     named = [n for n in defs if n.name == entry_point]
@@ -160,7 +160,7 @@ def code_items(
     """Items of one code task whose solution either completes the prompt or stands alone."""
     items: list[BenchmarkItem] = []
     module = _parse(prompt)
-    entry = _def_line(module, entry_point) if module is not None else None
+    entry = _entry_def(module, entry_point) if module is not None else None
     standalone = entry is None and _parse(solution) is not None and "def " in solution
     if entry is not None:
         # A seed is one function without the prompt's imports or helpers: index from the def.

@@ -10,6 +10,7 @@ but they are computed for all shingles of a batch at once instead of one
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import defaultdict
@@ -321,3 +322,36 @@ def connected_components(
             low, high = sorted((root_a, root_b))
             parent[high] = low
     return {node: find(node) for node in list(parent)}
+
+
+# --- helpers for the Spark wrapper (jobs/dedup.py) ---------------------------------
+
+@functools.lru_cache(maxsize=4)
+def cached_hasher(num_perm: int, seed: int) -> MinHasher:
+    """One `MinHasher` per Python worker and parameters: its setup imports datasketch."""
+    return MinHasher(num_perm, seed)
+
+
+def signatures_to_bytes(signatures: np.ndarray) -> list[bytes]:
+    """(n, num_perm) uint32 signatures -> one little-endian blob per row (the stored form)."""
+    rows = np.ascontiguousarray(np.atleast_2d(signatures).astype("<u4", copy=False))
+    return [row.tobytes() for row in rows]
+
+
+def signatures_from_bytes(blobs: Sequence[bytes], num_perm: int) -> np.ndarray:
+    """Stored blobs -> (n, num_perm) uint32 signatures; a blob of the wrong size is an error,
+    not a silent misalignment of every later row."""
+    width = 4 * num_perm
+    bad = next((i for i, blob in enumerate(blobs) if len(blob) != width), None)
+    if bad is not None:
+        raise ValueError(f"signature {bad} has {len(blobs[bad])} bytes, expected {width} "
+                         f"(num_perm={num_perm})")
+    joined = b"".join(bytes(blob) for blob in blobs)
+    return np.frombuffer(joined, dtype="<u4").reshape(len(blobs), num_perm)
+
+
+def jaccard_rows(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Row-wise `jaccard_estimate` of two (n, num_perm) signature matrices."""
+    if left.shape != right.shape:
+        raise ValueError(f"signature shapes differ: {left.shape} vs {right.shape}")
+    return np.count_nonzero(left == right, axis=1) / float(left.shape[1])

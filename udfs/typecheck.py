@@ -4,10 +4,13 @@ Plain Python on plain values: `check_batch` takes (function_id, source) pairs an
 returns a `Verdict` per id; the Spark stage is a thin mapInPandas wrapper around
 `check_stream`. Unit-tested with the real pyright, no Spark.
 
-Why one process per directory: pyright's start-up (node, typeshed builtins) costs
-about a second, so one process per file is over 100x slower than one process
-over a directory of hundreds-thousands of files (DESIGN.md). Each function is its
-own module in that directory, so no function's verdict depends on its neighbours.
+Why one process per directory: pyright's start-up (node, then parsing and binding
+typeshed's builtins and the stubs a function imports) costs 1.5-3 s, while one
+more function in a directory costs 3 ms (a one-liner) to 50 ms (library code).
+One process per file is 40-300x slower than one process over a directory of
+hundreds-thousands of files (bench/typecheck_bench.py). Each function is its own
+module in that directory, so no function's verdict depends on its neighbours.
+Never `--threads`: on 2 cores it is about 2x slower than one process (DESIGN.md).
 
 Policy on imports (the sandbox that type-checks has no numpy, torch, ...):
 
@@ -54,9 +57,9 @@ EMPTY_VENV_NAME = "venv"
 INSTALL_HINT = "pip install 'pyright[nodejs]==1.1.411'"
 _VERSION_RE = re.compile(r"pyright (\d+\.\d+\.\d+)")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_]+")
-_VERSION_TIMEOUT_S = 300.0
-# One function alone takes about a second; this floor is far above it even on a loaded box.
-MIN_SPLIT_TIMEOUT_S = 60.0  # a first run may bootstrap node or the npm package
+_VERSION_TIMEOUT_S = 300.0  # a first run may bootstrap node or the npm package
+# One function alone takes a few seconds; this floor is far above it even on a loaded box.
+MIN_SPLIT_TIMEOUT_S = 60.0
 
 
 class PyrightUnavailable(RuntimeError):
@@ -179,11 +182,16 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.communicate()
 
 
-def parse_output(stdout: bytes, returncode: int) -> PyrightRun:
+def _tail(data: bytes, chars: int = 200) -> str:
+    return data.decode("utf-8", "replace").strip()[-chars:]
+
+
+def parse_output(stdout: bytes, returncode: int, stderr: bytes = b"") -> PyrightRun:
     """A PyrightRun from pyright's --outputjson output; exit 1 just means errors were found."""
     if returncode not in (0, 1):
-        tail = stdout.decode("utf-8", "replace").strip()[-200:]
-        return PyrightRun(failure=RULE_CRASH, detail=f"exit code {returncode}: {tail}")
+        # node's own failures (heap limit, signals) land on stderr, pyright's on stdout.
+        why = _tail(stderr) or _tail(stdout) or "no output"
+        return PyrightRun(failure=RULE_CRASH, detail=f"exit code {returncode}: {why}")
     try:
         report = json.loads(stdout)
         diagnostics = report["generalDiagnostics"]
@@ -204,14 +212,14 @@ def run_pyright(directory: Path, timeout_s: float) -> PyrightRun:
     proc = subprocess.Popen(
         [exe, "--outputjson", "--project", str(directory)],
         cwd=directory, env=pyright_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
-        stdout, _ = proc.communicate(timeout=timeout_s)
+        stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         return PyrightRun(failure=RULE_TIMEOUT, detail=f"no result after {timeout_s:g} s")
-    return parse_output(stdout, proc.returncode)
+    return parse_output(stdout, proc.returncode, stderr)
 
 
 # --- batches ----------------------------------------------------------------------------
@@ -271,7 +279,8 @@ def _run_on(
     try:
         write_config(directory, python_version)
         for name, _, source in batch:
-            (directory / name).write_text(source, encoding="utf-8")
+            # "replace": a lone surrogate must cost its function a verdict, not the batch.
+            (directory / name).write_text(source, encoding="utf-8", errors="replace")
         run = runner(directory, timeout_s)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -315,7 +324,9 @@ def check_batch(
     batch get half its timeout, at least MIN_SPLIT_TIMEOUT_S), so one bad
     function costs about 2*log2(len(items)) extra runs and gets a RULE_CRASH /
     RULE_TIMEOUT verdict alone. `run_pyright` is the seam tests use to inject
-    failures. A repeated id is checked once (its first source).
+    failures; an exception it raises (PyrightUnavailable, a failed fork)
+    propagates, so Spark retries the task instead of rejecting a whole batch.
+    A repeated id is checked once (its first source).
     """
     first_source: dict[str, str] = {}
     for function_id, source in items:

@@ -235,3 +235,11 @@ def test_timed_out_halves_get_half_the_time_down_to_a_floor() -> None:
     seen.clear()
     check_batch(items[:4], 100.0, run_pyright=hangs_on_id0)
     assert [timeout for _, timeout in seen] == [100.0, 60.0, 60.0, 60.0, 60.0]
+
+
+def test_missing_node_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # pyright itself stays findable (beside sys.executable); node is on no path.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("pyright.node.BINARIES_DIR", tmp_path)
+    with pytest.raises(PyrightUnavailable, match=r"node\.js not found"):
+        ensure_pyright()

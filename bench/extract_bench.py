@@ -1,0 +1,100 @@
+"""Extract throughput: the Spark stage vs a bare single-process `ast.parse` loop.
+
+Both sides read the same parquet. The baseline is the physical floor for this work:
+parse every file and slice out documented top-level functions from lines split
+once. Prints files/s and functions/s of each and the ratio (stage / baseline).
+
+    .venv/bin/python bench/extract_bench.py                 # committed corpus
+    .venv/bin/python bench/extract_bench.py --files 5000    # larger corpus via `sample`
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+
+def baseline(paths: list[Path]) -> tuple[int, int, float]:
+    """Bare ast loop: parse, find top-level functions with a docstring, slice their lines."""
+    files = functions = 0
+    start = time.perf_counter()
+    for path in paths:
+        for content in pq.read_table(path, columns=["content"]).column("content").to_pylist():
+            files += 1
+            try:
+                tree = ast.parse(content)
+            except Exception:
+                continue
+            lines = content.splitlines()
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):
+                    "\n".join(lines[node.lineno - 1 : node.end_lineno])
+                    functions += 1
+    return files, functions, time.perf_counter() - start
+
+
+def stage(glob: str, lake: Path) -> tuple[int, int, float, float]:
+    """(files, functions, transform-only seconds, full stage seconds with Delta commits)."""
+    from pyspark.sql import functions as F
+
+    from jobs import extract
+    from jobs.config import load_config
+    from jobs.context import Context
+
+    cfg = load_config(None, [f"input.path={glob}", f"lake.root={lake}"])
+    ctx = Context.create(cfg)
+    # Warm the JVM and Python workers so neither side pays one-off start-up costs.
+    ctx.spark.range(10).selectExpr("id").toPandas()
+    empty = ctx.spark.createDataFrame([], "function_id string")
+
+    start = time.perf_counter()
+    outcomes = extract.transform(extract.read_files(ctx), empty, cfg.extract)
+    counts = outcomes.agg(
+        F.countDistinct("source_key").alias("files"),
+        F.count("function_id").alias("functions"),
+    ).first()
+    transform_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    extract.run(ctx)
+    full_s = time.perf_counter() - start
+    return counts["files"], counts["functions"], transform_s, full_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--input", default="data/stack_sample/*.parquet")
+    parser.add_argument("--files", type=int, default=0,
+                        help="build a larger corpus of this many files with `selfalign sample` first")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        glob = args.input
+        if args.files:
+            from udfs.corpus import build_sample
+
+            out = Path(tmp) / "corpus" / "sample.parquet"
+            build_sample(out, files=args.files, seed=7, max_file_bytes=1_000_000)
+            glob = str(out)
+        paths = sorted(Path().glob(glob)) if not Path(glob).is_absolute() else [Path(glob)]
+        b_files, b_funcs, b_s = baseline(paths)
+        s_files, s_funcs, t_s, full_s = stage(glob, Path(tmp) / "lake")
+
+    print(f"cores: {os.cpu_count()}  input: {glob}")
+    print(f"baseline ast loop : {b_files} files {b_funcs} functions in {b_s:.2f}s "
+          f"= {b_files / b_s:.0f} files/s, {b_funcs / b_s:.0f} functions/s")
+    print(f"spark transform   : {s_files} files {s_funcs} functions in {t_s:.2f}s "
+          f"= {s_files / t_s:.0f} files/s, {s_funcs / t_s:.0f} functions/s")
+    print(f"spark full stage  : {full_s:.2f}s incl. Delta commits = {s_files / full_s:.0f} files/s")
+    print(f"ratio transform/baseline (files/s): {(s_files / t_s) / (b_files / b_s):.2f}x")
+    print(f"ratio full stage/baseline (files/s): {(s_files / full_s) / (b_files / b_s):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

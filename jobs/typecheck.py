@@ -1,0 +1,122 @@
+"""typecheck: pyright over every decontaminated function; any error drops it.
+
+Each task gathers its rows into batches of `typecheck.batch_size` files and runs one
+pyright process per batch (see udfs/typecheck.py for why, and for the split-and-retry
+that isolates a function that crashes or hangs pyright).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, IntegerType, StringType, StructField, StructType
+
+from jobs.config import TypecheckConfig
+from jobs.context import Context
+from jobs.runner import (
+    ITEM_ID,
+    REJECT_DETAIL,
+    REJECT_REASON,
+    SOURCE_KEY,
+    StageError,
+    StageSummary,
+    pending_input,
+    run_stage,
+)
+from schemas import FUNCTIONS, TYPECHECK
+from udfs.typecheck import (
+    PyrightUnavailable,
+    Verdict,
+    check_stream,
+    ensure_pyright,
+    function_source,
+)
+
+STAGE = "typecheck"
+KEY = "function_id"
+
+OUTCOME_SCHEMA = StructType(
+    [
+        StructField("function_id", StringType(), False),
+        StructField("passed", BooleanType(), False),
+        StructField("rule", StringType(), True),
+        StructField("message", StringType(), True),
+        StructField("line", IntegerType(), True),
+        StructField("pyright_version", StringType(), False),
+        StructField(SOURCE_KEY, StringType(), False),
+        StructField(ITEM_ID, StringType(), False),
+        StructField(REJECT_REASON, StringType(), True),
+        StructField(REJECT_DETAIL, StringType(), True),
+    ]
+)
+
+
+def outcome(function_id: str, verdict: Verdict, version: str) -> dict[str, Any]:
+    failed = not verdict.passed
+    return {
+        "function_id": function_id, "passed": verdict.passed, "rule": verdict.rule,
+        "message": verdict.message, "line": verdict.line, "pyright_version": version,
+        SOURCE_KEY: function_id, ITEM_ID: function_id,
+        REJECT_REASON: "type_error" if failed else None,
+        REJECT_DETAIL: f"{verdict.rule}: {verdict.message}"[:1000] if failed else None,
+    }
+
+
+def transform(functions: DataFrame, cfg: TypecheckConfig, version: str, partitions: int) -> DataFrame:
+    def check_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        pairs = (
+            (fid, function_source(imports, code))
+            for batch in batches
+            for fid, imports, code in zip(batch["function_id"], batch["imports"], batch["code"], strict=True)
+        )
+        rows: list[dict[str, Any]] = []
+        for function_id, verdict in check_stream(pairs, cfg.batch_size, cfg.timeout_seconds, cfg.python_version):
+            rows.append(outcome(function_id, verdict, version))
+            if len(rows) >= cfg.batch_size:
+                yield pd.DataFrame(rows, columns=OUTCOME_SCHEMA.fieldNames())
+                rows = []
+        if rows:
+            yield pd.DataFrame(rows, columns=OUTCOME_SCHEMA.fieldNames())
+
+    spread = functions.select("function_id", "imports", "code").repartition(partitions, "function_id")
+    return spread.mapInPandas(check_batches, schema=OUTCOME_SCHEMA)
+
+
+def pending(ctx: Context) -> DataFrame:
+    from jobs.decontaminate import clean_functions
+
+    return pending_input(ctx, STAGE, clean_functions(ctx).select(KEY, "imports", "code"), KEY)
+
+
+def run(ctx: Context) -> StageSummary:
+    try:
+        version = ensure_pyright()  # a missing node/pyright fails here, not in a task
+    except PyrightUnavailable as exc:
+        raise StageError(f"typecheck: {exc}") from None
+    # One pyright process per task at a time: as many tasks as the session runs in parallel.
+    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+    return run_stage(
+        ctx, STAGE, TYPECHECK, pending(ctx), KEY,
+        transform=lambda part: transform(part, ctx.cfg.typecheck, version, partitions),
+        verdicts=True,
+    )
+
+
+def passed_functions(ctx: Context) -> DataFrame:
+    """Functions that type-check: the dedup stage's input (FUNCTIONS columns)."""
+    passed = ctx.lake.read(TYPECHECK).where(F.col("passed")).select(KEY)
+    return ctx.lake.read(FUNCTIONS).join(passed, on=KEY, how="inner")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jobs.cli import stage_main
+
+    stage_main(STAGE, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Verdict tables of the seed filters: decontaminate, typecheck, dedup."""
+
+from pyspark.sql.types import (
+    BinaryType,
+    BooleanType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from schemas.spec import TableSpec
+
+DECONTAMINATION = TableSpec(
+    name="decontamination",
+    schema=StructType(
+        [
+            StructField("function_id", StringType(), False),
+            StructField("contaminated", BooleanType(), False),
+            StructField("benchmark", StringType(), True),
+            StructField("task_id", StringType(), True),
+            StructField("rule", StringType(), True),  # substring | ngram
+            StructField("matched_text", StringType(), True),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("function_id",),
+    description=(
+        "Benchmark-overlap verdict for every function checked: contaminated ones name the "
+        "benchmark, task and the matched text (normalized substring or shared token n-gram)."
+    ),
+)
+
+TYPECHECK = TableSpec(
+    name="typecheck",
+    schema=StructType(
+        [
+            StructField("function_id", StringType(), False),
+            StructField("passed", BooleanType(), False),
+            StructField("rule", StringType(), True),
+            StructField("message", StringType(), True),
+            StructField("line", IntegerType(), True),
+            StructField("pyright_version", StringType(), False),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("function_id",),
+    description=(
+        "pyright verdict for every decontaminated function, checked as its own file with the "
+        "imports it uses; a failure carries the first error's rule, message and line."
+    ),
+)
+
+MINHASHES = TableSpec(
+    name="minhashes",
+    schema=StructType(
+        [
+            StructField("function_id", StringType(), False),
+            StructField("signature", BinaryType(), False),  # num_perm little-endian uint32
+            StructField("num_perm", IntegerType(), False),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("function_id",),
+    description=(
+        "MinHash signature of every function that reached dedup, kept so a new snapshot is "
+        "compared against existing seeds without re-hashing them."
+    ),
+)
+
+CLUSTERS = TableSpec(
+    name="clusters",
+    schema=StructType(
+        [
+            StructField("function_id", StringType(), False),
+            StructField("cluster_id", StringType(), False),
+            StructField("cluster_size", LongType(), False),
+            StructField("is_representative", BooleanType(), False),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("function_id",),
+    description=(
+        "Near-duplicate clusters (MinHash-LSH at the configured Jaccard threshold, edges "
+        "confirmed on signature similarity, connected components). cluster_id is the "
+        "representative's function_id: most stars, then smallest id."
+    ),
+)

@@ -154,6 +154,9 @@ def _describe(error: dict[str, Any]) -> str:
     return f"config: key '{key}': {error['msg']} (got {given!r})"
 
 
+FREE_FORM_MAPS: tuple[tuple[str, ...], ...] = (("spark", "extra"),)
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply one `a.b.c=value` override in place; the value is parsed as YAML."""
     if "=" not in assignment:
@@ -162,6 +165,10 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     parts = [p for p in dotted.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"config: override '{assignment}' has an empty key")
+    for prefix in FREE_FORM_MAPS:
+        # Keys of free-form maps are themselves dotted (spark.extra.spark.executor.memory=8g).
+        if tuple(parts[: len(prefix)]) == prefix and len(parts) > len(prefix):
+            parts = [*prefix, ".".join(parts[len(prefix) :])]
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})

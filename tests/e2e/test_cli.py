@@ -1,0 +1,68 @@
+"""The `selfalign` command and `spark-submit jobs/<stage>.py`, as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.stack_rows import stack_row, write_stack
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+GOOD = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
+NO_ARGS = 'def answer():\n    """The answer."""\n    return 42\n'
+
+
+def run(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_bad_config_is_one_clear_line(tmp_path: Path):
+    result = run(str(BIN / "selfalign"), "status", "--set", "dedup.thresh=0.5")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "selfalign: error: config: unknown key 'dedup.thresh'"
+
+
+def test_unknown_stage_is_one_clear_line():
+    result = run(str(BIN / "selfalign"), "run", "--stages", "extract,nope")
+    assert result.returncode == 2
+    assert "unknown stage 'nope'" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_run_until_extract_then_status(tmp_path: Path):
+    src = write_stack(tmp_path / "in" / "p.parquet", [stack_row(GOOD, path="a.py"), stack_row(NO_ARGS, path="b.py")])
+    lake = tmp_path / "lake"
+    result = run(str(BIN / "selfalign"), "run", "--until", "extract",
+                 "--set", f"input.path={src}", "--set", f"lake.root={lake}",
+                 "--set", f"spark.ivy_dir={REPO / '.ivy'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[extract] done in=2 out=1 rejected=1" in result.stderr
+    status = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    assert status["functions"][1] == "1"
+    assert status["rejects"][1] == "1"
+    assert status["extract"][3] == "succeeded"
+    assert "no_arguments" in status["extract"]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_submit_runs_a_stage(tmp_path: Path):
+    src = write_stack(tmp_path / "in" / "p.parquet", [stack_row(GOOD, path="a.py")])
+    lake = tmp_path / "lake"
+    result = run(str(BIN / "spark-submit"), "--properties-file", "conf/spark-local.conf",
+                 "--conf", f"spark.pyspark.python={sys.executable}",
+                 "--conf", f"spark.pyspark.driver.python={sys.executable}",
+                 "jobs/extract.py", "--config", "conf/local.yaml",
+                 "--set", f"input.path={src}", "--set", f"lake.root={lake}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[extract] done in=1 out=1 rejected=0" in result.stderr
+    assert (lake / "functions" / "_delta_log").is_dir()

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -121,6 +122,48 @@ class DedupConfig(Section):
     fn_weight: float = Field(default=0.8, ge=0.0)
 
 
+_ENGINE_RE = re.compile(r"none|openai|vllm|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+class LLMConfig(Section):
+    """The generation engine (udfs/llm.py). Engine-relevant: any change builds a new engine."""
+
+    # "none" (generation stages refuse to run), "openai" (an OpenAI-compatible server),
+    # "vllm" (in-process on a GPU executor) or "python:<module>:<Class>" (a class
+    # constructed with this section; how tests plug in their engine on executors).
+    engine: str = "none"
+    # HF id for vllm; the served model name for openai ("" = the server's first model).
+    model: str = "bigcode/starcoder2-15b"
+    # --- openai ---
+    base_url: str = "http://127.0.0.1:8000/v1"
+    # "completions" suits base models prompted with few-shot text; "chat" sends the
+    # prompt as one user message (instruct models, servers without /v1/completions).
+    api: Literal["completions", "chat"] = "completions"
+    # The key itself never goes into config or logs: only the env var's name.
+    api_key_env: str = "OPENAI_API_KEY"
+    # Requests in flight per Spark task (one engine per Python worker).
+    concurrency: int = Field(default=16, ge=1)
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    check_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    # --- vllm ---
+    dtype: str = "bfloat16"
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    max_model_len: int | None = Field(default=None, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    seed: int = 0
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if not _ENGINE_RE.fullmatch(value):
+            raise ValueError("expected none, openai, vllm or python:<module>:<Class>")
+        return value
+
+
 class RunConfig(Section):
     seed: int = 42
     chunk_rows: int = Field(default=50_000, ge=1)
@@ -135,6 +178,7 @@ class PipelineConfig(Section):
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     typecheck: TypecheckConfig = Field(default_factory=TypecheckConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     def fingerprint(self) -> str:

@@ -230,11 +230,16 @@ def _small_star(edges: DataFrame) -> DataFrame:
 
 def _is_star_forest(edges: DataFrame) -> bool:
     """Converged: every node has one parent and every parent is a root, so each
-    component is a star around its smallest id."""
-    parents = edges.groupBy("hi").agg(F.count(F.lit(1)).alias("parents"))
-    several = parents.where(F.col("parents") > 1)
-    chained = edges.join(parents.select(F.col("hi").alias("lo")), on="lo", how="left_semi")
-    return not several.take(1) and not chained.take(1)
+    component is a star around its smallest id. One Spark job."""
+    has_parent = edges.select(F.col("hi").alias("lo"), F.lit(1).alias("_lo_has_parent")).distinct()
+    worst = (
+        edges.join(has_parent, on="lo", how="left")
+        .groupBy("hi")
+        .agg(F.count(F.lit(1)).alias("parents"), F.max("_lo_has_parent").alias("chained"))
+        .agg(F.max("parents").alias("parents"), F.max("chained").alias("chained"))
+        .first()
+    )
+    return worst is None or ((worst["parents"] or 0) <= 1 and worst["chained"] is None)
 
 
 def connected_components(edges: DataFrame, max_iterations: int) -> tuple[DataFrame, int]:
@@ -301,9 +306,9 @@ def transform(functions: DataFrame, seeds: DataFrame, cfg: DedupConfig) -> DataF
         known.select("function_id", F.lit(None).cast("long").alias("stars"), "signature",
                      F.lit(False).alias("is_new"))
     )
+    # Both read several times (bands, confirmation, representatives): computed once each.
+    nodes = nodes.localCheckpoint()
     sigs = nodes.select("function_id", "signature")
-
-    # Read three times (components, links, the graph's nodes): computed once.
     edges = confirmed_edges(candidate_pairs(band_keys(nodes, cfg)), sigs, cfg).localCheckpoint()
     labels, _ = connected_components(edges, cfg.max_iterations)
 

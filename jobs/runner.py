@@ -6,7 +6,9 @@ A stage's `transform` returns *outcome rows*: the output table's columns plus
                   yield at least one outcome row: kept or rejected, never silence),
 - `item_id`       the id of the dropped item, for rejects,
 - `reject_reason` null for kept rows, a machine-readable reason otherwise,
-- `reject_detail` a human-readable detail for rejects.
+- `reject_detail` a human-readable detail for rejects,
+- `retry_error`   (optional) set on rows that failed transiently: logged in `errors`,
+                  and their input key stays pending so the next run retries it.
 
 `run_stage` writes the outcomes to a staging table once (so the transform, which
 may be expensive, runs exactly once per chunk), then merges kept rows into the
@@ -29,7 +31,7 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from jobs.context import Context
-from schemas import PROGRESS, REJECTS, RUNS, TableSpec
+from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
 
 log = logging.getLogger("selfalign")
 
@@ -38,6 +40,9 @@ ITEM_ID = "item_id"
 REJECT_REASON = "reject_reason"
 REJECT_DETAIL = "reject_detail"
 OUTCOME_COLUMNS = (SOURCE_KEY, ITEM_ID, REJECT_REASON, REJECT_DETAIL)
+# Optional outcome column: a transient failure (an LLM request that failed after its
+# retries). Such rows go to `errors`, and their input key is not marked done.
+RETRY_ERROR = "retry_error"
 
 
 class StageError(RuntimeError):
@@ -50,6 +55,7 @@ class StageSummary:
     rows_in: int = 0
     rows_out: int = 0
     rows_rejected: int = 0
+    rows_failed: int = 0
     seconds: float = 0.0
     chunks: int = 0
 
@@ -84,20 +90,24 @@ def _record_run(ctx: Context, stage: str, status: str, started: datetime,
 
 
 def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
-                  staging_path: str, verdicts: bool) -> tuple[int, int]:
+                  staging_path: str, verdicts: bool) -> tuple[int, int, int]:
+    if RETRY_ERROR not in outcomes.columns:
+        outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
     stats = Observation(f"{stage}_outcomes")
-    is_reject = F.col(REJECT_REASON).isNotNull()
+    is_retry = F.col(RETRY_ERROR).isNotNull()
+    is_reject = F.col(REJECT_REASON).isNotNull() & ~is_retry
     observed = outcomes.observe(
         stats,
-        F.sum(F.when(is_reject, 0).otherwise(1)).alias("kept"),
+        F.sum(F.when(is_reject | is_retry, 0).otherwise(1)).alias("kept"),
         F.sum(F.when(is_reject, 1).otherwise(0)).alias("rejected"),
+        F.sum(F.when(is_retry, 1).otherwise(0)).alias("failed"),
     )
     ctx.lake.overwrite(staging_path, observed)
     metrics = stats.get
     staged = ctx.spark.read.format("delta").load(staging_path)
 
     # A verdict table (decontamination, typecheck, ...) records every row it examined.
-    kept = staged if verdicts else staged.where(~is_reject)
+    kept = staged.where(~is_retry) if verdicts else staged.where(~is_reject & ~is_retry)
     if "run_id" in output.columns:
         kept = kept.withColumn("run_id", F.lit(ctx.run_id))
     ctx.lake.insert_new(output, kept)
@@ -112,13 +122,25 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
     ).dropDuplicates(["item_id"])  # an input file listed twice yields the same rejects twice
     ctx.lake.insert_new(REJECTS, rejects)
 
-    committed = staged.select(
+    failures = staged.where(is_retry)
+    if metrics.get("failed"):
+        ctx.lake.append(ERRORS, failures.select(
+            F.lit(stage).alias("stage"),
+            F.col(ITEM_ID).alias("item_id"),
+            F.col(SOURCE_KEY).alias("source_key"),
+            F.col(RETRY_ERROR).alias("error"),
+            F.lit(ctx.run_id).alias("run_id"),
+        ))
+    # Keys with a transient failure stay pending: the next run retries them.
+    retry_keys = failures.select(SOURCE_KEY).distinct()
+    committed = staged.select(SOURCE_KEY).distinct().join(retry_keys, on=SOURCE_KEY, how="left_anti")
+    ctx.lake.insert_new(PROGRESS, committed.select(
         F.lit(stage).alias("stage"),
         F.col(SOURCE_KEY).alias("input_key"),
         F.lit(ctx.run_id).alias("run_id"),
-    ).distinct()
-    ctx.lake.insert_new(PROGRESS, committed)
-    return int(metrics.get("kept") or 0), int(metrics.get("rejected") or 0)
+    ))
+    return (int(metrics.get("kept") or 0), int(metrics.get("rejected") or 0),
+            int(metrics.get("failed") or 0))
 
 
 def run_stage(
@@ -152,13 +174,14 @@ def run_stage(
                 F.pmod(F.xxhash64(F.col(key)), F.lit(chunks)) == F.lit(index)
             )
             _describe_job(ctx, f"{stage}: chunk {index + 1}/{chunks}")
-            kept, rejected = _commit_chunk(ctx, stage, output, transform(part), staging, verdicts)
+            kept, rejected, failed = _commit_chunk(ctx, stage, output, transform(part), staging, verdicts)
             summary.rows_out += kept
             summary.rows_rejected += rejected
+            summary.rows_failed += failed
             summary.chunks += 1
             if chunks > 1:
-                log.info("[%s] committed chunk %d/%d kept=%d rejected=%d",
-                         stage, index + 1, chunks, kept, rejected)
+                log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d",
+                         stage, index + 1, chunks, kept, rejected, failed)
     except Exception as exc:
         summary.seconds = time.monotonic() - clock
         _record_run(ctx, stage, "failed", started, summary, f"{type(exc).__name__}: {exc}"[:2000])
@@ -167,4 +190,7 @@ def run_stage(
     _record_run(ctx, stage, "succeeded", started, summary)
     log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage, summary.rows_in,
              summary.rows_out, summary.rows_rejected, summary.seconds)
+    if summary.rows_failed:
+        log.warning("[%s] %d rows failed transiently (see `errors`); the next run retries them",
+                    stage, summary.rows_failed)
     return summary

@@ -29,6 +29,8 @@ from jobs.runner import (
 )
 from schemas import FUNCTIONS, TYPECHECK
 from udfs.typecheck import (
+    RULE_CRASH,
+    RULE_TIMEOUT,
     PyrightUnavailable,
     Verdict,
     check_stream,
@@ -61,7 +63,9 @@ def outcome(function_id: str, verdict: Verdict, version: str) -> dict[str, Any]:
         "function_id": function_id, "passed": verdict.passed, "rule": verdict.rule,
         "message": verdict.message, "line": verdict.line, "pyright_version": version,
         SOURCE_KEY: function_id, ITEM_ID: function_id,
-        REJECT_REASON: "type_error" if failed else None,
+        # A function pyright cannot finish on is not a type error: keep the two apart.
+        REJECT_REASON: (verdict.rule if verdict.rule in (RULE_CRASH, RULE_TIMEOUT) else "type_error")
+        if failed else None,
         REJECT_DETAIL: f"{verdict.rule}: {verdict.message}"[:1000] if failed else None,
     }
 

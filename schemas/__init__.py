@@ -5,7 +5,7 @@ bootstrap and the docs iterate over.
 """
 
 from schemas.functions import FUNCTIONS
-from schemas.ledger import PROGRESS, REJECTS, RUNS
+from schemas.ledger import ERRORS, PROGRESS, REJECTS, RUNS
 from schemas.seeds import CLUSTERS, DECONTAMINATION, MINHASHES, TYPECHECK
 from schemas.spec import TableSpec
 
@@ -15,6 +15,7 @@ TABLES: dict[str, TableSpec] = {
         RUNS,
         REJECTS,
         PROGRESS,
+        ERRORS,
         FUNCTIONS,
         DECONTAMINATION,
         TYPECHECK,
@@ -24,6 +25,6 @@ TABLES: dict[str, TableSpec] = {
 }
 
 __all__ = [
-    "CLUSTERS", "DECONTAMINATION", "FUNCTIONS", "MINHASHES", "PROGRESS", "REJECTS", "RUNS",
+    "CLUSTERS", "DECONTAMINATION", "ERRORS", "FUNCTIONS", "MINHASHES", "PROGRESS", "REJECTS", "RUNS",
     "TABLES", "TYPECHECK", "TableSpec",
 ]

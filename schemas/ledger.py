@@ -71,3 +71,22 @@ PROGRESS = TableSpec(
         "crash between a stage's writes only means redoing idempotent work, never losing rows."
     ),
 )
+
+ERRORS = TableSpec(
+    name="errors",
+    schema=StructType(
+        [
+            StructField("stage", StringType(), False),
+            StructField("item_id", StringType(), False),
+            StructField("source_key", StringType(), False),
+            StructField("error", StringType(), False),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("stage", "item_id", "run_id"),
+    partition_by=("stage",),
+    description=(
+        "Append-only log of transient failures (e.g. an LLM request that failed after its "
+        "retries). The input key stays pending, so the next run retries it."
+    ),
+)

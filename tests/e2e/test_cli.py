@@ -19,7 +19,8 @@ NO_ARGS = 'def answer():\n    """The answer."""\n    return 42\n'
 
 
 def run(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # spark-submit finds SPARK_HOME with the `python3` on PATH: the venv's, as after `activate`.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
@@ -61,6 +62,7 @@ def test_spark_submit_runs_a_stage(tmp_path: Path):
     result = run(str(BIN / "spark-submit"), "--properties-file", "conf/spark-local.conf",
                  "--conf", f"spark.pyspark.python={sys.executable}",
                  "--conf", f"spark.pyspark.driver.python={sys.executable}",
+                 "--conf", f"spark.jars.ivy={REPO / '.ivy'}",
                  "jobs/extract.py", "--config", "conf/local.yaml",
                  "--set", f"input.path={src}", "--set", f"lake.root={lake}")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -57,7 +57,7 @@ def test_file_errors(tmp_path: Path):
 
 
 def test_malformed_override():
-    with pytest.raises(ConfigError, match="must look like key.path=value"):
+    with pytest.raises(ConfigError, match=r"must look like key\.path=value"):
         load_config(None, ["dedup.threshold"])
     with pytest.raises(ConfigError, match="is not a section"):
         load_config(None, ["lake.root.deeper=1"])

@@ -1,0 +1,229 @@
+"""Read back what the base model wrote at each generation step.
+
+Plain functions on strings, so they are unit-tested without Spark or a model.
+A base model does not always stop where asked (an OpenAI-compatible server may
+ignore stop sequences, a sample may run into the next few-shot example, a long
+answer may be cut by max_tokens), so every parser tolerates leaked text and an
+unclosed code fence, and says what is missing instead of guessing.
+
+The layout constants live here rather than in udfs.prompts because the parsers
+depend on them; udfs.prompts imports them to build prompts that match.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass, field
+
+# Lines starting with this begin the next few-shot block ("=== Example 9 ===",
+# "=== Task ==="); anything from such a line on is leaked continuation.
+SEPARATOR = "==="
+
+# The four sections of a response, in order, and their markdown headings.
+SECTIONS: tuple[str, ...] = ("reasoning", "implementation", "explanation", "tests")
+MARKERS: dict[str, str] = {
+    "reasoning": "## Reasoning",
+    "implementation": "## Implementation",
+    "explanation": "## Explanation",
+    "tests": "## Tests",
+}
+# The respond prompt ends on this line, so a completion starts inside the reasoning.
+RESPONSE_OPENING = MARKERS["reasoning"] + "\n"
+
+# A task shorter than this cannot state inputs, outputs and edge cases.
+MIN_INSTRUCTION_CHARS = 20
+
+# Headings are matched leniently (2-3 hashes, any case, optional colon, "Test")
+# because sampled text drifts; a heading must still be a whole line of its own.
+_HEADER = re.compile(
+    r"^[ \t]*#{2,3}[ \t]*(reasoning|implementation|explanation|tests?)[ \t]*:?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SEPARATOR_LINE = re.compile(rf"^[ \t]*{re.escape(SEPARATOR)}", re.MULTILINE)
+_FENCE = re.compile(r"^[ \t]*```")
+_WORD = re.compile(r"[a-z]+")
+_EITHER_ANSWER = re.compile(r"^\W*(yes|no)\s*(?:/|\||\bor\b)\s*(yes|no)\b")
+_BULLET = re.compile(r"^(?:[-*\u2022]|\d+[.)])\s+")
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    reasoning: str
+    code: str
+    explanation: str
+    tests: str
+    # Names of the parts above that are absent or empty, in that order.
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        return "code" not in self.missing and "tests" not in self.missing
+
+
+# --- small helpers --------------------------------------------------------------
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def cut_at_separator(text: str, start: int = 0) -> str:
+    """Text up to the first separator line at or after `start` (leaked next example)."""
+    hit = _SEPARATOR_LINE.search(text, start)
+    return text[: hit.start()] if hit else text
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
+# --- judge ----------------------------------------------------------------------
+
+def parse_judge(text: str | None) -> bool | None:
+    """Yes -> True, No -> False, anything else -> None (recorded as unparseable).
+
+    Only the first non-blank line counts, and only its first word, so "Yes.",
+    " no", "**YES**" and "Yes, it explains the arguments" all parse. An echoed
+    "Answer:" label is skipped. "Yes/No" or "yes or no" is a refusal to choose.
+    """
+    line = _first_line(text or "").lower()
+    words = _WORD.findall(line)
+    if words[:1] == ["answer"]:
+        words = words[1:]
+        line = line.split("answer", 1)[1]
+    if not words or words[0] not in ("yes", "no"):
+        return None
+    either = _EITHER_ANSWER.match(line)
+    if either and either.group(1) != either.group(2):
+        return None
+    return words[0] == "yes"
+
+
+# --- concepts -------------------------------------------------------------------
+
+def _clean_concept(item: str) -> str:
+    item = _BULLET.sub("", item.strip())
+    return " ".join(item.strip(" .;").split())
+
+
+def parse_concepts(text: str | None) -> list[str]:
+    """Comma- (or line-) separated concepts: trimmed, de-duplicated case-insensitively.
+
+    Reading stops at the first blank line or separator, where a model that was not
+    stopped starts the next example.
+    """
+    body = cut_at_separator(_normalize_newlines(text or "")).split("\n\n", 1)[0]
+    body = re.sub(r"^\s*concepts\s*:", "", body, flags=re.IGNORECASE)
+    seen: set[str] = set()
+    concepts: list[str] = []
+    for raw in re.split(r"[,\n]", body):
+        concept = _clean_concept(raw)
+        if concept and concept.lower() not in seen:
+            seen.add(concept.lower())
+            concepts.append(concept)
+    return concepts
+
+
+# --- instruction ----------------------------------------------------------------
+
+def parse_instruction(text: str | None) -> str | None:
+    """The task text, or None when nothing usable came back."""
+    body = cut_at_separator(_normalize_newlines(text or "")).strip()
+    body = re.sub(r"^task\s*:\s*", "", body, flags=re.IGNORECASE)
+    return body if len(body) >= MIN_INSTRUCTION_CHARS else None
+
+
+# --- response -------------------------------------------------------------------
+
+def _section_name(match: re.Match[str]) -> str:
+    name = match.group(1).lower()
+    return "tests" if name == "test" else name
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """Body of each section present, keyed by section name, in the text's order.
+
+    The first non-empty occurrence of a section wins; any heading ends the section
+    before it. Without a reasoning heading, the text before the first heading is
+    the reasoning: the respond prompt ends on "## Reasoning", so a raw completion
+    starts there. With one, text before it is chatter and is dropped.
+    """
+    text = _normalize_newlines(text)
+    headers = list(_HEADER.finditer(text))
+    # Separators before the first heading are chatter; after it they are a leak.
+    text = cut_at_separator(text, headers[0].start() if headers else 0)
+    headers = [h for h in headers if h.end() <= len(text)]
+    bodies: dict[str, str] = {}
+    if "reasoning" not in {_section_name(h) for h in headers}:
+        lead = text[: headers[0].start()] if headers else text
+        if lead.strip():
+            bodies["reasoning"] = lead.strip()
+    ends = [h.start() for h in headers[1:]] + [len(text)]
+    for header, end in zip(headers, ends):
+        name, body = _section_name(header), text[header.end() : end].strip()
+        if body and name not in bodies:
+            bodies[name] = body
+    return bodies
+
+
+def _fenced_blocks(body: str) -> list[str]:
+    """Contents of the ``` blocks in a section; an unclosed last block runs to the end."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in body.split("\n"):
+        if _FENCE.match(line):
+            if current is None:
+                current = []
+            else:
+                blocks.append(current)
+                current = None
+        elif current is not None:
+            current.append(line)
+    if current is not None:  # cut off by max_tokens or a missing final fence
+        blocks.append(current)
+    texts = (textwrap.dedent("\n".join(lines)).strip("\n").rstrip() for lines in blocks)
+    return [text for text in texts if text.strip()]
+
+
+def _code_of(body: str) -> str:
+    return "\n\n".join(_fenced_blocks(body))
+
+
+def parse_response(text: str | None) -> ParsedResponse:
+    """Split a response into its parts; `missing` names the absent ones.
+
+    Code and tests are the contents of the fenced blocks in their sections (all
+    blocks, joined), so prose around a block never reaches the sandbox.
+    """
+    bodies = split_sections(text or "")
+    parts = {
+        "reasoning": bodies.get("reasoning", ""),
+        "code": _code_of(bodies.get("implementation", "")),
+        "explanation": bodies.get("explanation", ""),
+        "tests": _code_of(bodies.get("tests", "")),
+    }
+    missing = [name for name, value in parts.items() if not value.strip()]
+    return ParsedResponse(**parts, missing=missing)
+
+
+def _close_fences(body: str) -> str:
+    fences = sum(1 for line in body.split("\n") if _FENCE.match(line))
+    return body + "\n```" if fences % 2 else body
+
+
+def clean_response(text: str | None) -> str:
+    """The response as SFT text: sections in order, headings dropped, fences closed.
+
+    Prose and code blocks inside each section are kept as written; chatter before
+    the reasoning heading and a leaked next example are not.
+    """
+    bodies = split_sections(text or "")
+    return "\n\n".join(_close_fences(bodies[name]) for name in SECTIONS if name in bodies)
+
+
+def program_for(parsed: ParsedResponse) -> str:
+    """What the sandbox runs: the implementation, then the tests that call it."""
+    if not parsed.runnable:
+        # A tests block alone can pass without any implementation: never run it.
+        raise ValueError(f"response has no runnable program (missing: {', '.join(parsed.missing)})")
+    return parsed.code + "\n\n" + parsed.tests

@@ -1,0 +1,365 @@
+"""Few-shot prompts for the base model, built from versioned YAML in conf/prompts/.
+
+The words (instructions, examples) are data that can be reviewed and re-versioned
+without touching code. The layout (separators, field labels, where each prompt
+ends) is code, because the parsers in udfs.parse and the stop sequences in STOPS
+depend on it.
+
+Builders are pure and take an explicit seed key: every example choice comes from
+sha256 of that key, never from Python's per-process hash(), so each executor and
+each rerun builds byte-identical prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from udfs.parse import (
+    MARKERS,
+    RESPONSE_OPENING,
+    SEPARATOR,
+    parse_concepts,
+    parse_response,
+)
+
+KINDS: tuple[str, ...] = ("judge", "concepts", "instruct", "respond")
+FILES: Mapping[str, str] = MappingProxyType(
+    {"judge": "judge.yaml", "oss_instruct": "oss_instruct.yaml", "respond": "respond.yaml"}
+)
+
+# Where the model must stop. Judge and concepts answers are one line; instructions
+# and responses run until the model starts the next few-shot block.
+STOPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "judge": ("\n",),
+        "concepts": ("\n",),
+        "instruct": ("\n" + SEPARATOR,),
+        "respond": ("\n" + SEPARATOR,),
+    }
+)
+
+T = TypeVar("T")
+
+
+class PromptConfigError(ValueError):
+    """A problem in a prompts YAML file, naming the file and the key."""
+
+
+def stop_sequences(kind: str) -> list[str]:
+    """A fresh list of the stop sequences for one step (engines want a list)."""
+    _check_kind(kind)
+    return list(STOPS[kind])
+
+
+# --- config schema --------------------------------------------------------------
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
+class _Model(BaseModel):
+    # Unknown keys are typos; strict types stop `version: 1` becoming "1" silently.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class JudgeExample(_Model):
+    code: Text
+    answer: Literal["Yes", "No"]
+    reason: str = ""
+
+
+class JudgeConfig(_Model):
+    version: Text
+    instruction: Text
+    examples: list[JudgeExample] = Field(min_length=2)
+
+
+class OssExample(_Model):
+    snippet: Text
+    concepts: Text
+    category: Text
+    difficulty: Text
+    instruction: Text
+    response: Text
+
+
+class OssInstructConfig(_Model):
+    version: Text
+    concepts_instruction: Text
+    instruct_instruction: Text
+    categories: list[Text] = Field(min_length=1)
+    difficulties: list[Text] = Field(min_length=1)
+    shots: int = Field(ge=1)
+    examples: list[OssExample] = Field(min_length=1)
+
+
+class RespondExample(_Model):
+    instruction: Text
+    response: Text
+
+
+class RespondConfig(_Model):
+    version: Text
+    instruction: Text
+    example: RespondExample
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """The three prompt files, validated; picklable, so it ships to executors."""
+
+    judge: JudgeConfig
+    oss: OssInstructConfig
+    respond: RespondConfig
+    directory: str
+
+
+# --- loading --------------------------------------------------------------------
+
+def default_prompts_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "conf" / "prompts"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "missing":
+        return f"missing required key '{key}'"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"key '{key}': {message}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PromptConfigError(f"prompts: file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise PromptConfigError(f"prompts: {path}{where} is not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise PromptConfigError(f"prompts: {path} must hold a mapping at the top level")
+    return raw
+
+
+def _load_model(path: Path, model: type[T]) -> T:
+    raw = _read_yaml(path)
+    try:
+        return model.model_validate(raw)  # type: ignore[attr-defined, no-any-return]
+    except ValidationError as exc:
+        raise PromptConfigError(f"prompts: {path}: {_describe(exc.errors()[0])}") from None
+
+
+def _fail(path: Path, key: str, message: str) -> PromptConfigError:
+    return PromptConfigError(f"prompts: {path}: key '{key}': {message}")
+
+
+def _check_response(path: Path, key: str, response: str) -> None:
+    """An example response must be in the exact format the parser reads back."""
+    if not response.lstrip().startswith(RESPONSE_OPENING):
+        raise _fail(path, key, f"must start with the line '{MARKERS['reasoning']}'")
+    missing = parse_response(response).missing
+    if missing:
+        raise _fail(path, key, f"missing sections: {', '.join(missing)}")
+    if "\n" + SEPARATOR in response:
+        raise _fail(path, key, f"contains the stop sequence {SEPARATOR!r} at a line start")
+
+
+def _check_judge(path: Path, cfg: JudgeConfig) -> None:
+    answers = {example.answer for example in cfg.examples}
+    if answers != {"Yes", "No"}:
+        raise _fail(path, "examples", "needs at least one Yes and one No example")
+    for index, example in enumerate(cfg.examples):
+        if "\n" in example.reason.strip():
+            raise _fail(path, f"examples.{index}.reason", "must be a single line")
+
+
+def _check_unique(path: Path, key: str, values: Sequence[str]) -> None:
+    if len(set(values)) != len(values):
+        raise _fail(path, key, "has duplicate entries")
+
+
+def _check_oss(path: Path, cfg: OssInstructConfig) -> None:
+    _check_unique(path, "categories", cfg.categories)
+    _check_unique(path, "difficulties", cfg.difficulties)
+    if cfg.shots > len(cfg.examples):
+        raise _fail(path, "shots", f"{cfg.shots} is more than the {len(cfg.examples)} examples")
+    for index, example in enumerate(cfg.examples):
+        where = f"examples.{index}"
+        if example.category not in cfg.categories:
+            raise _fail(path, f"{where}.category", f"{example.category!r} is not in categories")
+        if example.difficulty not in cfg.difficulties:
+            raise _fail(path, f"{where}.difficulty", f"{example.difficulty!r} is not in difficulties")
+        # Rendered as written, so it must already be in the form the parser returns.
+        if ", ".join(parse_concepts(example.concepts)) != example.concepts.strip():
+            raise _fail(path, f"{where}.concepts", "must be one line of unique, comma-separated concepts")
+        if "\n" + SEPARATOR in example.instruction:
+            raise _fail(path, f"{where}.instruction", f"contains the stop sequence {SEPARATOR!r}")
+        _check_response(path, f"{where}.response", example.response)
+
+
+def load_prompts(prompts_dir: str | Path | None = None) -> PromptSet:
+    """Load and validate judge.yaml, oss_instruct.yaml and respond.yaml."""
+    directory = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
+    judge_path = directory / FILES["judge"]
+    oss_path = directory / FILES["oss_instruct"]
+    respond_path = directory / FILES["respond"]
+    judge = _load_model(judge_path, JudgeConfig)
+    _check_judge(judge_path, judge)
+    oss = _load_model(oss_path, OssInstructConfig)
+    _check_oss(oss_path, oss)
+    respond = _load_model(respond_path, RespondConfig)
+    _check_response(respond_path, "example.response", respond.example.response)
+    return PromptSet(judge=judge, oss=oss, respond=respond, directory=str(directory))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown prompt kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def prompt_version(kind: str, cfg: PromptSet | None = None) -> str:
+    """Version string stored with every row the step generates."""
+    _check_kind(kind)
+    prompts = cfg if cfg is not None else load_prompts()
+    if kind == "judge":
+        return prompts.judge.version
+    if kind == "respond":
+        return prompts.respond.version
+    return prompts.oss.version
+
+
+# --- deterministic choices ------------------------------------------------------
+
+def _rng(seed_key: str, purpose: str) -> random.Random:
+    """A generator private to one (seed key, purpose) pair, identical in every process."""
+    digest = hashlib.sha256(f"{seed_key}:{purpose}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _shuffled(items: Sequence[T], seed_key: str, purpose: str) -> list[T]:
+    order = list(items)
+    _rng(seed_key, purpose).shuffle(order)
+    return order
+
+
+def _drawn(items: Sequence[T], count: int, seed_key: str, purpose: str) -> list[T]:
+    return _rng(seed_key, purpose).sample(list(items), count)
+
+
+def pick_category_difficulty(seed_key: str, cfg: PromptSet) -> tuple[str, str]:
+    rng = _rng(seed_key, "category-difficulty")
+    return rng.choice(cfg.oss.categories), rng.choice(cfg.oss.difficulties)
+
+
+# --- layout ---------------------------------------------------------------------
+
+def _code(text: str) -> str:
+    # Keep the first line's indentation; only blank edges are noise.
+    return text.strip("\n").rstrip()
+
+
+def _fenced(code: str) -> str:
+    return f"```python\n{_code(code)}\n```"
+
+
+def _assemble(instruction: str, blocks: list[str]) -> str:
+    return instruction.strip() + "\n\n" + "\n\n".join(blocks)
+
+
+def _judge_block(number: int, code: str, answer: str, reason: str) -> str:
+    lines = [f"{SEPARATOR} Function {number} {SEPARATOR}", _fenced(code), f"Answer: {answer}"]
+    if reason.strip():
+        lines.append(f"Reason: {reason.strip()}")
+    return "\n".join(lines)
+
+
+def _concepts_block(number: int, snippet: str, concepts: str) -> str:
+    # The query passes no concepts and ends on the bare label: a prompt ending in a
+    # space tokenizes badly, so the model supplies the space with its first token.
+    answer = f" {concepts.strip()}" if concepts.strip() else ""
+    return f"{SEPARATOR} Example {number} {SEPARATOR}\nCode:\n{_fenced(snippet)}\nConcepts:{answer}"
+
+
+def _instruct_block(number: int, concepts: str, category: str, difficulty: str, task: str) -> str:
+    # The query passes no task and so ends right after "Task:\n".
+    return (
+        f"{SEPARATOR} Example {number} {SEPARATOR}\n"
+        f"Concepts: {concepts}\nCategory: {category}\nDifficulty: {difficulty}\n"
+        f"Task:\n{task.strip()}"
+    )
+
+
+def _respond_block(task: str, response: str) -> str:
+    return f"{SEPARATOR} Task {SEPARATOR}\n{task.strip()}\n\n{SEPARATOR} Response {SEPARATOR}\n{response}"
+
+
+# --- builders -------------------------------------------------------------------
+
+def judge_prompt(fn_code: str, cfg: PromptSet, seed_key: str) -> str:
+    """All judge examples in a per-key order, then the function; ends on "Answer:"."""
+    examples = _shuffled(cfg.judge.examples, seed_key, "judge")
+    blocks = [
+        _judge_block(number, ex.code, ex.answer, ex.reason)
+        for number, ex in enumerate(examples, 1)
+    ]
+    query = f"{SEPARATOR} Function {len(blocks) + 1} {SEPARATOR}\n{_fenced(fn_code)}\nAnswer:"
+    return _assemble(cfg.judge.instruction, [*blocks, query])
+
+
+def concepts_prompt(snippet: str, cfg: PromptSet, seed_key: str) -> str:
+    """`shots` examples drawn per key, then the snippet; ends on "Concepts:"."""
+    examples = _drawn(cfg.oss.examples, cfg.oss.shots, seed_key, "concepts")
+    blocks = [
+        _concepts_block(number, ex.snippet, ex.concepts) for number, ex in enumerate(examples, 1)
+    ]
+    query = _concepts_block(len(blocks) + 1, snippet, "")
+    return _assemble(cfg.oss.concepts_instruction, [*blocks, query])
+
+
+def _one_line(concepts: Sequence[str]) -> str:
+    cleaned = [" ".join(concept.split()) for concept in concepts if concept.strip()]
+    if not cleaned:
+        raise ValueError("instruct_prompt needs at least one concept")
+    return ", ".join(cleaned)
+
+
+def instruct_prompt(
+    concepts: Sequence[str], category: str, difficulty: str, cfg: PromptSet, seed_key: str
+) -> str:
+    """`shots` examples drawn per key, then the concepts; ends after "Task:" and a newline."""
+    if category not in cfg.oss.categories:
+        raise ValueError(f"unknown category {category!r}; configured: {cfg.oss.categories}")
+    if difficulty not in cfg.oss.difficulties:
+        raise ValueError(f"unknown difficulty {difficulty!r}; configured: {cfg.oss.difficulties}")
+    examples = _drawn(cfg.oss.examples, cfg.oss.shots, seed_key, "instruct")
+    blocks = [
+        _instruct_block(number, ex.concepts.strip(), ex.category, ex.difficulty, ex.instruction)
+        for number, ex in enumerate(examples, 1)
+    ]
+    query = _instruct_block(len(blocks) + 1, _one_line(concepts), category, difficulty, "")
+    return _assemble(cfg.oss.instruct_instruction, [*blocks, query])
+
+
+def respond_prompt(instruction: str, cfg: PromptSet) -> str:
+    """The one worked example, then the task; ends on the "## Reasoning" line."""
+    example = cfg.respond.example
+    shot = _respond_block(example.instruction, example.response.strip())
+    query = _respond_block(instruction, RESPONSE_OPENING)
+    return _assemble(cfg.respond.instruction, [shot, query])

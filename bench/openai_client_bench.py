@@ -3,8 +3,8 @@
     .venv/bin/python bench/openai_client_bench.py [--n 2000] [--concurrency 16]
 
 The server (tests/llm_server.py, in its own process so it does not share this
-one's GIL) answers a fixed short completion at once, so the figures are the
-client's own overhead: (a) a plain sequential httpx loop over one keep-alive
+one's GIL) answers a fixed short completion at once (or after --latency-ms), so
+the figures are the client's own overhead: (a) a plain sequential httpx loop over one keep-alive
 connection, the baseline; (b) OpenAIEngine.generate() over the same prompts
 with llm.concurrency threads. A real model takes 100x longer per request; there
 the concurrency is what keeps a continuous-batching server's GPU busy.
@@ -32,9 +32,9 @@ MODEL = "test-model"
 PARAMS = SamplingParams(max_tokens=32, stop=("\n\n",))
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
+def start_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.llm_server"],
+        [sys.executable, "-m", "tests.llm_server", str(latency_s)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -76,10 +76,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    # 0: the client's own overhead. A few ms stands in for a server's per-request latency.
+    parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args()
     prompts = [f"def f{i}(a, b):\n" for i in range(args.n)]
-    print(f"cpu_count={os.cpu_count()} n={args.n} concurrency={args.concurrency}")
-    proc, base_url = start_server()
+    print(
+        f"cpu_count={os.cpu_count()} n={args.n} concurrency={args.concurrency} "
+        f"server latency={args.latency_ms:g} ms"
+    )
+    proc, base_url = start_server(args.latency_ms / 1000)
     try:
         sequential_baseline(base_url, prompts[:50])  # warm up both sides
         baseline = sequential_baseline(base_url, prompts)

@@ -164,6 +164,22 @@ class LLMConfig(Section):
         return value
 
 
+class SandboxConfig(Section):
+    """How generated programs run (udfs/sandbox.py); the limits are per program."""
+
+    # auto = the strongest level here: bwrap > netns (unshare) > process (rlimits only).
+    isolation: Literal["auto", "bwrap", "netns", "process"] = "auto"
+    # A named level this machine lacks is refused unless this allows a weaker one.
+    allow_weaker: bool = False
+    cpu_seconds: int = Field(default=10, ge=1)
+    wall_seconds: float = Field(default=20.0, gt=0)
+    memory_bytes: int = Field(default=2 << 30, ge=1 << 20)  # RLIMIT_AS
+    max_processes: int = Field(default=64, ge=2)  # tasks: processes and threads
+    file_size_bytes: int = Field(default=64 << 20, ge=1)  # also the size of /tmp
+    open_files: int = Field(default=256, ge=16)
+    output_bytes: int = Field(default=1 << 20, ge=1)  # stdout + stderr
+
+
 class RunConfig(Section):
     seed: int = 42
     chunk_rows: int = Field(default=50_000, ge=1)
@@ -179,6 +195,7 @@ class PipelineConfig(Section):
     typecheck: TypecheckConfig = Field(default_factory=TypecheckConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     def fingerprint(self) -> str:

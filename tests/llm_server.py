@@ -190,6 +190,10 @@ def _error(message: str) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     owner: LLMServer
     protocol_version = "HTTP/1.1"  # keep-alive, like real servers
+    # Headers and body leave in one segment (flushed after each request): two small
+    # writes on a kept-alive connection stall 40 ms on Nagle + delayed ACK.
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         pass
@@ -241,8 +245,12 @@ def fixed_responder(text: str) -> Responder:
 
 
 def main() -> None:
-    """Serve in the foreground: prints the base URL, then serves until stdin closes."""
-    server = LLMServer(responder=fixed_responder("    return a + b\n")).start()
+    """Serve in the foreground: prints the base URL, then serves until stdin closes.
+
+    An optional argument is a delay in seconds for every answer (model latency).
+    """
+    delay = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+    server = LLMServer(responder=fixed_responder("    return a + b\n"), delay_seconds=delay).start()
     print(server.base_url, flush=True)
     try:
         sys.stdin.read()

@@ -158,8 +158,8 @@ def split_sections(text: str) -> dict[str, str]:
         lead = text[: headers[0].start()] if headers else text
         if lead.strip():
             bodies["reasoning"] = lead.strip()
-    ends = [h.start() for h in headers[1:]] + [len(text)]
-    for header, end in zip(headers, ends):
+    for index, header in enumerate(headers):
+        end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
         name, body = _section_name(header), text[header.end() : end].strip()
         if body and name not in bodies:
             bodies[name] = body

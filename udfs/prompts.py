@@ -12,6 +12,7 @@ each rerun builds byte-identical prompts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,10 @@ STOPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+# libyaml's loader when PyYAML was built with it: the same safe subset, much faster.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class PromptConfigError(ValueError):
@@ -148,7 +153,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PromptConfigError(f"prompts: file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -158,10 +163,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _load_model(path: Path, model: type[T]) -> T:
+def _load_model(path: Path, model: type[M]) -> M:
     raw = _read_yaml(path)
     try:
-        return model.model_validate(raw)  # type: ignore[attr-defined, no-any-return]
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise PromptConfigError(f"prompts: {path}: {_describe(exc.errors()[0])}") from None
 
@@ -229,6 +234,13 @@ def load_prompts(prompts_dir: str | Path | None = None) -> PromptSet:
     return PromptSet(judge=judge, oss=oss, respond=respond, directory=str(directory))
 
 
+@functools.lru_cache(maxsize=1)
+def _packaged_prompts() -> PromptSet:
+    # Cached because stages may ask for a version per batch; the packaged files
+    # do not change while a job runs.
+    return load_prompts()
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown prompt kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -237,7 +249,7 @@ def _check_kind(kind: str) -> None:
 def prompt_version(kind: str, cfg: PromptSet | None = None) -> str:
     """Version string stored with every row the step generates."""
     _check_kind(kind)
-    prompts = cfg if cfg is not None else load_prompts()
+    prompts = cfg if cfg is not None else _packaged_prompts()
     if kind == "judge":
         return prompts.judge.version
     if kind == "respond":

@@ -68,7 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 LEVELS = ("process", "netns", "bwrap")  # weakest first
@@ -92,29 +92,33 @@ _ETC_FILES = (
 _MEMORY_SIGNS = (b"MemoryError", b"Cannot allocate memory")
 INSTALL_HINT = "apt-get install -y bubblewrap"
 
-# Runs as `python -s -B -P -c _HARNESS token_fd started_fd uid cpu as nproc fsize nofile path`.
-# As pid 1 of a new pid namespace (netns level) it forks and stays behind as the
-# namespace's init: the kernel drops default-action signals (SIGXCPU, SIGSEGV) sent
-# to an init, and orphans need reaping. A signal death comes back as 128 + n, as bwrap's.
+# Runs as `python -s -B -P -c _HARNESS token_fd report_fd uid cpu as nproc fsize nofile path`.
+# The first process stays behind as a supervisor: it reaps the program's process
+# with wait4 and reports its exact wait status and CPU seconds on report_fd (bwrap
+# and unshare only pass on an exit code, and bwrap's own wait4 rusage misses the
+# program). As pid 1 of a new pid namespace (netns level) it is also the init that
+# reaps orphans; it keeps its uid, so a program run as its own uid cannot kill it.
+# The program's process writes b"1" to report_fd once its limits are in place.
 _HARNESS = """
 import os, pkgutil, resource, runpy, sys
 
-def _init(child):
+def supervise(child, report_fd):
     while True:
-        pid, status = os.wait()
+        pid, status, usage = os.wait4(-1, 0)
         if pid == child:
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
+            break
+    cpu = usage.ru_utime + usage.ru_stime
+    os.write(report_fd, f"{status} {cpu:.3f}\\n".encode())
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)
 
-def _run(argv):
-    if os.getpid() == 1:
-        child = os.fork()
-        if child:
-            _init(child)
-    os.environ.pop("PWD", None)
-    token_fd, started_fd, uid = int(argv[1]), int(argv[2]), int(argv[3])
+def run(argv):
+    token_fd, report_fd, uid = int(argv[1]), int(argv[2]), int(argv[3])
     cpu, memory, processes, file_size, open_files = (int(v) for v in argv[4:9])
     program = argv[9]
+    child = os.fork()
+    if child:
+        supervise(child, report_fd)
     if uid >= 0:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -124,6 +128,7 @@ def _run(argv):
         sys.stderr.write(f"sandbox: uid {os.getuid()} cannot read the standard library at {stdlib}\\n")
         os._exit(125)
     os.chdir(os.path.dirname(program))
+    os.environ.pop("PWD", None)
     for which, soft, hard in (
         (resource.RLIMIT_CPU, cpu, cpu + 1),
         (resource.RLIMIT_AS, memory, memory),
@@ -135,8 +140,8 @@ def _run(argv):
         resource.setrlimit(which, (soft, hard))
     read, write, leave = os.read, os.write, os._exit
     flushes = (sys.stdout.flush, sys.stderr.flush)
-    write(started_fd, b"1")
-    os.close(started_fd)
+    write(report_fd, b"1")
+    os.close(report_fd)
     sys.argv = [program]
     runpy.run_path(program, run_name="__main__")
     for flush in flushes:
@@ -144,7 +149,7 @@ def _run(argv):
     write(1, b"\\n" + read(token_fd, 64) + b"\\n")
     leave(0)
 
-_run(sys.argv)
+run(sys.argv)
 """
 
 
@@ -160,10 +165,14 @@ class Limits:
     output_bytes: int = 1 << 20  # stdout + stderr; past it the run is killed and fails
 
     def __post_init__(self) -> None:
-        for name in ("cpu_seconds", "wall_seconds", "memory_bytes", "max_processes",
-                     "file_size_bytes", "open_files", "output_bytes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Limits.{name} must be positive")
+        for item in fields(self):
+            if getattr(self, item.name) <= 0:
+                raise ValueError(f"Limits.{item.name} must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: object) -> Limits:
+        """From any object with these attribute names, e.g. jobs.config.SandboxConfig."""
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -208,16 +217,16 @@ def choose_isolation(requested: str, allow_weaker: bool) -> tuple[str, str | Non
 _PROBE_PROGRAMS = {
     "bwrap": "import json, os, socket\n"
              "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
-             "assert os.getpid() <= 2, 'host pids visible'\n"
+             "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n"
              "assert not os.path.exists(os.path.expanduser('~root') + '/.bash_history')\n",
     "netns": "import json, os, socket\n"
              "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
-             "assert os.getpid() <= 2, 'host pids visible'\n",
+             "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n",
     "process": "import json\n",
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available_levels() -> tuple[str, ...]:
     """The levels that run a program on this machine, weakest first (probed once, ~0.5 s)."""
     tools = {"bwrap": "bwrap", "netns": "unshare", "process": None}
@@ -245,9 +254,10 @@ def probe_isolation() -> str:
 
 def sandbox_env(home: str) -> dict[str, str]:
     """Everything the program gets from the environment: no credentials, no SPARK_*/AWS_*."""
+    # Our interpreter first, so a `python` subprocess is the same one.
+    path = dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])
     return {
-        # Our interpreter first, so a `python` subprocess is the same one.
-        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": ":".join(path),
         "LANG": "C.UTF-8",
         "HOME": home,
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -255,17 +265,17 @@ def sandbox_env(home: str) -> dict[str, str]:
     }
 
 
-def python_command(token_fd: int, started_fd: int, uid: int, limits: Limits, program: str) -> list[str]:
+def python_command(token_fd: int, report_fd: int, uid: int, limits: Limits, program: str) -> list[str]:
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
     return [
         sys.executable, "-s", "-B", *safe_path, "-c", _HARNESS,
-        str(token_fd), str(started_fd), str(uid),
+        str(token_fd), str(report_fd), str(uid),
         str(limits.cpu_seconds), str(limits.memory_bytes), str(limits.max_processes),
         str(limits.file_size_bytes), str(limits.open_files), program,
     ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _system_binds() -> tuple[str, ...]:
     """Read-only binds of the system and of this interpreter, at the paths Python knows."""
     args: list[str] = ["--ro-bind", "/usr", "/usr"]
@@ -445,22 +455,38 @@ def kill_uid(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
-def reap(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
-    """(exit code as Popen reports it, CPU seconds of the whole reaped tree)."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_utime + usage.ru_stime
+def reap(proc: subprocess.Popen[bytes]) -> int:
+    return proc.wait()
 
 
 # --- verdicts -----------------------------------------------------------------------------
 
-def signal_of(returncode: int, level: str) -> int | None:
-    """The signal that killed the program: bwrap reports one as exit code 128 + n."""
-    if returncode < 0:
-        return -returncode
-    if level != "process" and returncode > 128:
-        return returncode - 128
-    return None
+@dataclass(frozen=True)
+class Report:
+    """What the harness said on its report pipe."""
+
+    started: bool  # the program's limits were in place and it was about to run
+    exit_code: int | None = None  # Popen style, negative for a signal; None: no report
+    cpu_s: float | None = None  # of the program's process and its reaped children
+
+
+def parse_report(data: bytes) -> Report:
+    started = data.startswith(b"1")
+    words = data[1:].split() if started else data.split()
+    try:
+        status, cpu = int(words[0]), float(words[1])
+        return Report(started, os.waitstatus_to_exitcode(status), cpu)
+    except (IndexError, ValueError):
+        return Report(started)  # the supervisor was killed (timeout, or by the program)
+
+
+def exit_code_from(returncode: int, report: Report) -> int:
+    """The program's exit code, negative for a signal, as exactly as known."""
+    if report.exit_code is not None:
+        return report.exit_code
+    if returncode > 128:  # a wrapper or the supervisor passing on a signal death
+        return 128 - returncode
+    return returncode
 
 
 def _signal_name(number: int) -> str:
@@ -471,28 +497,33 @@ def _signal_name(number: int) -> str:
 
 
 def judge(
-    *, level: str, limits: Limits, started: bool, reason: str | None, returncode: int,
-    cpu_s: float, marker_seen: bool, stderr_tail: bytes,
+    *, limits: Limits, report: Report, reason: str | None, returncode: int,
+    marker_seen: bool, stderr_tail: bytes,
 ) -> tuple[str, str]:
-    """(status, detail) for one finished run."""
+    """(status, detail) for one finished run.
+
+    `returncode` is what the outermost process exited with: only it and the marker
+    decide a pass, as a program that reached the report pipe could write anything there.
+    """
     if reason == "timeout":
         return "timeout", f"wall time over {limits.wall_seconds:g} s"
-    if not started:
+    if not report.started:
         # The harness never got to the program: bwrap, unshare or Python failed.
-        return "sandbox-error", f"the sandbox did not start ({level}, exit code {returncode})"
+        return "sandbox-error", f"the sandbox did not start (exit code {returncode})"
     if reason == "output":
         return "fail", f"output over {limits.output_bytes} bytes"
     if returncode == 0 and marker_seen:
         return "pass", ""
     if any(sign in stderr_tail for sign in _MEMORY_SIGNS):
         return "memory", f"out of memory (limit {limits.memory_bytes} bytes)"
-    sig = signal_of(returncode, level)
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s >= limits.cpu_seconds):
+    code = exit_code_from(returncode, report)
+    cpu_limited = report.cpu_s is not None and report.cpu_s >= limits.cpu_seconds
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu_limited):
         return "timeout", f"CPU time over {limits.cpu_seconds} s"
-    if sig is not None:
-        return "crash", f"killed by {_signal_name(sig)}"
-    if returncode != 0:
-        return "fail", f"exit code {returncode}"
+    if code < 0:
+        return "crash", f"killed by {_signal_name(-code)}"
+    if code != 0:
+        return "fail", f"exit code {code}"
     return "fail", "exit code 0 without the completion marker: the program ended before its last test"
 
 
@@ -526,6 +557,16 @@ def _run_at(level: str, program: str, limits: Limits, work_root: str | Path | No
         _remove_tree(workdir)
 
 
+def _read_report(fd: int) -> Report:
+    # Non-blocking: a holder of the write end may still be dying after a kill.
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 256)
+    except BlockingIOError:
+        data = b""
+    return parse_report(data)
+
+
 def _run_in(workdir: Path, level: str, program: str, limits: Limits) -> Outcome:
     as_root = os.geteuid() == 0
     uid = _fresh_uid() if as_root else -1
@@ -535,12 +576,12 @@ def _run_in(workdir: Path, level: str, program: str, limits: Limits) -> Outcome:
     inside = SANDBOX_DIR if level == "bwrap" else str(workdir)
     token = secrets.token_hex(16).encode()
     token_r, token_w = os.pipe()
-    started_r, started_w = os.pipe()
+    report_r, report_w = os.pipe()
     os.write(token_w, token)  # fits the pipe buffer; read by the harness only at the end
     os.close(token_w)
     prefix = {"bwrap": lambda: bwrap_command(workdir, limits, as_root),
               "netns": lambda: netns_command(as_root), "process": lambda: []}[level]()
-    argv = prefix + python_command(token_r, started_w, uid, limits, f"{inside}/{PROGRAM_NAME}")
+    argv = prefix + python_command(token_r, report_w, uid, limits, f"{inside}/{PROGRAM_NAME}")
 
     def kill() -> None:
         kill_group(proc.pid)
@@ -551,21 +592,23 @@ def _run_in(workdir: Path, level: str, program: str, limits: Limits) -> Outcome:
     try:
         proc = subprocess.Popen(
             argv, cwd=workdir, env=sandbox_env(inside), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(token_r, started_w),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(token_r, report_w),
             start_new_session=True,
         )
     except OSError as exc:
-        os.close(started_r)
+        os.close(report_r)
         detail = f"sandbox: could not start {argv[0]}: {exc}"
         return Outcome("sandbox-error", False, None, 0.0, level, "", detail, detail)
     finally:
         os.close(token_r)
-        os.close(started_w)
+        os.close(report_w)
     try:
         capture, reason = watch(proc, limits, kill)
         kill()  # whatever the program left behind, whichever way it ended
-        returncode, cpu_s = reap(proc)
+        returncode = reap(proc)
+        report = _read_report(report_r)
     finally:
+        os.close(report_r)
         if proc.returncode is None:  # interrupted: leave nothing running
             kill()
             reap(proc)
@@ -573,28 +616,17 @@ def _run_in(workdir: Path, level: str, program: str, limits: Limits) -> Outcome:
             if stream is not None:
                 stream.close()
     duration = time.monotonic() - start
-    os.set_blocking(started_r, False)
-    try:
-        started = os.read(started_r, 1) == b"1"
-    except BlockingIOError:
-        started = False
-    finally:
-        os.close(started_r)
 
     marker = b"\n" + token + b"\n"
     stdout = bytes(capture.stdout)
     marker_seen = marker in stdout
-    stdout = stdout.replace(marker, b"")
-    status, detail = judge(
-        level=level, limits=limits, started=started, reason=reason, returncode=returncode,
-        cpu_s=cpu_s, marker_seen=marker_seen, stderr_tail=bytes(capture.stderr),
-    )
-    sig = signal_of(returncode, level)
+    stderr = bytes(capture.stderr)
+    status, detail = judge(limits=limits, report=report, reason=reason, returncode=returncode,
+                           marker_seen=marker_seen, stderr_tail=stderr)
     return Outcome(
-        status=status, passed=status == "pass",
-        exit_code=-sig if sig is not None else returncode, duration_s=duration, isolation=level,
-        stdout_tail=_decode_tail(stdout), stderr_tail=_decode_tail(bytes(capture.stderr)),
-        detail=detail,
+        status=status, passed=status == "pass", exit_code=exit_code_from(returncode, report),
+        duration_s=duration, isolation=level, stdout_tail=_decode_tail(stdout.replace(marker, b"")),
+        stderr_tail=_decode_tail(stderr), detail=detail,
     )
 
 

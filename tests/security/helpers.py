@@ -1,0 +1,76 @@
+"""Shared pieces of the sandbox security tests: real hostile programs, real processes.
+
+Every hostile program first renames itself (prctl PR_SET_NAME, inherited by its
+forks) to a token unique to the test, so `survivors(token)` can scan the host's
+/proc, which shows every process of every pid namespace, for anything left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from udfs.sandbox import Limits, Outcome, available_levels, probe_isolation, run_program
+
+LEVEL = probe_isolation()
+WORKS = LEVEL in available_levels()
+AS_ROOT = os.geteuid() == 0
+
+# Small enough that a contained bomb costs little on a shared 2-core box.
+LIMITS = Limits(cpu_seconds=2, wall_seconds=6.0, memory_bytes=256 << 20, max_processes=24,
+                file_size_bytes=1 << 20, open_files=64, output_bytes=256 << 10)
+
+needs_sandbox = pytest.mark.skipif(not WORKS, reason=f"isolation level {LEVEL!r} cannot run a program here")
+# Where the program runs as a uid of its own (root) or in a pid namespace, it can
+# neither reach the test's processes nor leave any behind; plain process level as an
+# ordinary user promises neither.
+needs_own_uid_or_pidns = pytest.mark.skipif(
+    LEVEL == "process" and not AS_ROOT, reason="process level as non-root shares the test's uid"
+)
+needs_netns = pytest.mark.skipif(LEVEL == "process", reason="process level has the host network")
+needs_bwrap = pytest.mark.skipif(LEVEL != "bwrap", reason="only bwrap hides the host file system")
+
+
+def new_token() -> str:
+    return "sbx" + secrets.token_hex(6)  # 15 characters: the most a comm holds
+
+
+def hostile(body: str, token: str) -> str:
+    """The program text: rename to the token, then the test's body."""
+    header = (
+        "import ctypes\n"
+        f"ctypes.CDLL(None).prctl(15, {token!r}.encode(), 0, 0, 0)  # PR_SET_NAME\n"
+    )
+    return header + textwrap.dedent(body)
+
+
+def run_hostile(body: str, token: str, limits: Limits = LIMITS, **kwargs) -> Outcome:
+    return run_program(hostile(body, token), limits, **kwargs)
+
+
+def survivors(token: str) -> list[int]:
+    """Pids on the host whose name or command line holds the token."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            seen = (entry / "comm").read_bytes() + (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if token.encode() in seen:
+            found.append(int(entry.name))
+    return found
+
+
+def assert_none_survive(token: str, settle_s: float = 1.0) -> None:
+    """Nothing named after the token is left; processes being reaped get settle_s."""
+    deadline = time.monotonic() + settle_s
+    while (left := survivors(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == [], f"processes outlived the sandbox: {left}"

@@ -180,6 +180,33 @@ class SandboxConfig(Section):
     output_bytes: int = Field(default=1 << 20, ge=1)  # stdout + stderr
 
 
+class SamplingConfig(Section):
+    n: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=512, ge=1)
+
+
+class GenerationConfig(Section):
+    """The LLM stages: prompts, sampling per stage, chunking and GPU placement."""
+
+    prompts_dir: str | None = None  # None: the packaged conf/prompts
+    # Rows per committed chunk: a crash loses at most one chunk of generation.
+    chunk_rows: int = Field(default=2000, ge=1)
+    # Prompts per engine call: large, so vLLM's continuous batching keeps the GPU full.
+    batch_rows: int = Field(default=512, ge=1)
+    # On a cluster: attach a ResourceProfile asking one GPU per generation task.
+    gpu_resource_profile: bool = False
+    # Local mode with vllm: one task (one engine) per GPU, never one per core.
+    local_gpus: int = Field(default=1, ge=1)
+    judge: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=4))
+    concepts: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=128))
+    instruct: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=512))
+    respond: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(n=10, temperature=0.7, top_p=0.95, max_tokens=1536)
+    )
+
+
 class RunConfig(Section):
     seed: int = 42
     chunk_rows: int = Field(default=50_000, ge=1)
@@ -196,6 +223,7 @@ class PipelineConfig(Section):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     def fingerprint(self) -> str:

@@ -13,6 +13,11 @@ STAGES: dict[str, str] = {
     "extract": "jobs.extract",
     "decontaminate": "jobs.decontaminate",
     "typecheck": "jobs.typecheck",
+    "dedup": "jobs.dedup",
+    "judge": "jobs.judge",
+    "concepts": "jobs.concepts",
+    "instruct": "jobs.instruct",
+    "respond": "jobs.respond",
 }
 
 

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.context import Context
 from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
@@ -58,6 +59,13 @@ class StageSummary:
     rows_failed: int = 0
     seconds: float = 0.0
     chunks: int = 0
+
+
+def outcome_schema(output: TableSpec) -> StructType:
+    """Outcome rows of a stage writing `output`: its columns (nullable, no run_id) + outcome ones."""
+    fields = [StructField(f.name, f.dataType, True) for f in output.schema.fields if f.name != "run_id"]
+    extra = [StructField(name, StringType(), True) for name in (*OUTCOME_COLUMNS, RETRY_ERROR)]
+    return StructType(fields + extra)
 
 
 def pending_input(ctx: Context, stage: str, inputs: DataFrame, key: str) -> DataFrame:
@@ -108,6 +116,9 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
 
     # A verdict table (decontamination, typecheck, ...) records every row it examined.
     kept = staged.where(~is_retry) if verdicts else staged.where(~is_reject & ~is_retry)
+    # A reject about the input as a whole (e.g. a failed generation) has no output key.
+    for column in output.key:
+        kept = kept.where(F.col(column).isNotNull())
     if "run_id" in output.columns:
         kept = kept.withColumn("run_id", F.lit(ctx.run_id))
     ctx.lake.insert_new(output, kept)

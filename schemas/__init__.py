@@ -5,6 +5,7 @@ bootstrap and the docs iterate over.
 """
 
 from schemas.functions import FUNCTIONS
+from schemas.generation import CONCEPTS, INSTRUCTIONS, QUALITY, RESPONSES
 from schemas.ledger import ERRORS, PROGRESS, REJECTS, RUNS
 from schemas.seeds import CLUSTERS, DECONTAMINATION, MINHASHES, TYPECHECK
 from schemas.spec import TableSpec
@@ -21,10 +22,14 @@ TABLES: dict[str, TableSpec] = {
         TYPECHECK,
         MINHASHES,
         CLUSTERS,
+        QUALITY,
+        CONCEPTS,
+        INSTRUCTIONS,
+        RESPONSES,
     )
 }
 
 __all__ = [
-    "CLUSTERS", "DECONTAMINATION", "ERRORS", "FUNCTIONS", "MINHASHES", "PROGRESS", "REJECTS", "RUNS",
+    "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "FUNCTIONS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS",
     "TABLES", "TYPECHECK", "TableSpec",
 ]

@@ -1,0 +1,109 @@
+"""Shared plumbing of the LLM stages (judge, concepts, instruct, respond).
+
+A stage supplies `handle(records, engine) -> outcome rows`: pure Python that builds
+prompts, calls the engine once for the whole group and parses the answers. This
+module runs it inside `mapInPandas` with one engine per Python worker, groups
+rows into large engine calls (continuous batching), places tasks on GPUs, and
+fails the stage on the driver when no engine is configured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql.types import StructType
+
+from jobs.config import LLMConfig, PipelineConfig, SamplingConfig
+from jobs.context import Context
+from jobs.runner import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, StageError
+from udfs.llm import Engine, EngineError, Generation, SamplingParams, get_engine, make_engine
+from udfs.prompts import PromptSet, load_prompts, stop_sequences
+
+Handler = Callable[[list[dict[str, Any]], Engine], list[dict[str, Any]]]
+
+
+def sampling(cfg: SamplingConfig, kind: str, seed: int | None = None) -> SamplingParams:
+    return SamplingParams(
+        n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+        stop=tuple(stop_sequences(kind)), seed=seed,
+    )
+
+
+def row_seed(key: str, base: int) -> int:
+    """A per-row sampling seed: reruns reproduce the same samples on engines that honour it."""
+    return (int(key[:12], 16) + base) % (2**31 - 1) if key else base
+
+
+def lineage(engine: Engine, prompt_version: str, params: SamplingParams) -> dict[str, str]:
+    described = engine.describe()
+    return {
+        "model": str(described.get("model") or described.get("engine") or "unknown"),
+        "prompt_version": prompt_version,
+        "sampling": json.dumps(params.as_dict(), sort_keys=True),
+    }
+
+
+def failure(generation: Generation) -> dict[str, Any]:
+    """Outcome columns for a generation that produced nothing."""
+    if generation.transient:
+        return {RETRY_ERROR: generation.error or "transient failure"}
+    return {REJECT_REASON: "generation_error", REJECT_DETAIL: (generation.error or "")[:1000]}
+
+
+def require_engine(cfg: PipelineConfig, stage: str) -> None:
+    """Fail the stage at its start, with the message saying how to configure an engine."""
+    try:
+        make_engine(cfg.llm).check()
+    except EngineError as exc:
+        raise StageError(f"{stage}: {exc}") from None
+
+
+def load_stage_prompts(cfg: PipelineConfig) -> PromptSet:
+    return load_prompts(cfg.generation.prompts_dir)
+
+
+def _regroup(batches: Iterator[pd.DataFrame], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Arrow batches are small; the engine wants large groups of prompts."""
+    group: list[dict[str, Any]] = []
+    for batch in batches:
+        group.extend(batch.to_dict("records"))
+        while len(group) >= size:
+            yield group[:size]
+            group = group[size:]
+    if group:
+        yield group
+
+
+def _task_count(ctx: Context) -> int:
+    gen = ctx.cfg.generation
+    if ctx.cfg.llm.engine == "vllm" and not gen.gpu_resource_profile:
+        return gen.local_gpus  # one engine per GPU: never two workers loading one card
+    return int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+
+
+def _gpu_profile() -> Any:
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    return ResourceProfileBuilder().require(TaskResourceRequests().cpus(1).resource("gpu", 1)).build
+
+
+def generate(ctx: Context, rows: DataFrame, key: str, schema: StructType, handle: Handler) -> DataFrame:
+    """Run `handle` over `rows` on executors, one cached engine per Python worker."""
+    llm: LLMConfig = ctx.cfg.llm
+    group_size = ctx.cfg.generation.batch_rows
+    names = schema.fieldNames()
+
+    def run_groups(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        engine = get_engine(llm)
+        for records in _regroup(batches, group_size):
+            outcomes = handle(records, engine)
+            yield pd.DataFrame([{n: o.get(n) for n in names} for o in outcomes], columns=names)
+
+    spread = rows.repartition(_task_count(ctx), key)
+    if ctx.cfg.generation.gpu_resource_profile:
+        return spread.mapInPandas(run_groups, schema=schema, profile=_gpu_profile())
+    return spread.mapInPandas(run_groups, schema=schema)

@@ -45,7 +45,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.context import Context
-    from jobs.pipeline import select_stages, stage_runner
+    from jobs.pipeline import ENGINE_STAGES, select_stages, stage_runner
     from jobs.status import print_status
 
     cfg = _load(args)
@@ -55,11 +55,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     ctx = Context.create(cfg)
     log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
+    code = 0
     for name in stages:
-        stage_runner(name)(ctx)
+        try:
+            stage_runner(name)(ctx)
+        except StageError as exc:
+            # The embedded default has no model: a whole-DAG run stops cleanly where
+            # generation starts. Asking for a generation stage by name is an error.
+            no_engine = name in ENGINE_STAGES and cfg.llm.engine == "none" and not args.stages
+            print(f"selfalign: {'stopped' if no_engine else 'error'}: {exc}", file=sys.stderr)
+            code = 0 if no_engine else 2
+            break
     if not args.no_status:
         print_status(ctx)
-    return 0
+    return code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -67,6 +76,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     from jobs.status import print_status
 
     print_status(Context.create(_load(args)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from jobs.context import Context
+    from jobs.report import build_report
+
+    index = build_report(Context.create(_load(args)), args.run_id, args.out)
+    print(f"report: {index}")
     return 0
 
 
@@ -97,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="row counts, rejects and last run of every table")
     _config_options(status)
     status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser("report", help="HTML report with charts: funnel, rejects, pass rates")
+    _config_options(report)
+    report.add_argument("--run-id", help="run to report on (default: the newest in `runs`)")
+    report.add_argument("--out", default="reports", help="directory for <run-id>/index.html")
+    report.set_defaults(func=cmd_report)
 
     bench = sub.add_parser("benchmarks", help="benchmark data for decontamination/evaluation")
     bench_sub = bench.add_subparsers(dest="action", required=True)

@@ -55,7 +55,7 @@ from jobs.runner import (
     pending_input,
     run_stage,
 )
-from schemas import CLUSTERS, FUNCTIONS, MINHASHES, TYPECHECK
+from schemas import CLUSTERS, FUNCTIONS, MINHASHES
 from udfs.minhash import (
     band_hash_matrix,
     cached_hasher,
@@ -364,13 +364,10 @@ def transform(functions: DataFrame, seeds: DataFrame, cfg: DedupConfig) -> DataF
 
 # --- the stage --------------------------------------------------------------------------
 
-def passed_functions(ctx: Context) -> DataFrame:
-    """Functions (FUNCTIONS columns) whose pyright verdict is a pass."""
-    passed = ctx.lake.read(TYPECHECK).where(F.col("passed")).select(KEY)
-    return ctx.lake.read(FUNCTIONS).join(passed, on=KEY, how="inner")
-
-
 def pending(ctx: Context) -> DataFrame:
+    """Type-checked functions (FUNCTIONS columns) not clustered yet."""
+    from jobs.typecheck import passed_functions  # lazily: typecheck pulls in pyright helpers
+
     return pending_input(ctx, STAGE, passed_functions(ctx), KEY)
 
 
@@ -425,7 +422,9 @@ def run(ctx: Context) -> StageSummary:
     stored = ctx.lake.read(MINHASHES).select(KEY)
     seed_code = ctx.lake.read(FUNCTIONS).join(seed_ids, on=KEY, how="inner").select(KEY, "code")
     to_hash = todo.select(KEY, "code").unionByName(seed_code).join(stored, on=KEY, how="left_anti")
-    ctx.lake.insert_new(MINHASHES, signatures(to_hash, cfg).withColumn("run_id", F.lit(ctx.run_id)))
+    hashed = signatures(to_hash, cfg).localCheckpoint()
+    if not hashed.isEmpty():  # a re-run hashes nothing and commits nothing
+        ctx.lake.insert_new(MINHASHES, hashed.withColumn("run_id", F.lit(ctx.run_id)))
 
     sigs = ctx.lake.read(MINHASHES).select(KEY, "signature")
     sizes = earlier.groupBy(F.col("cluster_id").alias(KEY)).agg(F.count(F.lit(1)).alias("cluster_size"))

@@ -20,6 +20,9 @@ STAGES: dict[str, str] = {
     "respond": "jobs.respond",
 }
 
+# Stages that call the model: they need `llm.engine`.
+ENGINE_STAGES = frozenset({"judge", "concepts", "instruct", "respond"})
+
 
 def stage_runner(name: str) -> Callable[[Context], StageSummary]:
     if name not in STAGES:

@@ -53,12 +53,13 @@ def response_rows(records: list[dict[str, Any]], engine: Engine, prompts: Prompt
             rid = response_id(iid, index)
             row: dict[str, Any] = {
                 "response_id": rid, KEY: iid, "sample_index": index, "response": completion.text,
-                "code": parsed.code, "tests": parsed.tests, "missing": list(parsed.missing),
+                "code": parsed.code or None, "tests": parsed.tests or None,
+                "missing": list(parsed.missing),
                 "finish_reason": completion.finish_reason,
                 "completion_tokens": completion.completion_tokens,
                 "source_key": iid, "item_id": rid, **made_by,
             }
-            if parsed.code is None or parsed.tests is None:
+            if not parsed.runnable:
                 row.update(reject_reason="response_missing_parts",
                            reject_detail="missing " + ", ".join(parsed.missing))
             rows.append(row)

@@ -30,20 +30,23 @@ stdout+stderr, keeps only a tail of each, and kills the whole group past either.
 
 Fork bombs when running as root: the kernel never applies RLIMIT_NPROC to uid 0
 (fork checks `user != INIT_USER`, and that is the host uid, even inside a user
-namespace). So as root the harness starts with only CAP_SETUID/CAP_SETGID and drops
-to a random uid in [2^30, 2^31) that no other process has, then sets the rlimits:
-RLIMIT_NPROC now counts this run's tasks only, and the program can neither raise its
-limits, write host files, nor signal or ptrace anything but its own processes. At
-process level the same uid lets the parent kill every leftover (`kill(-1)` as that
-uid), daemons that left the process group included. Not root: bwrap and netns put
-the program in a new user namespace, where RLIMIT_NPROC counts that namespace's
-tasks (kernels >= 5.14); at process level it counts all of the user's processes
-and a daemon can outlive the run, which is why process level is opt-in.
+namespace bwrap would map to it). So as root bwrap makes no user namespace and
+leaves the harness only CAP_SETUID/CAP_SETGID, and the harness's program process
+drops to a random uid in [2^30, 2^31) that no other process has, then sets the
+rlimits: RLIMIT_NPROC counts this run's tasks only (tests/security proves it), and
+the program can neither raise its limits, write host files, nor signal or ptrace
+anything but its own processes. Having changed uid it is non-dumpable, so its
+/proc/self files belong to root (/proc/self/environ is unreadable; status is not).
+At process level the same uid lets the parent kill every leftover (`kill -9 -1` as
+that uid), daemons that left the process group included. Not root: bwrap and netns
+put the program in a new user namespace, where RLIMIT_NPROC counts that
+namespace's tasks (kernels >= 5.14); at process level it counts all of the user's
+processes and a daemon can outlive the run, which is why process level is opt-in.
 
 Completion marker: a pass needs exit code 0 AND a per-run random token (secrets)
 printed after the program's last statement. The parent writes the token into a
 pipe and closes its end before the program starts; the harness reads that pipe only
-after `runpy.run_path` returned, then prints "\\n<token>\\n" with os.write bound
+after the program's module code returned, then prints "\\n<token>\\n" with os.write bound
 before the program ran and leaves with os._exit(0). The token is in no file, no
 argument and no environment variable, so reading its own source, /proc/self/cmdline
 or /proc/self/environ gives the program nothing to print. sys.exit(0), os._exit(0),
@@ -53,6 +56,11 @@ end before the harness prints, so they fail. What it cannot stop: code written
 against this harness that reads the token pipe itself. Nothing in the same process
 can tell its own appended code from the program's; such a program could as well
 have written vacuous tests, which no sandbox detects either.
+
+Known gaps: the temp dir is on disk and only each file is capped (RLIMIT_FSIZE), so
+the total a run writes is bounded by its wall time; as root (no user namespace
+for bwrap's --disable-userns) a program may create user namespaces of its own,
+which gives it no way out of its limits (tests/security checks RLIMIT_NPROC there).
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -92,33 +101,57 @@ _ETC_FILES = (
 _MEMORY_SIGNS = (b"MemoryError", b"Cannot allocate memory")
 INSTALL_HINT = "apt-get install -y bubblewrap"
 
-# Runs as `python -s -B -P -c _HARNESS token_fd report_fd uid cpu as nproc fsize nofile path`.
-# The first process stays behind as a supervisor: it reaps the program's process
-# with wait4 and reports its exact wait status and CPU seconds on report_fd (bwrap
-# and unshare only pass on an exit code, and bwrap's own wait4 rusage misses the
-# program). As pid 1 of a new pid namespace (netns level) it is also the init that
-# reaps orphans; it keeps its uid, so a program run as its own uid cannot kill it.
-# The program's process writes b"1" to report_fd once its limits are in place.
+# Runs as `python -s -B -P -c _HARNESS token_fd report_fd uid adopt cpu as nproc fsize
+# nofile path`. The first process stays behind as a supervisor: it reaps the program's
+# process with wait4 and reports its exact wait status and CPU seconds on report_fd
+# (bwrap and unshare only pass on an exit code, and bwrap's own wait4 rusage misses
+# the program). As pid 1 of a new pid namespace (netns level) it is the init that
+# reaps orphans. At process level (adopt=1) it is a child subreaper, so the
+# program's orphans become its children, not zombies left to a host init that may
+# never reap them; as root it then kills whatever the program's uid left running
+# and reaps it all. As root it keeps uid 0, out of reach of the program's own uid.
+# The program's process writes b"1" to report_fd once its limits are in place, and
+# runs the program as `python program.py` would: as module __main__, so its
+# `if __name__ == "__main__":` tests run and its classes pickle.
 _HARNESS = """
-import os, pkgutil, resource, runpy, sys
+import builtins, os, resource, sys, types
 
-def supervise(child, report_fd):
+def kill_uid(uid):
+    if os.fork() == 0:
+        try:
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, 9)
+        finally:
+            os._exit(0)
+
+def supervise(child, report_fd, uid, adopt):
     while True:
         pid, status, usage = os.wait4(-1, 0)
         if pid == child:
             break
     cpu = usage.ru_utime + usage.ru_stime
     os.write(report_fd, f"{status} {cpu:.3f}\\n".encode())
+    if adopt and uid >= 0:
+        kill_uid(uid)
+    try:
+        while os.waitpid(-1, 0 if adopt and uid >= 0 else os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)
 
 def run(argv):
-    token_fd, report_fd, uid = int(argv[1]), int(argv[2]), int(argv[3])
-    cpu, memory, processes, file_size, open_files = (int(v) for v in argv[4:9])
-    program = argv[9]
+    token_fd, report_fd, uid, adopt = (int(v) for v in argv[1:5])
+    cpu, memory, processes, file_size, open_files = (int(v) for v in argv[5:10])
+    program = argv[10]
+    if adopt:
+        import ctypes
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     child = os.fork()
     if child:
-        supervise(child, report_fd)
+        supervise(child, report_fd, uid, adopt)
     if uid >= 0:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -127,7 +160,8 @@ def run(argv):
     if not os.access(stdlib, os.R_OK | os.X_OK):
         sys.stderr.write(f"sandbox: uid {os.getuid()} cannot read the standard library at {stdlib}\\n")
         os._exit(125)
-    os.chdir(os.path.dirname(program))
+    if os.path.dirname(program):
+        os.chdir(os.path.dirname(program))
     os.environ.pop("PWD", None)
     for which, soft, hard in (
         (resource.RLIMIT_CPU, cpu, cpu + 1),
@@ -143,7 +177,12 @@ def run(argv):
     write(report_fd, b"1")
     os.close(report_fd)
     sys.argv = [program]
-    runpy.run_path(program, run_name="__main__")
+    with open(os.path.basename(program), "rb") as handle:
+        code = compile(handle.read(), program, "exec")
+    main = types.ModuleType("__main__")
+    main.__file__, main.__builtins__ = program, builtins
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
     for flush in flushes:
         flush()
     write(1, b"\\n" + read(token_fd, 64) + b"\\n")
@@ -158,7 +197,7 @@ class Limits:
     cpu_seconds: int = 10
     wall_seconds: float = 20.0
     memory_bytes: int = 2 << 30  # RLIMIT_AS: address space, not resident memory
-    # Tasks (processes and threads) of the program, the harness included.
+    # Tasks (processes and threads) the program may have at once, itself included.
     max_processes: int = 64
     file_size_bytes: int = 64 << 20
     open_files: int = 256
@@ -218,7 +257,7 @@ _PROBE_PROGRAMS = {
     "bwrap": "import json, os, socket\n"
              "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
              "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n"
-             "assert not os.path.exists(os.path.expanduser('~root') + '/.bash_history')\n",
+             "assert os.getcwd() == '/sandbox' and os.listdir('/tmp') == [], 'host files visible'\n",
     "netns": "import json, os, socket\n"
              "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
              "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n",
@@ -265,11 +304,13 @@ def sandbox_env(home: str) -> dict[str, str]:
     }
 
 
-def python_command(token_fd: int, report_fd: int, uid: int, limits: Limits, program: str) -> list[str]:
+def python_command(
+    token_fd: int, report_fd: int, uid: int, adopt: bool, limits: Limits, program: str,
+) -> list[str]:
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
     return [
         sys.executable, "-s", "-B", *safe_path, "-c", _HARNESS,
-        str(token_fd), str(report_fd), str(uid),
+        str(token_fd), str(report_fd), str(uid), str(int(adopt)),
         str(limits.cpu_seconds), str(limits.memory_bytes), str(limits.max_processes),
         str(limits.file_size_bytes), str(limits.open_files), program,
     ]
@@ -326,7 +367,9 @@ def bwrap_command(workdir: Path, limits: Limits, as_root: bool) -> list[str]:
         "--size", size, "--perms", "1777", "--tmpfs", "/dev/shm",
         # No --chdir: bwrap has dropped its caps by then and the dir is the program's
         # uid's alone; the harness goes there after switching to that uid.
-        "--bind", str(workdir), SANDBOX_DIR, "--",
+        "--bind", str(workdir), SANDBOX_DIR,
+        # The new root itself (where /bin and /sandbox were made) goes read-only too.
+        "--remount-ro", "/", "--",
     ]
     return argv
 
@@ -364,11 +407,13 @@ def _pidfd(pid: int) -> int | None:
 
 
 def _has_exited(pid: int) -> bool:
-    # WNOWAIT leaves the child unreaped: wait4 later still gets its status and rusage.
+    # WNOWAIT leaves the child unreaped: the group id stays its own until Popen.wait.
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
-def watch(proc: subprocess.Popen[bytes], limits: Limits, kill) -> tuple[Capture, str | None]:
+def watch(
+    proc: subprocess.Popen[bytes], limits: Limits, kill: Callable[[], None],
+) -> tuple[Capture, str | None]:
     """Read the run's output until it ends; (capture, "timeout" | "output" | None).
 
     `kill` ends everything the run started. It is called at the wall deadline, past
@@ -453,10 +498,6 @@ def kill_uid(uid: int) -> None:
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
-
-
-def reap(proc: subprocess.Popen[bytes]) -> int:
-    return proc.wait()
 
 
 # --- verdicts -----------------------------------------------------------------------------
@@ -579,14 +620,22 @@ def _run_in(workdir: Path, level: str, program: str, limits: Limits) -> Outcome:
     report_r, report_w = os.pipe()
     os.write(token_w, token)  # fits the pipe buffer; read by the harness only at the end
     os.close(token_w)
-    prefix = {"bwrap": lambda: bwrap_command(workdir, limits, as_root),
-              "netns": lambda: netns_command(as_root), "process": lambda: []}[level]()
-    argv = prefix + python_command(token_r, report_w, uid, limits, f"{inside}/{PROGRAM_NAME}")
+    if level == "bwrap":
+        prefix = bwrap_command(workdir, limits, as_root)
+    else:
+        prefix = netns_command(as_root) if level == "netns" else []
+    # bwrap: the harness changes to /sandbox once it has the uid that owns it. Else
+    # Popen's child, still root, does; the path there may cross dirs only root can.
+    path = f"{SANDBOX_DIR}/{PROGRAM_NAME}" if level == "bwrap" else PROGRAM_NAME
+    adopt = level == "process"  # a pid namespace's init reaps at the other levels
+    argv = prefix + python_command(token_r, report_w, uid, adopt, limits, path)
 
     def kill() -> None:
-        kill_group(proc.pid)
-        if level == "process" and uid >= 0:
+        if adopt and uid >= 0:
+            # Leaves the supervisor alive to reap them all, then it exits by itself.
             kill_uid(uid)
+        else:
+            kill_group(proc.pid)
 
     start = time.monotonic()
     try:
@@ -605,13 +654,15 @@ def _run_in(workdir: Path, level: str, program: str, limits: Limits) -> Outcome:
     try:
         capture, reason = watch(proc, limits, kill)
         kill()  # whatever the program left behind, whichever way it ended
-        returncode = reap(proc)
+        kill_group(proc.pid)  # and the supervisor, had it not left by now
+        returncode = proc.wait()
         report = _read_report(report_r)
     finally:
         os.close(report_r)
         if proc.returncode is None:  # interrupted: leave nothing running
             kill()
-            reap(proc)
+            kill_group(proc.pid)
+            proc.wait()
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()

@@ -17,7 +17,9 @@ import pytest
 
 from udfs.sandbox import Limits, Outcome, available_levels, probe_isolation, run_program
 
-LEVEL = probe_isolation()
+# The level under test: the strongest here, or SELFALIGN_TEST_ISOLATION=netns|process
+# to check what a weaker level still promises (the skips below say what it does not).
+LEVEL = os.environ.get("SELFALIGN_TEST_ISOLATION") or probe_isolation()
 WORKS = LEVEL in available_levels()
 AS_ROOT = os.geteuid() == 0
 
@@ -31,6 +33,11 @@ needs_sandbox = pytest.mark.skipif(not WORKS, reason=f"isolation level {LEVEL!r}
 # ordinary user promises neither.
 needs_own_uid_or_pidns = pytest.mark.skipif(
     LEVEL == "process" and not AS_ROOT, reason="process level as non-root shares the test's uid"
+)
+# Host files next to its temp dir are out of reach under bwrap (not mounted) or as
+# root (the program has a uid of its own); netns or process as a user share its uid.
+needs_bwrap_or_own_uid = pytest.mark.skipif(
+    LEVEL != "bwrap" and not AS_ROOT, reason="the program has the test's uid and sees its files"
 )
 needs_netns = pytest.mark.skipif(LEVEL == "process", reason="process level has the host network")
 needs_bwrap = pytest.mark.skipif(LEVEL != "bwrap", reason="only bwrap hides the host file system")
@@ -50,7 +57,9 @@ def hostile(body: str, token: str) -> str:
 
 
 def run_hostile(body: str, token: str, limits: Limits = LIMITS, **kwargs) -> Outcome:
-    return run_program(hostile(body, token), limits, **kwargs)
+    outcome = run_program(hostile(body, token), limits, isolation=LEVEL, **kwargs)
+    assert outcome.isolation == LEVEL
+    return outcome
 
 
 def survivors(token: str) -> list[int]:

@@ -45,6 +45,30 @@ def test_fork_count_is_capped_even_as_root() -> None:
     assert_none_survive(token)
 
 
+def test_fork_count_stays_capped_from_a_nested_user_namespace() -> None:
+    # A new user namespace restarts the per-namespace count, not its parent's.
+    token = new_token()
+    outcome = run_hostile(
+        """
+        import ctypes, os, time
+        ctypes.CDLL(None, use_errno=True).unshare(0x10000000)  # CLONE_NEWUSER, may fail
+        children = 0
+        try:
+            for _ in range(500):
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                children += 1
+        except OSError:
+            print("refused after", children)
+        """,
+        token,
+    )
+    words = outcome.stdout_tail.split()
+    assert words[:2] == ["refused", "after"] and int(words[2]) < LIMITS.max_processes, outcome
+    assert_none_survive(token)
+
+
 def test_fork_bomb() -> None:
     token = new_token()
     outcome = run_hostile(

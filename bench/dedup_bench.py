@@ -1,0 +1,131 @@
+"""Dedup stage scaling: the whole stage (signatures, LSH, components, Delta writes) on N
+and 4N functions, each in a fresh lake. Prints seconds for each and time(4N)/time(N):
+a global near-dedup that stays linear in its input prints about 4 (target <= ~4.5).
+
+Input: distinct documented functions of the stdlib and site-packages (udfs.extract),
+with a planted near-duplicate (renamed, commented, one added line) after every tenth
+one so clusters exist, written straight into the lake's functions + typecheck tables.
+
+    cd /work/main && .venv/bin/python bench/dedup_bench.py [--n 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from udfs.extract import Function, extract_file, function_id
+
+
+def real_functions(limit: int) -> list[Function]:
+    """Distinct documented functions of the stdlib, then site-packages, in path order."""
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    seen: set[str] = set()
+    found: list[Function] = []
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            if root == roots[0] and "site-packages" in path.parts:
+                continue
+            try:
+                functions = extract_file(path.read_text(encoding="utf-8"), 1_000_000)
+            except (OSError, UnicodeDecodeError):
+                continue
+            if not isinstance(functions, list):
+                continue
+            for fn in functions:
+                if fn.function_id not in seen:
+                    seen.add(fn.function_id)
+                    found.append(fn)
+                    if len(found) == limit:
+                        return found
+    return found
+
+
+def near_duplicate(fn: Function) -> str:
+    """Renamed function, a comment after the signature, one extra line at the end."""
+    code = re.sub(rf"\b{re.escape(fn.name)}\b", f"{fn.name}_copy", fn.code, count=1)
+    lines = code.split("\n")
+    return "\n".join([lines[0], "    # vendored copy, keep in sync", *lines[1:], "    # end of copy"])
+
+
+def corpus(size: int) -> list[tuple[Function, str, int]]:
+    """(source function, code, stars): real functions plus a planted copy after every tenth."""
+    rows: list[tuple[Function, str, int]] = []
+    for index, fn in enumerate(real_functions(size)):
+        stars = int(hashlib.sha256(fn.function_id.encode()).hexdigest()[:4], 16) % 500
+        rows.append((fn, fn.code, stars))
+        if index % 10 == 0:
+            rows.append((fn, near_duplicate(fn), stars // 2))
+        if len(rows) >= size:
+            break
+    return rows[:size]
+
+
+def load_lake(ctx: Any, rows: list[tuple[Function, str, int]]) -> None:
+    from schemas import FUNCTIONS, TYPECHECK
+
+    functions, verdicts = [], []
+    for fn, code, stars in rows:
+        fid = function_id(code)
+        functions.append((fid, fn.name, fn.signature, fn.docstring, code, fn.imports, fn.line_count,
+                          fn.arg_count, fn.has_return, fid[:40], "bench/repo", "mod.py", ["MIT"],
+                          stars, "bench"))
+        verdicts.append((fid, True, None, None, None, "bench", "bench"))
+    ctx.lake.insert_new(FUNCTIONS, ctx.spark.createDataFrame(functions, FUNCTIONS.schema))
+    ctx.lake.insert_new(TYPECHECK, ctx.spark.createDataFrame(verdicts, TYPECHECK.schema))
+
+
+def timed_stage(root: Path, rows: list[tuple[Function, str, int]]) -> tuple[float, Any, int]:
+    from pyspark.sql import functions as F
+
+    from jobs import dedup
+    from jobs.config import load_config
+    from jobs.context import Context
+    from schemas import CLUSTERS
+
+    ctx = Context.create(load_config(None, [f"lake.root={root}"]))
+    load_lake(ctx, rows)
+    start = time.perf_counter()
+    summary = dedup.run(ctx)
+    seconds = time.perf_counter() - start
+    multi = ctx.lake.read(CLUSTERS).where(F.col("cluster_size") > 1).select("cluster_id").distinct().count()
+    return seconds, summary, multi
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    rows = corpus(4 * args.n)
+    if len(rows) < 4 * args.n:
+        sys.exit(f"only {len(rows)} functions found, need {4 * args.n}")
+    with tempfile.TemporaryDirectory() as tmp:
+        # Warm the JVM, Delta and the Python workers: neither size pays one-off start-up.
+        timed_stage(Path(tmp) / "warmup", rows[:50])
+        results = {size: timed_stage(Path(tmp) / f"lake{size}", rows[:size])
+                   for size in (args.n, 4 * args.n)}
+
+    print(f"cores: {os.cpu_count()}")
+    for size, (seconds, summary, multi) in results.items():
+        print(f"dedup stage N={size:>6}: {seconds:7.2f}s  in={summary.rows_in} "
+              f"representatives={summary.rows_out} near_duplicates={summary.rows_rejected} "
+              f"clusters>1={multi}")
+    ratio = results[4 * args.n][0] / results[args.n][0]
+    print(f"ratio time(4N)/time(N): {ratio:.2f} (target <= ~4.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""judge -> concepts -> instruct -> respond on local Spark, with engines plugged by config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import concepts, instruct, judge, respond
+from jobs.config import load_config
+from jobs.context import Context
+from jobs.runner import StageError
+from schemas import (
+    CLUSTERS,
+    CONCEPTS,
+    ERRORS,
+    FUNCTIONS,
+    INSTRUCTIONS,
+    PROGRESS,
+    QUALITY,
+    REJECTS,
+    RESPONSES,
+)
+from udfs.extract import FileReject, extract_file
+
+pytestmark = pytest.mark.spark
+
+STAGES = (judge, concepts, instruct, respond)
+ENGINE = "llm.engine=python:tests.stage_engine:StageEngine"
+
+SEEDS = {
+    "plain": "Return the value unchanged.",
+    "bad": "judged_bad",
+    "weird": "judged_weird",
+    "untested": "Return x. no_tests_please",
+    "flaky": "Return x. flaky_here",
+}
+
+
+def seed_rows(spark, names: dict[str, str]):
+    rows = []
+    for name, doc in names.items():
+        fns = extract_file(f'def {name}(x):\n    """{doc}"""\n    return x\n', 1_000_000)
+        assert not isinstance(fns, FileReject)
+        fn = fns[0]
+        rows.append((fn.function_id, fn.name, fn.signature, fn.docstring, fn.code, fn.imports,
+                     fn.line_count, fn.arg_count, fn.has_return, "0" * 40, "acme/x", f"{name}.py",
+                     ["MIT"], 1, "test"))
+    return spark.createDataFrame(rows, FUNCTIONS.schema)
+
+
+def plant_seeds(ctx: Context, names: dict[str, str]) -> None:
+    functions = seed_rows(ctx.spark, names)
+    ctx.lake.insert_new(FUNCTIONS, functions)
+    ctx.lake.insert_new(CLUSTERS, functions.select(
+        "function_id", F.col("function_id").alias("cluster_id"), F.lit(1).cast("long").alias("cluster_size"),
+        F.lit(True).alias("is_representative"), F.lit("test").alias("run_id")))
+
+
+def make(tmp: Path, *overrides: str) -> Context:
+    return Context.create(load_config(None, [f"lake.root={tmp / 'lake'}", *overrides]))
+
+
+@pytest.fixture(scope="module")
+def generated(spark, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    ctx = make(tmp, ENGINE, "generation.respond.n=3")
+    plant_seeds(ctx, SEEDS)
+    summaries = [stage.run(ctx) for stage in STAGES]
+    return ctx, summaries
+
+
+def rejects(ctx, stage: str) -> dict[str, int]:
+    rows = ctx.lake.read(REJECTS).where(F.col("stage") == stage).groupBy("reason").count().collect()
+    return {r["reason"]: r["count"] for r in rows}
+
+
+def test_four_tables_filled_with_lineage(generated):
+    ctx, summaries = generated
+    assert [s.rows_in for s in summaries] == [5, 3, 3, 3]
+    quality = {r["good"] for r in ctx.lake.read(QUALITY).collect()}
+    assert quality == {True, False, None}
+    assert rejects(ctx, "judge") == {"judge_no": 1, "judge_unparseable": 1}
+    assert ctx.lake.read(CONCEPTS).count() == 3
+    assert ctx.lake.read(INSTRUCTIONS).count() == 3
+    row = ctx.lake.read(RESPONSES).first()
+    assert row["model"] == ctx.cfg.llm.model and row["prompt_version"] == "respond-v1"
+    assert json.loads(row["sampling"])["n"] == 3 and json.loads(row["sampling"])["temperature"] == 0.7
+
+
+def test_samples_missing_tests_are_kept_and_rejected(generated):
+    ctx, _ = generated
+    responses = ctx.lake.read(RESPONSES)
+    # plain + untested made it through; flaky failed transiently.
+    assert responses.count() == 6
+    assert responses.where(F.size("missing") > 0).count() == 3
+    assert rejects(ctx, "respond") == {"response_missing_parts": 3}
+
+
+def test_transient_failures_are_logged_and_retried_next_run(generated):
+    ctx, summaries = generated
+    errors = ctx.lake.read(ERRORS).where(F.col("stage") == "respond").collect()
+    assert len(errors) == 1 and errors[0]["error"].startswith("timed out")
+    assert summaries[-1].rows_failed == 1
+    done = ctx.lake.read(PROGRESS).where(F.col("stage") == "respond").count()
+    assert done == 2  # the flaky instruction is still pending
+    again = respond.run(ctx)
+    assert again.rows_in == 1 and again.rows_failed == 1
+    assert ctx.lake.read(RESPONSES).count() == 6  # nothing duplicated
+
+
+def test_rerun_generates_nothing_new(generated):
+    ctx, _ = generated
+    before = {t.name: ctx.lake.read(t).count() for t in (QUALITY, CONCEPTS, INSTRUCTIONS)}
+    assert [stage.run(ctx).rows_in for stage in STAGES[:3]] == [0, 0, 0]
+    assert {t.name: ctx.lake.read(t).count() for t in (QUALITY, CONCEPTS, INSTRUCTIONS)} == before
+
+
+def test_no_engine_configured_stops_with_clear_message(spark, tmp_path):
+    ctx = make(tmp_path)
+    with pytest.raises(StageError, match=r"judge: .*llm\.engine"):
+        judge.run(ctx)
+    assert not ctx.lake.exists(QUALITY) or ctx.lake.read(QUALITY).count() == 0
+
+
+def test_crash_between_chunks_resumes_without_loss(spark, tmp_path, monkeypatch):
+    sentinel = tmp_path / "crash"
+    sentinel.write_text("1")
+    monkeypatch.setenv("SELFALIGN_TEST_CRASH_FILE", str(sentinel))
+    names = {f"f{i}": f"Return x {i}." for i in range(6)}
+    ctx = make(tmp_path, ENGINE, "generation.respond.n=2", "generation.chunk_rows=2")
+    plant_seeds(ctx, names)
+    for stage in STAGES[:3]:
+        stage.run(ctx)
+    instructions = ctx.lake.read(INSTRUCTIONS)
+    # Plant the crash in the instruction that falls in the last chunk.
+    last = instructions.withColumn("chunk", F.pmod(F.xxhash64("instruction_id"), F.lit(3))).where("chunk = 2")
+    target = last.first()["instruction_id"]
+    ctx.lake.spark.sql(
+        f"UPDATE delta.`{ctx.lake.path(INSTRUCTIONS)}` SET instruction = concat(instruction, ' crash_here') "
+        f"WHERE instruction_id = '{target}'")
+
+    with pytest.raises(Exception, match="engine crashed"):
+        respond.run(ctx)
+    committed = ctx.lake.read(RESPONSES).count()
+    assert 0 < committed < 12  # earlier chunks survived the crash
+
+    sentinel.unlink()
+    resumed = respond.run(ctx)
+    assert resumed.rows_in < 6  # only what the crash left pending
+    responses = ctx.lake.read(RESPONSES)
+    assert responses.count() == 12
+    assert responses.select("response_id").distinct().count() == 12

@@ -1,0 +1,79 @@
+"""A test-double engine for the generation stages, importable by Spark executors.
+
+It answers in the shape each prompt asks for, recognised by how the prompt ends,
+with content chosen by markers in the seed code so tests can plant every case:
+- a seed whose code mentions `judged_bad` gets "No"; `judged_weird` gets "Perhaps";
+- `no_tests_please` gets responses without their tests section;
+- `crash_here` makes the engine raise on the respond prompt while the sentinel file
+  named by SELFALIGN_TEST_CRASH_FILE exists (a hard task failure: a dying worker);
+- `flaky_here` fails the respond prompt transiently (an endpoint that keeps timing out).
+"""
+
+from __future__ import annotations
+
+import os
+
+from tests.fake_engine import FakeEngine, FakeFailure
+from udfs.llm import SamplingParams
+
+RESPONSE = """Double the input by multiplying it by two.
+
+## Implementation
+```python
+def double(x):
+    return x * 2
+```
+
+## Explanation
+Multiplication by two doubles any number.
+
+## Tests
+```python
+assert double(2) == 4
+assert double(-3) == -6
+```
+"""
+
+
+PLANTED = ("no_tests_please", "crash_here", "flaky_here")
+
+
+def _last_block(prompt: str) -> str:
+    return prompt.rsplit("===", 1)[-1]
+
+
+def _planted(text: str) -> list[str]:
+    """Markers travel seed -> concepts -> instruction -> response prompt."""
+    return [marker for marker in PLANTED if marker in text]
+
+
+def _respond(prompt: str, params: SamplingParams) -> str | list[str]:
+    tail = _last_block(prompt.rsplit("=== Response ===", 1)[0])
+    crash_file = os.environ.get("SELFALIGN_TEST_CRASH_FILE", "")
+    if "crash_here" in tail and crash_file and os.path.exists(crash_file):
+        raise RuntimeError("engine crashed (test sentinel)")
+    if "flaky_here" in tail:
+        raise FakeFailure("timed out after 3 attempts", transient=True)
+    if "no_tests_please" in tail:
+        return RESPONSE.split("## Tests")[0]
+    return [RESPONSE] * params.n
+
+
+def stage_responder(prompt: str, params: SamplingParams) -> str | list[str]:
+    tail = _last_block(prompt)
+    if prompt.endswith("Answer:"):
+        if "judged_bad" in tail:
+            return " No"
+        return " Perhaps" if "judged_weird" in tail else " Yes"
+    if prompt.endswith("Concepts:"):
+        return ", ".join(["arithmetic", "function definition", *_planted(tail)])
+    if prompt.endswith("Task:\n"):
+        extra = " ".join(_planted(tail))
+        return f"Write a function `double(x)` that returns twice its argument, for any number. {extra}"
+    if prompt.rstrip().endswith("## Reasoning"):
+        return _respond(prompt, params)
+    return "unrecognised prompt"
+
+
+class StageEngine(FakeEngine):
+    responder = staticmethod(stage_responder)

@@ -1,0 +1,73 @@
+"""The generation stages' row logic with the test-double engine, no Spark."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobs.concepts import concept_rows
+from jobs.config import load_config
+from jobs.instruct import instruction_id, instruction_rows
+from jobs.judge import judge_rows
+from jobs.respond import response_id, response_rows
+from tests.stage_engine import StageEngine
+from udfs.prompts import load_prompts
+
+CFG = load_config(None, ["generation.respond.n=3"])
+PROMPTS = load_prompts()
+
+
+def fn(name: str, doc: str) -> dict:
+    return {"function_id": f"{name:0<64}"[:64].replace("_", "0"), "code": f'def {name}(x):\n    """{doc}"""\n    return x\n'}
+
+
+@pytest.fixture
+def engine() -> StageEngine:
+    return StageEngine(CFG.llm)
+
+
+def test_judge_yes_no_and_unparseable(engine):
+    records = [fn("good", "Return x."), fn("bad", "judged_bad"), fn("odd", "judged_weird")]
+    rows = {r["function_id"]: r for r in judge_rows(records, engine, PROMPTS, CFG.generation.judge)}
+    good, bad, odd = (rows[r["function_id"]] for r in records)
+    assert good["good"] is True and good.get("reject_reason") is None
+    assert bad["good"] is False and bad["reject_reason"] == "judge_no"
+    assert odd["good"] is None and odd["reject_reason"] == "judge_unparseable"
+    assert odd["raw_output"] == " Perhaps"
+    assert engine.calls == 1  # one engine call for the whole group
+    assert json.loads(good["sampling"])["temperature"] == 0.0
+    assert good["prompt_version"] == "judge-v1" and good["model"] == CFG.llm.model
+
+
+def test_concepts_then_instruction_rows(engine):
+    seed = {"seed_id": "a" * 64, "code": fn("f", "Return x.")["code"]}
+    [concepts] = concept_rows([seed], engine, PROMPTS, CFG.generation.concepts)
+    assert concepts["concepts"] == ["arithmetic", "function definition"]
+    [instruction] = instruction_rows([{"seed_id": seed["seed_id"], "concepts": concepts["concepts"]}],
+                                     engine, PROMPTS, CFG.generation.instruct)
+    assert instruction["instruction"].startswith("Write a function `double(x)`")
+    assert instruction["instruction_id"] == instruction_id(seed["seed_id"], instruction["instruction"])
+    assert instruction["category"] in PROMPTS.oss.categories
+    assert instruction["difficulty"] in PROMPTS.oss.difficulties
+
+
+def test_response_rows_samples_missing_parts_and_failures(engine):
+    records = [
+        {"instruction_id": "1" * 64, "instruction": "Write a function `double(x)` please."},
+        {"instruction_id": "2" * 64, "instruction": "Write `double(x)`. no_tests_please"},
+        {"instruction_id": "3" * 64, "instruction": "Write `double(x)`. flaky_here"},
+    ]
+    rows = response_rows(records, engine, PROMPTS, CFG.generation.respond, base_seed=42)
+    full = [r for r in rows if r["source_key"] == "1" * 64]
+    assert [r["sample_index"] for r in full] == [0, 1, 2]
+    assert [r["response_id"] for r in full] == [response_id("1" * 64, i) for i in range(3)]
+    assert all("def double" in r["code"] and "assert double(2) == 4" in r["tests"] for r in full)
+    partial = [r for r in rows if r["source_key"] == "2" * 64]
+    assert {r["reject_reason"] for r in partial} == {"response_missing_parts"}
+    assert all(r["tests"] is None and r["missing"] == ["tests"] for r in partial)
+    [flaky] = [r for r in rows if r["source_key"] == "3" * 64]
+    assert flaky["retry_error"].startswith("timed out")
+    assert json.loads(full[0]["sampling"])["n"] == 3
+    seeds = {json.loads(r["sampling"])["seed"] for r in rows if r.get("sampling")}
+    assert len(seeds) == 3  # one sampling seed per instruction

@@ -1,0 +1,189 @@
+"""The report's charts: plain dicts and lists in, one PNG file out.
+
+Pure functions of their inputs (no Spark, no lake), so they are tested alone.
+Figures are built with matplotlib's object API on the Agg canvas: no pyplot,
+no global backend switch, nothing shared between calls or threads. An empty
+input still yields a chart that says why it is empty, so the report never has
+a broken image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+BAR = "#4C72B0"
+PASS = "#55A868"
+MUTED = "#B0B0B0"
+DPI = 100
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Fixed metadata: the same numbers give the same bytes.
+    fig.savefig(out, format="png", metadata={"Software": None})
+    return out
+
+
+def _placeholder(title: str, message: str, path: str | Path) -> Path:
+    fig = _figure(7, 2.4)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=14, color="#555555",
+            transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def _height(rows: int) -> float:
+    return max(2.4, 0.9 + 0.32 * rows)
+
+
+def _label_bars(ax: Any, bars: Any, texts: Sequence[str]) -> None:
+    for bar, text in zip(bars, texts, strict=True):
+        ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+
+
+def funnel_chart(steps: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Horizontal bars, first step on top: `steps` are {"label", "count", "ran"}.
+
+    Counts span orders of magnitude (millions of files, thousands of pairs), so the
+    axis is logarithmic when they do; steps that never ran are grey and say so.
+    """
+    if not steps:
+        return _placeholder("Funnel", "nothing in the lake yet", path)
+    labels = [str(s["label"]) for s in steps]
+    counts = [int(s["count"]) for s in steps]
+    ran = [bool(s["ran"]) for s in steps]
+    fig = _figure(8, _height(len(steps)))
+    ax = fig.add_subplot()
+    positive = [c for c in counts if c > 0]
+    log = bool(positive) and max(positive) / min(positive) >= 100
+    floor = 0.8 if log else 0
+    widths = [max(c, floor) if r else floor for c, r in zip(counts, ran, strict=True)]
+    bars = ax.barh(range(len(steps)), widths, color=[BAR if r else MUTED for r in ran])
+    _label_bars(ax, bars, [f"{c:,}" if r else "not run" for c, r in zip(counts, ran, strict=True)])
+    ax.set_yticks(range(len(steps)), labels, fontsize=9)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlim(left=floor or 0, right=max([*positive, 1]) * (4 if log else 1.2))
+    ax.set_xlabel("rows (log scale)" if log else "rows")
+    ax.set_title("Funnel: source files to SFT pairs")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def rejects_chart(rejects: Mapping[str, Mapping[str, int]], path: str | Path) -> Path:
+    """Bars per (stage, reason), grouped by stage in the order given."""
+    rows = [(stage, reason, int(n)) for stage, reasons in rejects.items()
+            for reason, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))]
+    if not rows:
+        return _placeholder("Reject reasons", "no rejects yet", path)
+    fig = _figure(8, _height(len(rows)))
+    ax = fig.add_subplot()
+    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3",
+               "#8C8C8C", "#CCB974", "#64B5CD"]
+    stages = list(dict.fromkeys(stage for stage, _, _ in rows))
+    colors = [palette[stages.index(stage) % len(palette)] for stage, _, _ in rows]
+    bars = ax.barh(range(len(rows)), [n for _, _, n in rows], color=colors)
+    _label_bars(ax, bars, [f"{n:,}" for _, _, n in rows])
+    ax.set_yticks(range(len(rows)), [f"{stage}: {reason}" for stage, reason, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(right=max(n for _, _, n in rows) * 1.2)
+    ax.set_xlabel("rejected rows")
+    ax.set_title("Reject reasons per stage")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pass_rate_chart(pass_rates: Mapping[str, Any] | None, path: str | Path) -> Path:
+    """Pass rate per difficulty and the spread of per-instruction pass rates.
+
+    `pass_rates` is None (or has no executions) until the execute stage has run.
+    """
+    if not pass_rates or not pass_rates.get("executions"):
+        return _placeholder("Execution pass rate", "no executions yet", path)
+    difficulties = list(pass_rates.get("by_difficulty") or [])
+    histogram = list((pass_rates.get("by_instruction") or {}).get("histogram") or [])
+    fig = _figure(10, 3.6)
+    left, right = fig.subplots(1, 2)
+    if difficulties:
+        names = [str(d["difficulty"]) for d in difficulties]
+        rates = [float(d["rate"]) * 100 for d in difficulties]
+        bars = left.bar(range(len(names)), rates, color=PASS)
+        for bar, d in zip(bars, difficulties, strict=True):
+            left.annotate(f"{d['passed']:,}/{d['executions']:,}",
+                          (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                          xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+        left.set_xticks(range(len(names)), names)
+    else:
+        left.text(0.5, 0.5, "no difficulty known", ha="center", va="center",
+                  transform=left.transAxes)
+    left.set_ylim(0, 110)
+    left.set_ylabel("responses passing (%)")
+    left.set_title("Pass rate per difficulty")
+    if histogram:
+        right.bar(range(len(histogram)), [int(b["instructions"]) for b in histogram], color=BAR)
+        right.set_xticks(range(len(histogram)), [str(b["bin"]) for b in histogram],
+                         rotation=45, ha="right", fontsize=8)
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_xlabel("share of an instruction's responses that pass")
+    right.set_ylabel("instructions")
+    right.set_title("Pass rate per instruction")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def cluster_size_chart(sizes: Sequence[Mapping[str, int]], path: str | Path) -> Path:
+    """Histogram of near-duplicate cluster sizes: {"size", "clusters"} rows."""
+    if not sizes:
+        return _placeholder("Cluster sizes", "no clusters yet", path)
+    ordered = sorted(sizes, key=lambda s: int(s["size"]))
+    fig = _figure(8, 3.4)
+    ax = fig.add_subplot()
+    xs = [str(s["size"]) for s in ordered]
+    bars = ax.bar(range(len(xs)), [int(s["clusters"]) for s in ordered], color=BAR)
+    for bar, s in zip(bars, ordered, strict=True):
+        ax.annotate(f"{int(s['clusters']):,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+    ax.set_xticks(range(len(xs)), xs, fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("functions in the cluster")
+    ax.set_ylabel("clusters")
+    if max(int(s["clusters"]) for s in ordered) >= 1000:
+        ax.set_yscale("log")
+    ax.set_title("Near-duplicate cluster sizes")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def top_concepts_chart(concepts: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Most frequent concepts, most frequent on top: {"concept", "seeds"} rows."""
+    if not concepts:
+        return _placeholder("Top concepts", "no concepts yet", path)
+    fig = _figure(8, _height(len(concepts)))
+    ax = fig.add_subplot()
+    counts = [int(c["seeds"]) for c in concepts]
+    bars = ax.barh(range(len(concepts)), counts, color=BAR)
+    _label_bars(ax, bars, [f"{n:,}" for n in counts])
+    ax.set_yticks(range(len(concepts)), [str(c["concept"])[:60] for c in concepts], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(right=max(counts) * 1.2)
+    ax.set_xlabel("seeds naming the concept")
+    ax.set_title("Top concepts")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -187,6 +187,23 @@ class SamplingConfig(Section):
     max_tokens: int = Field(default=512, ge=1)
 
 
+# One class per stage, so overriding one key (generation.respond.n=3) keeps the
+# stage's other defaults instead of falling back to the generic ones.
+class JudgeSampling(SamplingConfig):
+    max_tokens: int = Field(default=4, ge=1)
+
+
+class ConceptsSampling(SamplingConfig):
+    max_tokens: int = Field(default=128, ge=1)
+
+
+class RespondSampling(SamplingConfig):
+    n: int = Field(default=10, ge=1)
+    temperature: float = Field(default=0.7, ge=0.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=1536, ge=1)
+
+
 class GenerationConfig(Section):
     """The LLM stages: prompts, sampling per stage, chunking and GPU placement."""
 
@@ -199,12 +216,10 @@ class GenerationConfig(Section):
     gpu_resource_profile: bool = False
     # Local mode with vllm: one task (one engine) per GPU, never one per core.
     local_gpus: int = Field(default=1, ge=1)
-    judge: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=4))
-    concepts: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=128))
-    instruct: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=512))
-    respond: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig(n=10, temperature=0.7, top_p=0.95, max_tokens=1536)
-    )
+    judge: JudgeSampling = Field(default_factory=JudgeSampling)
+    concepts: ConceptsSampling = Field(default_factory=ConceptsSampling)
+    instruct: SamplingConfig = Field(default_factory=SamplingConfig)
+    respond: RespondSampling = Field(default_factory=RespondSampling)
 
 
 class RunConfig(Section):

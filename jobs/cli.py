@@ -88,6 +88,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from jobs.context import Context
+    from jobs.export import export_dataset
+
+    info = export_dataset(Context.create(_load(args)), args.format, args.out)
+    counts = ", ".join(f"{name} {split['num_examples']}" for name, split in info["splits"].items())
+    print(f"export: {args.out} ({args.format}): {counts}")
+    return 0
+
+
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -121,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run-id", help="run to report on (default: the newest in `runs`)")
     report.add_argument("--out", default="reports", help="directory for <run-id>/index.html")
     report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="write the sft table as JSONL or Parquet with a dataset card")
+    _config_options(export)
+    export.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="file format")
+    export.add_argument("--out", required=True, help="directory for the split files, README.md "
+                        "and dataset_info.json")
+    export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("benchmarks", help="benchmark data for decontamination/evaluation")
     bench_sub = bench.add_subparsers(dest="action", required=True)

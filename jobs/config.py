@@ -178,6 +178,9 @@ class SandboxConfig(Section):
     file_size_bytes: int = Field(default=64 << 20, ge=1)  # also the size of /tmp
     open_files: int = Field(default=256, ge=16)
     output_bytes: int = Field(default=1 << 20, ge=1)  # stdout + stderr
+    # Programs run at once per execute task (threads waiting on sandbox processes);
+    # None: the executor's cores divided among the tasks it runs at once (jobs/execute.py).
+    parallelism: int | None = Field(default=None, ge=1)
 
 
 class SamplingConfig(Section):
@@ -222,6 +225,31 @@ class GenerationConfig(Section):
     respond: RespondSampling = Field(default_factory=RespondSampling)
 
 
+class ExecuteConfig(Section):
+    # Responses per committed chunk: a crash loses at most one chunk of sandbox runs.
+    chunk_rows: int = Field(default=5000, ge=1)
+
+
+class SelectConfig(Section):
+    """Near-duplicate instructions (MinHash-LSH over word shingles, as in dedup)."""
+
+    # Instructions are short prose: 3-word shingles, and a higher bar than code dedup's
+    # 0.5, since two tasks on one seed share much wording yet ask different things.
+    instruction_threshold: float = Field(default=0.7, gt=0.0, lt=1.0)
+    num_perm: int = Field(default=128, ge=16)
+    shingle_size: int = Field(default=3, ge=1)
+    seed: int = 1
+    max_iterations: int = Field(default=50, ge=1)
+
+
+class ExportConfig(Section):
+    # Share of instructions in the validation split, by a hash of the instruction id.
+    validation_fraction: float = Field(default=0.02, ge=0.0, lt=1.0)
+    # Parquet: rows per file (train-00000.parquet, train-00001.parquet, ...).
+    rows_per_file: int = Field(default=100_000, ge=1)
+    name: str = "selfalign-sft"
+
+
 class RunConfig(Section):
     seed: int = 42
     chunk_rows: int = Field(default=50_000, ge=1)
@@ -239,6 +267,9 @@ class PipelineConfig(Section):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     def fingerprint(self) -> str:

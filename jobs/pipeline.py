@@ -18,6 +18,8 @@ STAGES: dict[str, str] = {
     "concepts": "jobs.concepts",
     "instruct": "jobs.instruct",
     "respond": "jobs.respond",
+    "execute": "jobs.execute",
+    "select": "jobs.select_sft",
 }
 
 # Stages that call the model: they need `llm.engine`.

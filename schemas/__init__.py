@@ -8,6 +8,7 @@ from schemas.functions import FUNCTIONS
 from schemas.generation import CONCEPTS, INSTRUCTIONS, QUALITY, RESPONSES
 from schemas.ledger import ERRORS, PROGRESS, REJECTS, RUNS
 from schemas.seeds import CLUSTERS, DECONTAMINATION, MINHASHES, TYPECHECK
+from schemas.sft import EXECUTIONS, SFT
 from schemas.spec import TableSpec
 
 TABLES: dict[str, TableSpec] = {
@@ -26,10 +27,12 @@ TABLES: dict[str, TableSpec] = {
         CONCEPTS,
         INSTRUCTIONS,
         RESPONSES,
+        EXECUTIONS,
+        SFT,
     )
 }
 
 __all__ = [
-    "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "FUNCTIONS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS",
+    "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "EXECUTIONS", "FUNCTIONS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS", "SFT",
     "TABLES", "TYPECHECK", "TableSpec",
 ]

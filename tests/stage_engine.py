@@ -4,14 +4,15 @@ It answers in the shape each prompt asks for, recognised by how the prompt ends,
 with content chosen by markers in the seed code so tests can plant every case:
 - a seed whose code mentions `judged_bad` gets "No"; `judged_weird` gets "Perhaps";
 - `no_tests_please` gets responses without their tests section;
-- `crash_here` makes the engine raise on the respond prompt while the sentinel file
-  named by SELFALIGN_TEST_CRASH_FILE exists (a hard task failure: a dying worker);
+- `crash_if_exists=<path>` in an instruction makes the engine raise on its respond
+  prompt while that file exists (a hard task failure: a dying worker);
 - `flaky_here` fails the respond prompt transiently (an endpoint that keeps timing out).
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 from tests.fake_engine import FakeEngine, FakeFailure
 from udfs.llm import SamplingParams
@@ -35,7 +36,7 @@ assert double(-3) == -6
 """
 
 
-PLANTED = ("no_tests_please", "crash_here", "flaky_here")
+PLANTED = ("no_tests_please", "flaky_here")
 
 
 def _last_block(prompt: str) -> str:
@@ -49,8 +50,8 @@ def _planted(text: str) -> list[str]:
 
 def _respond(prompt: str, params: SamplingParams) -> str | list[str]:
     tail = _last_block(prompt.rsplit("=== Response ===", 1)[0])
-    crash_file = os.environ.get("SELFALIGN_TEST_CRASH_FILE", "")
-    if "crash_here" in tail and crash_file and os.path.exists(crash_file):
+    crash = re.search(r"crash_if_exists=(\S+)", tail)
+    if crash and os.path.exists(crash.group(1)):
         raise RuntimeError("engine crashed (test sentinel)")
     if "flaky_here" in tail:
         raise FakeFailure("timed out after 3 attempts", transient=True)

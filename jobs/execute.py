@@ -1,0 +1,236 @@
+"""execute: run each runnable response (its code, then its own tests) in the sandbox.
+
+Input: responses with both code and tests, keyed by response_id. Every run becomes an
+`executions` row (a verdict table); a run that did not pass is also a reject
+(`execution_<status>`). A `sandbox-error` says nothing about the program (the sandbox
+could not start it), so it is a transient failure: logged in `errors`, its response
+left pending for the next run.
+
+Parallelism: the work is done by sandbox processes; a task's threads only start them
+and wait. Each task keeps `workers` programs running at once from a thread pool, fed
+as a stream across Arrow batches, so one program at its wall timeout never idles the
+others. `workers` = `sandbox.parallelism`, or by default the executor's cores divided
+among the tasks the executor runs at once (local[k]: k; a cluster: executor cores /
+task cpus when set), so an executor as a whole keeps about one program per core busy.
+
+The isolation level is probed once on the driver at stage start: a level the config
+asks for and this machine lacks stops the stage with the sandbox's message, instead
+of filling `errors` with one sandbox-error per response.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.config import SandboxConfig
+from jobs.context import Context
+from jobs.runner import (
+    ITEM_ID,
+    REJECT_DETAIL,
+    REJECT_REASON,
+    RETRY_ERROR,
+    SOURCE_KEY,
+    StageError,
+    StageSummary,
+    outcome_schema,
+    pending_input,
+    run_stage,
+)
+from schemas import EXECUTIONS, RESPONSES
+from udfs.parse import ParsedResponse, program_for
+from udfs.sandbox import Limits, Outcome, choose_isolation, run_program
+
+log = logging.getLogger("selfalign")
+
+STAGE = "execute"
+KEY = "response_id"
+OUTCOME_SCHEMA = outcome_schema(EXECUTIONS)
+OUTPUT_ROWS = 64  # outcome rows per pandas frame handed back to Spark
+QUEUED_PER_WORKER = 2  # programs submitted ahead of the pool, so no worker waits for input
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """What an executor needs to run programs: plain values, pickled into the task."""
+
+    limits: Limits
+    isolation: str
+    allow_weaker: bool
+    workers: int | None  # sandbox.parallelism; None: from the executor's cores
+    task_slots: int = 1  # tasks an executor runs at once, sharing its cores
+
+    @classmethod
+    def from_config(cls, cfg: SandboxConfig, task_slots: int = 1) -> SandboxPlan:
+        return cls(Limits.from_settings(cfg), cfg.isolation, cfg.allow_weaker, cfg.parallelism,
+                   max(1, task_slots))
+
+    def pool_size(self) -> int:
+        """Programs one task runs at once; evaluated on the executor."""
+        if self.workers:
+            return self.workers
+        return max(1, math.ceil((os.cpu_count() or 1) / self.task_slots))
+
+    def describe(self) -> str:
+        if self.workers:
+            return f"{self.workers} programs at once per task"
+        return f"executor cores / {self.task_slots} programs at once per task"
+
+
+# --- one program (plain Python) ----------------------------------------------------------
+
+def program_of(code: str, tests: str) -> str:
+    missing = [name for name, text in (("code", code), ("tests", tests)) if not (text or "").strip()]
+    return program_for(ParsedResponse("", code or "", "", tests or "", missing))
+
+
+def outcome_row(record: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The outcome row of one finished run: a verdict, a reject, or a retry."""
+    rid = record[KEY]
+    row: dict[str, Any] = {
+        KEY: rid, "instruction_id": record["instruction_id"], "status": outcome.status,
+        "passed": outcome.passed, "duration_s": round(outcome.duration_s, 4),
+        "isolation": outcome.isolation, "exit_code": outcome.exit_code,
+        "stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
+        "detail": outcome.detail or None, SOURCE_KEY: rid, ITEM_ID: rid,
+    }
+    if outcome.status == "sandbox-error":
+        row[RETRY_ERROR] = outcome.detail or "sandbox error"
+    elif not outcome.passed:
+        row[REJECT_REASON] = f"execution_{outcome.status}"
+        row[REJECT_DETAIL] = (outcome.detail or outcome.status)[:1000]
+    return row
+
+
+def execute_one(record: dict[str, Any], plan: SandboxPlan) -> dict[str, Any]:
+    try:
+        outcome = run_program(program_of(record["code"], record["tests"]), plan.limits,
+                              plan.isolation, plan.allow_weaker)
+    except Exception as exc:  # the host failed (no temp dir, no fds): not the program's fault
+        detail = f"sandbox: {type(exc).__name__}: {exc}"
+        outcome = Outcome("sandbox-error", False, None, 0.0, "none", "", "", detail)
+    return outcome_row(record, outcome)
+
+
+def execution_rows(records: Iterable[dict[str, Any]], plan: SandboxPlan,
+                   workers: int | None = None) -> Iterator[dict[str, Any]]:
+    """Outcome rows of `records` (response_id, instruction_id, code, tests), in the order
+    the runs finish, with `workers` programs running at once."""
+    workers = workers or plan.pool_size()
+    # Probe once here (cached per Python worker), not from every thread at first use.
+    _, refusal = choose_isolation(plan.isolation, plan.allow_weaker)
+    if refusal is not None:
+        refused = Outcome("sandbox-error", False, None, 0.0, "none", "", refusal, refusal)
+        for record in records:
+            yield outcome_row(record, refused)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        running: set[Future[dict[str, Any]]] = set()
+        for record in records:
+            if len(running) >= workers * QUEUED_PER_WORKER:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+            running.add(pool.submit(execute_one, record, plan))
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+
+
+def _frames(rows: Iterator[dict[str, Any]], names: list[str]) -> Iterator[pd.DataFrame]:
+    group: list[dict[str, Any]] = []
+    for row in rows:
+        group.append(row)
+        if len(group) >= OUTPUT_ROWS:
+            yield pd.DataFrame([{n: r.get(n) for n in names} for r in group], columns=names)
+            group = []
+    if group:
+        yield pd.DataFrame([{n: r.get(n) for n in names} for r in group], columns=names)
+
+
+# --- the stage ---------------------------------------------------------------------------
+
+_LOCAL = re.compile(r"local(?:-cluster)?\[(\*|\d+)")
+
+
+def task_slots(ctx: Context) -> int:
+    """Tasks one executor runs at once, from the Spark config (1 when unknown)."""
+    conf = ctx.spark.conf
+    try:
+        master = conf.get("spark.master", "") or ""
+        found = _LOCAL.match(master)
+        if found:
+            return os.cpu_count() or 1 if found.group(1) == "*" else int(found.group(1))
+        cores = int(conf.get("spark.executor.cores", "0") or 0)
+        per_task = int(conf.get("spark.task.cpus", "1") or 1)
+    except Exception:  # Spark Connect may not expose these
+        return 1
+    return max(1, cores // max(1, per_task)) if cores else 1
+
+
+def transform(responses: DataFrame, ctx: Context, plan: SandboxPlan) -> DataFrame:
+    """(response_id, instruction_id, code, tests) -> one outcome row per response."""
+    names = OUTCOME_SCHEMA.fieldNames()
+
+    def run_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        records = (record for batch in batches for record in batch.to_dict("records"))
+        yield from _frames(execution_rows(records, plan), names)
+
+    tasks = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+    return (
+        responses.select(KEY, "instruction_id", "code", "tests")
+        .repartition(tasks, KEY)
+        .mapInPandas(run_batches, schema=OUTCOME_SCHEMA)
+    )
+
+
+def _present(column: str) -> Column:
+    return F.col(column).isNotNull() & (F.length(F.trim(F.col(column))) > 0)
+
+
+def runnable(responses: DataFrame) -> DataFrame:
+    """Responses with both an implementation and tests: what the sandbox can judge."""
+    return responses.where(_present("code") & _present("tests"))
+
+
+def pending(ctx: Context) -> DataFrame:
+    responses = runnable(ctx.lake.read(RESPONSES)).select(KEY, "instruction_id", "code", "tests")
+    return pending_input(ctx, STAGE, responses, KEY)
+
+
+def require_sandbox(cfg: SandboxConfig) -> str:
+    """The isolation level runs will get here; stops the stage when the config refuses it."""
+    level, refusal = choose_isolation(cfg.isolation, cfg.allow_weaker)
+    if refusal is not None:
+        raise StageError(f"{STAGE}: {refusal}")
+    if level == "process":
+        log.warning("[%s] isolation 'process': programs see the host's network and files", STAGE)
+    return level
+
+
+def run(ctx: Context) -> StageSummary:
+    level = require_sandbox(ctx.cfg.sandbox)
+    plan = SandboxPlan.from_config(ctx.cfg.sandbox, task_slots(ctx))
+    log.info("[%s] isolation %s; %s", STAGE, level, plan.describe())
+    return run_stage(ctx, STAGE, EXECUTIONS, pending(ctx), KEY,
+                     transform=lambda part: transform(part, ctx, plan),
+                     chunk_rows=ctx.cfg.execute.chunk_rows, verdicts=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jobs.cli import stage_main
+
+    stage_main(STAGE, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""export: the `sft` table as files an SFT trainer reads directly, with a dataset card.
+
+`selfalign export --format jsonl|parquet --out DIR` writes into DIR:
+
+  jsonl    train.jsonl, validation.jsonl: one JSON object per line, `instruction` and
+           `response` first, then the lineage fields (EXPORT_FIELDS)
+  parquet  train-00000.parquet, ... and validation-00000.parquet, ...: the same
+           columns, `export.rows_per_file` rows per file
+  README.md          dataset card: counts per split, sources and licenses, the
+                     generation settings (models, prompt versions, sampling)
+  dataset_info.json  the same numbers, machine-readable, and the split rule
+
+Split: an instruction goes to validation when the first 8 bytes of
+sha256(instruction_id), read as a fraction of 2^64, fall below
+`export.validation_fraction` (default 0.02). Plain Python on the id, no Spark
+randomness: the same instruction lands in the same split in every export, and a
+grown table only adds rows to either split.
+
+How: the driver streams `sft` sorted by instruction_id (toLocalIterator, one
+partition in memory at a time) and writes the files itself, so their names are
+fixed (Spark's part-<uuid> names are not), rows are in a fixed order, and the same
+table gives byte-identical files. The final table is small (the published run kept
+50k pairs, ~100 MB of text), and DIR is a path on the driver. Every file is written
+under a temporary name and renamed at the end; earlier export files in DIR (of
+either format) are removed first, so a trainer never globs a stale shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.config import ExportConfig
+
+log = logging.getLogger("selfalign")
+
+FORMATS = ("jsonl", "parquet")
+SPLITS = ("train", "validation")
+# The trainer's fields first, then lineage: where the seed came from and what generated it.
+EXPORT_FIELDS = (
+    "instruction", "response", "instruction_id", "response_id", "seed_id",
+    "repo", "path", "hexsha", "licenses", "concepts", "category", "difficulty",
+    "model", "prompt_version", "sampling", "instruction_model", "instruction_prompt_version",
+)
+LIST_FIELDS = frozenset({"licenses", "concepts"})
+PARQUET_ROW_GROUP = 5000
+TOP = 20  # repos listed by name in the card
+_STALE = ("train*.jsonl", "validation*.jsonl", "train-*.parquet", "validation-*.parquet",
+          "README.md", "dataset_info.json")
+
+
+# --- plain functions (unit-tested without Spark) -------------------------------------------
+
+def split_of(instruction_id: str, validation_fraction: float) -> str:
+    """"validation" or "train", fixed by the instruction id alone."""
+    digest = hashlib.sha256(instruction_id.encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / float(1 << 64)
+    return "validation" if position < validation_fraction else "train"
+
+
+def export_record(row: dict[str, Any]) -> dict[str, Any]:
+    """One exported example: EXPORT_FIELDS in order, lists as lists."""
+    record = {}
+    for name in EXPORT_FIELDS:
+        value = row.get(name)
+        record[name] = list(value) if name in LIST_FIELDS and value is not None else value
+    return record
+
+
+@dataclass
+class Stats:
+    """What the card says about the exported rows, counted while they stream by."""
+
+    splits: Counter = field(default_factory=Counter)
+    licenses: Counter = field(default_factory=Counter)
+    repos: Counter = field(default_factory=Counter)
+    models: Counter = field(default_factory=Counter)
+    instruction_models: Counter = field(default_factory=Counter)
+    prompt_versions: Counter = field(default_factory=Counter)
+    instruction_prompt_versions: Counter = field(default_factory=Counter)
+    sampling: Counter = field(default_factory=Counter)
+    categories: Counter = field(default_factory=Counter)
+    difficulties: Counter = field(default_factory=Counter)
+
+    def add(self, record: dict[str, Any], split: str) -> None:
+        self.splits[split] += 1
+        for name in record.get("licenses") or ["unknown"]:
+            self.licenses[name] += 1
+        self.repos[record.get("repo") or "unknown"] += 1
+        self.models[record.get("model") or "unknown"] += 1
+        self.instruction_models[record.get("instruction_model") or "unknown"] += 1
+        self.prompt_versions[record.get("prompt_version") or "unknown"] += 1
+        self.instruction_prompt_versions[record.get("instruction_prompt_version") or "unknown"] += 1
+        self.sampling[record.get("sampling") or "unknown"] += 1
+        self.categories[record.get("category") or "unknown"] += 1
+        self.difficulties[record.get("difficulty") or "unknown"] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.splits.values())
+
+
+def _ranked(counts: Counter, limit: int | None = None) -> dict[str, int]:
+    """Most common first, ties by name: a stable order for a deterministic card."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return dict(ordered[:limit] if limit else ordered)
+
+
+def _sampling_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def dataset_info(stats: Stats, cfg: ExportConfig, fmt: str, files: dict[str, list[str]],
+                 source: dict[str, Any]) -> dict[str, Any]:
+    """dataset_info.json: counts, files, split rule, sources and generation settings."""
+    return {
+        "name": cfg.name,
+        "format": fmt,
+        "fields": list(EXPORT_FIELDS),
+        "num_examples": stats.total,
+        "splits": {split: {"num_examples": stats.splits.get(split, 0), "files": files.get(split, [])}
+                   for split in SPLITS},
+        "split_rule": {
+            "validation_fraction": cfg.validation_fraction,
+            "rule": "validation if int.from_bytes(sha256(instruction_id)[:8], 'big') / 2**64 "
+                    "< validation_fraction",
+        },
+        "sources": {"repos": len(stats.repos), "top_repos": _ranked(stats.repos, TOP),
+                    "licenses": _ranked(stats.licenses)},
+        "generation": {
+            "response_models": _ranked(stats.models),
+            "response_prompt_versions": _ranked(stats.prompt_versions),
+            "instruction_models": _ranked(stats.instruction_models),
+            "instruction_prompt_versions": _ranked(stats.instruction_prompt_versions),
+            "sampling": [{"params": _sampling_value(text), "examples": n}
+                         for text, n in _ranked(stats.sampling).items()],
+        },
+        "categories": _ranked(stats.categories),
+        "difficulties": _ranked(stats.difficulties),
+        "source": source,
+    }
+
+
+def _table(header: tuple[str, str], counts: dict[str, int]) -> list[str]:
+    lines = [f"| {header[0]} | {header[1]} |", "| --- | ---: |"]
+    lines += [f"| {_cell(name)} | {n:,} |" for name, n in counts.items()]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def dataset_card(info: dict[str, Any]) -> str:
+    """README.md: Hugging Face front matter (so `load_dataset(DIR)` finds the splits),
+    then the counts, sources, licenses and generation settings of `info`."""
+    splits = info["splits"]
+    pattern = {"jsonl": "{split}.jsonl", "parquet": "{split}-*.parquet"}[info["format"]]
+    front = ["---", f"pretty_name: {info['name']}", "license: other", "task_categories:",
+             "- text-generation", "tags:", "- code", "- synthetic", "- self-alignment",
+             "configs:", "- config_name: default", "  data_files:"]
+    for split in SPLITS:
+        front += [f"  - split: {split}", f"    path: {pattern.format(split=split)}"]
+    front.append("---")
+
+    generation = info["generation"]
+    sources = info["sources"]
+    body = [
+        f"# {info['name']}",
+        "",
+        "Instruction-response pairs for supervised fine-tuning of a code model, made by the "
+        "selfalign pipeline (StarCoder2-Instruct style self-alignment): seed functions from "
+        "open-source Python, concepts and instructions written by the base model, and responses "
+        "whose code passed their own tests in a sandbox.",
+        "",
+        "## Splits",
+        "",
+        *_table(("split", "examples"), {s: splits[s]["num_examples"] for s in SPLITS}),
+        "",
+        f"Total: {info['num_examples']:,}. Files: "
+        + ", ".join(f"`{name}`" for s in SPLITS for name in splits[s]["files"]) + ".",
+        "",
+        f"Split rule: {info['split_rule']['rule']} "
+        f"(validation_fraction = {info['split_rule']['validation_fraction']}).",
+        "",
+        "## Fields",
+        "",
+        "`instruction` and `response` are the training pair (the response without its section "
+        "headings); the rest is lineage: " + ", ".join(f"`{f}`" for f in info["fields"][2:]) + ".",
+        "",
+        "## Sources",
+        "",
+        f"Seeds come from {sources['repos']:,} repositories. Top repositories:",
+        "",
+        *_table(("repository", "examples"), sources["top_repos"]),
+        "",
+        "Licenses of the seed files (an example counts once per license of its file):",
+        "",
+        *_table(("license", "examples"), sources["licenses"]),
+        "",
+        "## Generation settings",
+        "",
+        *_table(("response model", "examples"), generation["response_models"]),
+        "",
+        *_table(("response prompt version", "examples"), generation["response_prompt_versions"]),
+        "",
+        *_table(("instruction model", "examples"), generation["instruction_models"]),
+        "",
+        *_table(("instruction prompt version", "examples"), generation["instruction_prompt_versions"]),
+        "",
+        "Response sampling:",
+        "",
+        *_table(("parameters", "examples"),
+                {json.dumps(s["params"], sort_keys=True): s["examples"] for s in generation["sampling"]}),
+        "",
+        "## Tasks",
+        "",
+        *_table(("category", "examples"), info["categories"]),
+        "",
+        *_table(("difficulty", "examples"), info["difficulties"]),
+        "",
+    ]
+    return "\n".join([*front, "", *body])
+
+
+# --- writers -------------------------------------------------------------------------------
+
+class JsonlWriter:
+    """<split>.jsonl, one UTF-8 JSON object per line."""
+
+    def __init__(self, out: Path, split: str) -> None:
+        self.final = out / f"{split}.jsonl"
+        self.temp = out / f".{split}.jsonl.tmp"
+        self.handle = self.temp.open("w", encoding="utf-8", newline="\n")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> list[tuple[Path, Path]]:
+        self.handle.close()
+        return [(self.temp, self.final)]
+
+
+def parquet_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, pa.list_(pa.string()) if name in LIST_FIELDS else pa.string())
+                      for name in EXPORT_FIELDS])
+
+
+class ParquetWriter:
+    """<split>-00000.parquet, ...: `rows_per_file` rows each, row groups of PARQUET_ROW_GROUP."""
+
+    def __init__(self, out: Path, split: str, rows_per_file: int) -> None:
+        self.out, self.split, self.rows_per_file = out, split, rows_per_file
+        self.schema = parquet_schema()
+        self.buffer: list[dict[str, Any]] = []
+        self.in_file = 0
+        self.writer: Any = None
+        self.files: list[tuple[Path, Path]] = []
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        name = f"{self.split}-{len(self.files):05d}.parquet"
+        self.files.append((self.out / f".{name}.tmp", self.out / name))
+        self.writer = pq.ParquetWriter(self.files[-1][0], self.schema, compression="zstd")
+        self.in_file = 0
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.writer is None:
+            self._open()
+        if self.buffer:
+            self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
+            self.buffer = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.writer is not None and self.in_file >= self.rows_per_file:
+            self._flush()
+            self.writer.close()
+            self.writer = None
+        if self.writer is None:
+            self._open()
+        self.buffer.append(record)
+        self.in_file += 1
+        if len(self.buffer) >= PARQUET_ROW_GROUP:
+            self._flush()
+
+    def close(self) -> list[tuple[Path, Path]]:
+        self._flush()  # an empty split still gets one file with the schema
+        self.writer.close()
+        return self.files
+
+
+def write_dataset(rows: Iterable[dict[str, Any]], out: Path, fmt: str, cfg: ExportConfig,
+                  source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `rows` (sft rows, sorted by instruction_id) as the dataset in `out`; its info."""
+    if fmt not in FORMATS:
+        raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in _STALE:
+        for stale in out.glob(pattern):
+            stale.unlink()
+    writers = {split: JsonlWriter(out, split) if fmt == "jsonl"
+               else ParquetWriter(out, split, cfg.rows_per_file) for split in SPLITS}
+    stats = Stats()
+    for row in rows:
+        record = export_record(row)
+        split = split_of(record["instruction_id"], cfg.validation_fraction)
+        writers[split].write(record)
+        stats.add(record, split)
+    files: dict[str, list[str]] = {}
+    for split, writer in writers.items():
+        moves = writer.close()
+        for temp, final in moves:
+            os.replace(temp, final)
+        files[split] = [final.name for _, final in moves]
+    info = dataset_info(stats, cfg, fmt, files, source or {})
+    (out / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
+                                           encoding="utf-8")
+    (out / "README.md").write_text(dataset_card(info), encoding="utf-8")
+    return info
+
+
+# --- Spark side ------------------------------------------------------------------------------
+
+def sft_rows(ctx: Any) -> Iterator[dict[str, Any]]:
+    """The `sft` table sorted by instruction_id, streamed to the driver a partition at a time."""
+    from pyspark.sql import functions as F
+
+    from schemas import SFT
+
+    table = ctx.lake.read(SFT).select(*[c for c in EXPORT_FIELDS if c in SFT.columns])
+    for row in table.orderBy(F.col("instruction_id")).toLocalIterator(prefetchPartitions=True):
+        yield row.asDict(recursive=True)
+
+
+def _source(ctx: Any) -> dict[str, Any]:
+    from delta.tables import DeltaTable
+
+    from schemas import SFT
+
+    version = DeltaTable.forPath(ctx.spark, ctx.lake.path(SFT)).history(1).select("version").first()
+    return {"table": "sft", "delta_version": version["version"] if version else None}
+
+
+def export_dataset(ctx: Any, fmt: str, out: str | Path) -> dict[str, Any]:
+    """`selfalign export`: write the dataset and its card; returns dataset_info."""
+    target = Path(out)
+    from schemas import SFT
+
+    ctx.lake.ensure(SFT)
+    info = write_dataset(sft_rows(ctx), target, fmt, ctx.cfg.export, _source(ctx))
+    log.info("[export] %s: %s", target, ", ".join(
+        f"{split} {info['splits'][split]['num_examples']}" for split in SPLITS))
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`spark-submit jobs/export.py --format jsonl --out DIR [--config ...]`."""
+    import sys
+
+    from jobs.cli import main as cli_main
+
+    cli_main(["export", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""select: one passing response per instruction, deduplicated, as an SFT pair (`sft`).
+
+(Named select_sft, not select: `spark-submit jobs/select.py` would put jobs/ first on
+sys.path, and a select.py there shadows the standard library's `select` module.)
+
+Ready input: an instruction is judged only once it is complete, i.e. the respond stage
+has committed it (all its samples are in `responses`) and every runnable response
+of it has an `executions` verdict. A response the sandbox has yet to run, or must
+retry after a sandbox-error, keeps its instruction waiting, so an instruction is
+never rejected for lack of a passing response that simply has not run yet.
+
+Then, as two clear steps (identify duplicates, then remove them):
+
+1. choose: per instruction, the passing response first in the order of
+   sha256("<run.seed>:<instruction_id>:<response_id>"), a draw that is random across
+   instructions but fixed by the ids, so reruns and fresh lakes pick the same one.
+   Instructions with none are rejects (`no_passing_response`).
+2. dedup, in this order, each step over the survivors of the one before:
+   exact duplicate instructions, then exact duplicate (cleaned) responses, both
+   whitespace-normalized; then near-duplicate instructions by MinHash-LSH over word
+   shingles (the dedup stage's Spark functions), confirmed on the estimated Jaccard at
+   `select.instruction_threshold`, grouped into connected components. Each group keeps
+   its smallest instruction_id; rows already in `sft` always win (an earlier run chose
+   them), and the others are rejects (`duplicate_instruction`, `duplicate_response`,
+   `near_duplicate_instruction`) naming the kept id.
+
+The response is stored as SFT text: udfs.parse.clean_response drops the section
+headings and any leaked continuation. A global operation: one chunk per run.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from jobs.config import DedupConfig, SelectConfig
+from jobs.context import Context
+from jobs.dedup import (
+    band_keys,
+    candidate_pairs,
+    confirmed_edges,
+    connected_components,
+    signatures,
+    with_jaccard,
+)
+from jobs.execute import runnable
+from jobs.runner import (
+    ITEM_ID,
+    REJECT_DETAIL,
+    REJECT_REASON,
+    SOURCE_KEY,
+    StageSummary,
+    outcome_schema,
+    pending_input,
+    run_stage,
+)
+from schemas import EXECUTIONS, FUNCTIONS, INSTRUCTIONS, PROGRESS, RESPONSES, SFT
+from udfs.parse import clean_response
+
+STAGE = "select"
+KEY = "instruction_id"
+OUTCOME_SCHEMA = outcome_schema(SFT)
+
+NO_PASSING = "no_passing_response"
+DUPLICATE_INSTRUCTION = "duplicate_instruction"
+DUPLICATE_RESPONSE = "duplicate_response"
+NEAR_DUPLICATE = "near_duplicate_instruction"
+
+
+def minhash_config(cfg: SelectConfig) -> DedupConfig:
+    """The dedup stage's settings type, for reusing its LSH functions on instructions."""
+    return DedupConfig(threshold=cfg.instruction_threshold, num_perm=cfg.num_perm,
+                       shingle_size=cfg.shingle_size, seed=cfg.seed, max_iterations=cfg.max_iterations)
+
+
+def normalized(column: str) -> Column:
+    """Whitespace-normalized text: runs of whitespace become one space, ends trimmed."""
+    return F.trim(F.regexp_replace(F.col(column), r"\s+", " "))
+
+
+@F.pandas_udf(StringType())
+def _clean(responses: pd.Series) -> pd.Series:
+    return responses.map(clean_response)
+
+
+# --- step 1: choose ----------------------------------------------------------------------
+
+def draw_order(seed: int) -> Column:
+    """The per-instruction random order of its responses, fixed by the ids and run.seed."""
+    return F.sha2(F.concat_ws(":", F.lit(str(seed)), F.col(KEY), F.col("response_id")), 256)
+
+
+def choose(responses: DataFrame, executions: DataFrame, seed: int) -> DataFrame:
+    """Per instruction, its first passing response in draw order (responses' columns)."""
+    passing = executions.where(F.col("passed")).select("response_id")
+    first = Window.partitionBy(KEY).orderBy(draw_order(seed), F.col("response_id"))
+    return (
+        responses.join(passing, on="response_id", how="inner")
+        .withColumn("_rank", F.row_number().over(first))
+        .where(F.col("_rank") == 1)
+        .drop("_rank")
+    )
+
+
+def verdict_summary(responses: DataFrame, executions: DataFrame) -> DataFrame:
+    """(instruction_id, detail): what became of each instruction's responses, in words."""
+    statuses = (
+        responses.select("response_id", KEY)
+        .join(executions.select("response_id", "status"), on="response_id", how="left")
+        .withColumn("status", F.coalesce(F.col("status"), F.lit("not runnable")))
+        .groupBy(KEY, "status").count()
+        .groupBy(KEY)
+        .agg(
+            F.sum("count").alias("total"),
+            F.concat_ws(", ", F.sort_array(F.collect_list(
+                F.format_string("%s %d", F.col("status"), F.col("count"))))).alias("statuses"),
+        )
+    )
+    return statuses.select(KEY, F.format_string("0 of %d responses passed (%s)", F.col("total"),
+                                                F.col("statuses")).alias("detail"))
+
+
+# --- step 2: duplicates ------------------------------------------------------------------
+
+def exact_duplicates(nodes: DataFrame, text: str) -> DataFrame:
+    """(instruction_id, kept_id) of new nodes whose `text` equals a kept node's.
+
+    `nodes`: instruction_id, is_new, text. Per text the keeper is an existing row if
+    any (the smallest), else the smallest new id: struct order puts False first.
+    """
+    keepers = nodes.groupBy(text).agg(F.min(F.struct(F.col("is_new"), F.col(KEY))).alias("_keep"))
+    return (
+        nodes.where(F.col("is_new"))
+        .join(keepers, on=text, how="inner")
+        .where(F.col(KEY) != F.col(f"_keep.{KEY}"))
+        .select(KEY, F.col(f"_keep.{KEY}").alias("kept_id"))
+    )
+
+
+def near_duplicates(nodes: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """(instruction_id, kept_id, jaccard) of new nodes in a near-duplicate group led by another.
+
+    `nodes`: instruction_id, is_new, instruction. Candidates need a new node on one side;
+    two existing rows are never compared again. The group's keeper: its smallest
+    existing id if any, else its smallest new id.
+    """
+    as_functions = nodes.select(F.col(KEY).alias("function_id"), F.col("instruction").alias("code"), "is_new")
+    sigs = signatures(as_functions, cfg).join(
+        as_functions.select("function_id", "is_new"), on="function_id", how="inner"
+    ).localCheckpoint()
+    edges = confirmed_edges(candidate_pairs(band_keys(sigs, cfg)), sigs.select("function_id", "signature"),
+                            cfg).localCheckpoint()
+    labels, _ = connected_components(edges, cfg.max_iterations)
+    members = labels.join(sigs.select("function_id", "is_new"), on="function_id", how="inner")
+    keepers = members.groupBy("component").agg(
+        F.min(F.struct(F.col("is_new"), F.col("function_id"))).alias("_keep"))
+    dropped = (
+        members.where(F.col("is_new"))
+        .join(keepers, on="component", how="inner")
+        .where(F.col("function_id") != F.col("_keep.function_id"))
+        .select("function_id", F.col("_keep.function_id").alias("kept_id"))
+    )
+    scored = with_jaccard(dropped, "function_id", "kept_id", sigs.select("function_id", "signature"),
+                          cfg.num_perm)
+    return scored.select(F.col("function_id").alias(KEY), "kept_id", "jaccard")
+
+
+# --- the transform -----------------------------------------------------------------------
+
+def _rejects(rows: DataFrame, reason: str, detail: Column) -> DataFrame:
+    return rows.select(KEY, F.lit(reason).alias(REJECT_REASON), detail.alias(REJECT_DETAIL))
+
+
+def transform(instructions: DataFrame, responses: DataFrame, executions: DataFrame,
+              functions: DataFrame, existing: DataFrame, cfg: SelectConfig, seed: int) -> DataFrame:
+    """Ready instructions (INSTRUCTIONS columns), all responses and executions, the source
+    functions, and the `sft` rows of earlier runs -> one outcome row per instruction."""
+    ids = instructions.select(KEY)
+    theirs = responses.join(ids, on=KEY, how="inner")
+    chosen = choose(theirs, executions, seed).select(
+        KEY, "response_id", _clean(F.col("response")).alias("response"), "model", "prompt_version",
+        "sampling",
+    )
+    no_passing = ids.join(chosen.select(KEY), on=KEY, how="left_anti").join(
+        verdict_summary(theirs, executions), on=KEY, how="left")
+
+    # Rows already in `sft` compete as keepers; one whose key is pending again (a crash
+    # after the sft commit, before progress) is that same row, not a rival.
+    earlier = existing.join(ids, on=KEY, how="left_anti").select(
+        KEY, "instruction", "response", F.lit(False).alias("is_new"))
+    candidates = chosen.join(instructions.select(KEY, "instruction"), on=KEY, how="inner").select(
+        KEY, "instruction", "response", F.lit(True).alias("is_new"))
+    nodes = candidates.unionByName(earlier).select(
+        KEY, "is_new", "instruction", "response",
+        normalized("instruction").alias("_instruction"), normalized("response").alias("_response"),
+    ).localCheckpoint()
+
+    same_instruction = exact_duplicates(nodes.select(KEY, "is_new", "_instruction"), "_instruction")
+    left = nodes.join(same_instruction.select(KEY), on=KEY, how="left_anti")
+    same_response = exact_duplicates(left.select(KEY, "is_new", "_response"), "_response")
+    left = left.join(same_response.select(KEY), on=KEY, how="left_anti")
+    near = near_duplicates(left.select(KEY, "is_new", "instruction"), minhash_config(cfg))
+
+    rejected = (
+        _rejects(no_passing, NO_PASSING, F.coalesce(F.col("detail"), F.lit("no responses")))
+        .unionByName(_rejects(same_instruction, DUPLICATE_INSTRUCTION, F.format_string(
+            "same instruction (whitespace-normalized) as %s", F.col("kept_id"))))
+        .unionByName(_rejects(same_response, DUPLICATE_RESPONSE, F.format_string(
+            "same chosen response (whitespace-normalized) as %s", F.col("kept_id"))))
+        .unionByName(_rejects(near, NEAR_DUPLICATE, F.format_string(
+            "near duplicate of %s: estimated Jaccard %.3f (threshold %.2f)", F.col("kept_id"),
+            F.col("jaccard"), F.lit(cfg.instruction_threshold))))
+    )
+    sources = functions.select(
+        F.col("function_id").alias("seed_id"), "hexsha", "repo", "path", "licenses")
+    kept = (
+        chosen.join(rejected.select(KEY), on=KEY, how="left_anti")
+        .join(instructions.select(
+            KEY, "instruction", "seed_id", "concepts", "category", "difficulty",
+            F.col("model").alias("instruction_model"),
+            F.col("prompt_version").alias("instruction_prompt_version"),
+        ), on=KEY, how="inner")
+        .join(sources, on="seed_id", how="left")
+    )
+    outcomes = kept.unionByName(rejected, allowMissingColumns=True)
+    return outcomes.select(
+        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in OUTCOME_SCHEMA.fields
+          if f.name not in (SOURCE_KEY, ITEM_ID) and f.name in outcomes.columns],
+        F.col(KEY).alias(SOURCE_KEY),
+        F.col(KEY).alias(ITEM_ID),
+    )
+
+
+# --- the stage ---------------------------------------------------------------------------
+
+def ready(ctx: Context) -> DataFrame:
+    """Instructions whose responses are all in and all judged by the sandbox."""
+    responded = ctx.lake.read(PROGRESS).where(F.col("stage") == F.lit("respond")).select(
+        F.col("input_key").alias(KEY))
+    judged = ctx.lake.read(EXECUTIONS).select("response_id")
+    waiting = (
+        runnable(ctx.lake.read(RESPONSES)).select("response_id", KEY)
+        .join(judged, on="response_id", how="left_anti")
+        .select(KEY).distinct()
+    )
+    return (
+        ctx.lake.read(INSTRUCTIONS)
+        .join(responded, on=KEY, how="inner")
+        .join(waiting, on=KEY, how="left_anti")
+    )
+
+
+def pending(ctx: Context) -> DataFrame:
+    return pending_input(ctx, STAGE, ready(ctx), KEY)
+
+
+def run(ctx: Context) -> StageSummary:
+    def stage_transform(part: DataFrame) -> DataFrame:
+        lake = ctx.lake
+        return transform(
+            part, lake.read(RESPONSES), lake.read(EXECUTIONS), lake.read(FUNCTIONS), lake.read(SFT),
+            ctx.cfg.select, ctx.cfg.run.seed,
+        )
+
+    return run_stage(ctx, STAGE, SFT, pending(ctx), KEY, transform=stage_transform,
+                     chunk_rows=sys.maxsize)  # dedup is global: one chunk
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jobs.cli import stage_main
+
+    stage_main(STAGE, argv)
+
+
+if __name__ == "__main__":
+    main()

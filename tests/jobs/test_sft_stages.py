@@ -1,0 +1,316 @@
+"""execute -> select -> export on local Spark, over planted instructions and responses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import execute, select_sft
+from jobs.config import load_config
+from jobs.context import Context
+from jobs.export import EXPORT_FIELDS, export_dataset, split_of
+from jobs.runner import StageError
+from schemas import (
+    ERRORS,
+    EXECUTIONS,
+    FUNCTIONS,
+    INSTRUCTIONS,
+    PROGRESS,
+    REJECTS,
+    RESPONSES,
+    SFT,
+)
+from udfs.parse import MARKERS, parse_response
+from udfs.sandbox import Limits
+
+OVERRIDES = ("sandbox.wall_seconds=4.0", "sandbox.cpu_seconds=2", "sandbox.parallelism=4",
+             "export.validation_fraction=0.5")
+MADE_BY = ("starcoder2-15b", "respond-v1", '{"n": 10, "temperature": 0.7}', "test")
+INSTRUCT_BY = ("starcoder2-15b", "instruct-v1", "{}", "test")
+
+PASS_TESTS = "assert {name}(2) == {value}\nassert {name}(0) == 0"
+
+
+def passing(name: str, factor: int) -> tuple[str, str]:
+    return (f"def {name}(x):\n    return x * {factor}",
+            PASS_TESTS.format(name=name, value=2 * factor))
+
+
+FAILING = ("def half(x):\n    return x // 3", "assert half(4) == 2")
+LOOPING = ("def spin(x):\n    while True:\n        pass", "spin(1)")
+CRASHING = ("import os, signal\n\ndef die(x):\n    os.kill(os.getpid(), signal.SIGKILL)", "die(1)")
+HOGGING = ("def hog(x):\n    return bytearray(10 ** 11)", "hog(1)")
+
+TEXT = {
+    "three": "Write a Python function that doubles an integer and returns the result; explain the "
+             "edge cases for zero and negative numbers.",
+    "mixed": "Implement an integer halving helper using floor division, with tests for even inputs.",
+    "fail": "Create a routine that never finishes unless interrupted, to exercise sandbox limits.",
+    "dup_a": "Given a list of strings, return the longest one.  Ties go to the first.",
+    "dup_b": "Given a list of strings, return the longest one.\nTies go to the first.",
+    "near_a": "Design a class that parses ISO 8601 date strings into year, month and day integers, "
+              "rejecting malformed input with a ValueError and supporting leap years correctly.",
+    "near_b": "Design a class that parses ISO 8601 date strings into year, month and day integers, "
+              "rejecting malformed input with a ValueError and supporting leap years properly.",
+    "same_resp": "Compute a triple of a number without using the multiplication sign anywhere.",
+    "missing": "Summarise a CSV file's columns by their most frequent value per column.",
+}
+IDS = {name: f"i{index:02d}-{name}" for index, name in enumerate(TEXT)}
+# instruction -> responses (code, tests); the mixed one's passing response is repeated
+# word for word by same_resp, so its chosen response is a duplicate.
+PROGRAMS = {
+    "three": [passing("double", 2), passing("twice", 2), passing("dbl", 2)],
+    "mixed": [FAILING, passing("halve", 1)],
+    "fail": [FAILING, LOOPING, CRASHING, HOGGING],
+    "dup_a": [passing("longest", 3)],
+    "dup_b": [passing("longest_b", 4)],
+    "near_a": [passing("parse_date", 5)],
+    "near_b": [passing("parse_iso", 6)],
+    "same_resp": [passing("halve", 1)],
+    "missing": [],
+}
+
+
+def response_text(code: str, tests: str, note: str) -> str:
+    return (f"I reason about it ({note}).\n\n## Implementation\n\n```python\n{code}\n```\n\n"
+            f"## Explanation\n\nIt does what was asked.\n\n## Tests\n\n```python\n{tests}\n```\n")
+
+
+def response_rows() -> list[tuple]:
+    rows = []
+    for name, programs in PROGRAMS.items():
+        iid = IDS[name]
+        texts = [response_text(code, tests, "same" if name in ("mixed", "same_resp") else f"{name} {k}")
+                 for k, (code, tests) in enumerate(programs)]
+        if name == "missing":
+            texts = ["Only prose, no code.\n\n## Explanation\n\nNothing to run."]
+        for index, text in enumerate(texts):
+            parsed = parse_response(text)
+            rid = hashlib.sha256(f"{iid}#{index}".encode()).hexdigest()
+            rows.append((rid, iid, index, text, parsed.code or None, parsed.tests or None,
+                         list(parsed.missing), "stop", 100, *MADE_BY))
+    return rows
+
+
+def plant(ctx: Context) -> None:
+    spark, lake = ctx.spark, ctx.lake
+
+    def put(spec, rows) -> None:
+        lake.insert_new(spec, spark.createDataFrame(rows, spec.schema))
+
+    seeds = {name: f"seed-{name}" for name in TEXT}
+    put(FUNCTIONS, [(sid, "f", "def f(x)", "Doc.", "def f(x): return x", "", 1, 1, True, "ab" * 20,
+                     f"acme/{name}", f"{name}.py", ["MIT"] if k % 2 else ["Apache-2.0", "MIT"], 1, "t")
+                    for k, (name, sid) in enumerate(seeds.items())])
+    put(INSTRUCTIONS, [(IDS[name], seeds[name], "function", "easy", ["loops"], text, *INSTRUCT_BY)
+                       for name, text in TEXT.items()])
+    put(RESPONSES, response_rows())
+    put(PROGRESS, [("respond", iid, "t") for iid in IDS.values()])
+
+
+def make(root: Path, *overrides: str) -> Context:
+    return Context.create(load_config(None, [f"lake.root={root}", *OVERRIDES, *overrides]))
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sft")
+    ctx = make(tmp / "lake")
+    plant(ctx)
+    ran = {"execute": execute.run(ctx), "select": select_sft.run(ctx)}
+    out = {"jsonl": tmp / "jsonl", "parquet": tmp / "parquet"}
+    infos = {fmt: export_dataset(ctx, fmt, path) for fmt, path in out.items()}
+    return ctx, ran, out, infos, tmp
+
+
+def rejects(ctx: Context, stage: str) -> dict[str, tuple[str, str]]:
+    rows = ctx.lake.read(REJECTS).where(F.col("stage") == stage).collect()
+    return {r["item_id"]: (r["reason"], r["detail"]) for r in rows}
+
+
+def statuses(ctx: Context) -> dict[str, list[str]]:
+    rows = ctx.lake.read(EXECUTIONS).groupBy("instruction_id").agg(
+        F.sort_array(F.collect_list("status")).alias("s")).collect()
+    return {r["instruction_id"]: r["s"] for r in rows}
+
+
+# --- execute ---------------------------------------------------------------------------------
+
+@pytest.mark.spark
+def test_execute_judges_every_runnable_response(lake):
+    ctx, ran, *_ = lake
+    assert ran["execute"].rows_in == 14  # the missing-parts response is not runnable
+    assert statuses(ctx) == {
+        IDS["three"]: ["pass"] * 3, IDS["mixed"]: ["fail", "pass"],
+        IDS["fail"]: ["crash", "fail", "memory", "timeout"],
+        **{IDS[n]: ["pass"] for n in ("dup_a", "dup_b", "near_a", "near_b", "same_resp")},
+    }
+    row = ctx.lake.read(EXECUTIONS).where(F.col("status") == "pass").first()
+    assert row["passed"] and row["exit_code"] == 0 and row["isolation"] in ("bwrap", "netns", "process")
+    assert row["run_id"] == ctx.run_id and row["duration_s"] > 0
+    reasons = sorted(reason for reason, _ in rejects(ctx, "execute").values())
+    assert reasons == ["execution_crash", "execution_fail", "execution_fail", "execution_memory",
+                       "execution_timeout"]
+    assert ctx.lake.read(ERRORS).where(F.col("stage") == "execute").count() == 0
+
+
+@pytest.mark.spark
+def test_a_refused_isolation_level_stops_the_stage(make_ctx, monkeypatch):
+    import udfs.sandbox
+
+    monkeypatch.setattr(udfs.sandbox, "available_levels", lambda: ("process",))
+    ctx = make_ctx("sandbox.isolation=bwrap")
+    with pytest.raises(StageError, match=r"execute: sandbox: isolation 'bwrap' is required.*allow_weaker"):
+        execute.run(ctx)
+    assert not ctx.lake.exists(EXECUTIONS)
+
+
+def test_execution_rows_run_in_parallel_and_sandbox_errors_are_retries(monkeypatch):
+    plan = execute.SandboxPlan(Limits(wall_seconds=10.0, cpu_seconds=5), "auto", False, 3)
+    records = [{"response_id": f"r{k}", "instruction_id": "i", "code": code, "tests": tests}
+               for k, (code, tests) in enumerate([passing("a", 1), FAILING, passing("b", 2)])]
+    rows = {r["response_id"]: r for r in execute.execution_rows(records, plan)}
+    assert {k: r["status"] for k, r in rows.items()} == {"r0": "pass", "r1": "fail", "r2": "pass"}
+    assert rows["r1"]["reject_reason"] == "execution_fail" and rows["r0"].get("reject_reason") is None
+
+    import udfs.sandbox
+
+    monkeypatch.setattr(udfs.sandbox, "available_levels", lambda: ("process",))
+    strict = execute.SandboxPlan(Limits(), "bwrap", False, 2)
+    refused = list(execute.execution_rows(records[:1], strict))
+    assert refused[0]["retry_error"].startswith("sandbox: isolation 'bwrap'")
+    assert refused[0].get("reject_reason") is None
+
+
+# --- select ----------------------------------------------------------------------------------
+
+def drawn(iid: str, rids: list[str], seed: int = 42) -> str:
+    return min(rids, key=lambda rid: (hashlib.sha256(f"{seed}:{iid}:{rid}".encode()).hexdigest(), rid))
+
+
+@pytest.mark.spark
+def test_select_keeps_one_passing_response_per_distinct_instruction(lake):
+    ctx, ran, *_ = lake
+    assert ran["select"].rows_in == len(TEXT)
+    sft = {r["instruction_id"]: r for r in ctx.lake.read(SFT).collect()}
+    assert set(sft) == {IDS[n] for n in ("three", "mixed", "dup_a", "near_a")}
+    three = [r["response_id"] for r in ctx.lake.read(RESPONSES).where(
+        F.col("instruction_id") == IDS["three"]).collect()]
+    assert sft[IDS["three"]]["response_id"] == drawn(IDS["three"], three)
+    mixed = sft[IDS["mixed"]]
+    assert mixed["response_id"] == hashlib.sha256(f"{IDS['mixed']}#1".encode()).hexdigest()
+    assert mixed["repo"] == "acme/mixed" and mixed["licenses"] and mixed["seed_id"] == "seed-mixed"
+    assert mixed["model"] == MADE_BY[0] and mixed["prompt_version"] == "respond-v1"
+    assert mixed["instruction_prompt_version"] == "instruct-v1" and mixed["concepts"] == ["loops"]
+    for row in sft.values():
+        assert not any(marker in row["response"] for marker in MARKERS.values())
+        assert "```python" in row["response"] and row["response"].rstrip().endswith("```")
+
+
+@pytest.mark.spark
+def test_select_rejects_say_why_and_name_the_kept_id(lake):
+    ctx, *_ = lake
+    found = rejects(ctx, "select")
+    assert {iid: reason for iid, (reason, _) in found.items()} == {
+        IDS["fail"]: "no_passing_response",
+        IDS["missing"]: "no_passing_response",
+        IDS["dup_b"]: "duplicate_instruction",
+        IDS["same_resp"]: "duplicate_response",
+        IDS["near_b"]: "near_duplicate_instruction",
+    }
+    assert found[IDS["fail"]][1] == "0 of 4 responses passed (crash 1, fail 1, memory 1, timeout 1)"
+    assert found[IDS["missing"]][1] == "0 of 1 responses passed (not runnable 1)"
+    assert IDS["dup_a"] in found[IDS["dup_b"]][1]
+    assert IDS["mixed"] in found[IDS["same_resp"]][1]
+    assert found[IDS["near_b"]][1].startswith(f"near duplicate of {IDS['near_a']}: estimated Jaccard 0.")
+
+
+@pytest.mark.spark
+def test_only_complete_instructions_are_ready(lake):
+    _, _, _, _, tmp = lake
+    ctx = make(tmp / "ready")  # a lake of its own: only reads, no stage runs
+    late, unanswered = "i90-late", "i91-unanswered"
+
+    def put(spec, rows) -> None:
+        ctx.lake.insert_new(spec, ctx.spark.createDataFrame(rows, spec.schema))
+
+    put(INSTRUCTIONS, [(iid, "seed-three", "function", "easy", [], "A late task text.", *INSTRUCT_BY)
+                       for iid in (late, unanswered)])
+    code, tests = passing("late", 7)
+    put(RESPONSES, [(f"{late}#{k}", late, k, "x", code, tests, [], "stop", 1, *MADE_BY) for k in range(2)])
+    put(PROGRESS, [("respond", late, "t")])  # `unanswered` is still being generated
+    # One of the two runnable responses has a verdict: the other's chunk has not committed.
+    put(EXECUTIONS, [(f"{late}#0", late, "pass", True, 0.1, "bwrap", 0, "", "", None, "t")])
+    assert select_sft.pending(ctx).count() == 0
+    put(EXECUTIONS, [(f"{late}#1", late, "fail", False, 0.1, "bwrap", 1, "", "", None, "t")])
+    assert [r["instruction_id"] for r in select_sft.pending(ctx).collect()] == [late]
+
+
+def picks(ctx: Context) -> list[tuple[str, str, str]]:
+    rows = ctx.lake.read(SFT).select("instruction_id", "response_id", "response").collect()
+    return sorted((r[0], r[1], r[2]) for r in rows)
+
+
+@pytest.mark.spark
+def test_select_draws_the_same_on_a_fresh_lake(lake):
+    ctx, _, _, _, tmp = lake
+    fresh = make(tmp / "fresh")
+    plant(fresh)
+    fresh.lake.insert_new(EXECUTIONS, ctx.lake.read(EXECUTIONS))
+    select_sft.run(fresh)
+    assert picks(fresh) == picks(ctx)
+    assert rejects(fresh, "select") == rejects(ctx, "select")
+
+
+@pytest.mark.spark
+def test_rerun_adds_nothing(lake):
+    ctx, *_ = lake
+    before = {spec.name: ctx.lake.read(spec).count() for spec in (EXECUTIONS, SFT, REJECTS)}
+    assert execute.run(ctx).rows_in == 0
+    assert select_sft.run(ctx).rows_in == 0
+    assert {spec.name: ctx.lake.read(spec).count() for spec in (EXECUTIONS, SFT, REJECTS)} == before
+
+
+# --- export ----------------------------------------------------------------------------------
+
+@pytest.mark.spark
+def test_export_files_load_with_fields_and_deterministic_splits(lake):
+    ctx, _, out, infos, _ = lake
+    kept = {r["instruction_id"] for r in ctx.lake.read(SFT).collect()}
+    lines = {}
+    for split in ("train", "validation"):
+        for line in (out["jsonl"] / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            assert list(record)[:2] == ["instruction", "response"] and tuple(record) == EXPORT_FIELDS
+            assert split_of(record["instruction_id"], 0.5) == split
+            lines[record["instruction_id"]] = record
+    assert set(lines) == kept
+    tables = {split: pq.read_table(out["parquet"] / f"{split}-00000.parquet") for split in ("train", "validation")}
+    assert {split: t.num_rows for split, t in tables.items()} == {
+        split: infos["jsonl"]["splits"][split]["num_examples"] for split in ("train", "validation")}
+    assert tables["train"].column_names[:2] == ["instruction", "response"]
+    ids = [i for t in tables.values() for i in t.column("instruction_id").to_pylist()]
+    assert sorted(ids) == sorted(kept)
+
+
+@pytest.mark.spark
+def test_export_card_and_info_and_same_bytes_again(lake):
+    ctx, _, out, infos, tmp = lake
+    card = (out["jsonl"] / "README.md").read_text(encoding="utf-8")
+    info = json.loads((out["jsonl"] / "dataset_info.json").read_text(encoding="utf-8"))
+    counts = {s: info["splits"][s]["num_examples"] for s in ("train", "validation")}
+    assert sum(counts.values()) == 4 == info["num_examples"]
+    for split, n in counts.items():
+        assert f"| {split} | {n:,} |" in card and f"path: {split}.jsonl" in card
+    assert info["sources"]["licenses"]["MIT"] == 4 and "| MIT |" in card
+    assert info["generation"]["response_prompt_versions"] == {"respond-v1": 4}
+    assert info["generation"]["sampling"][0]["params"]["temperature"] == 0.7
+    again = export_dataset(ctx, "jsonl", tmp / "again")
+    assert again == infos["jsonl"]
+    for name in ("train.jsonl", "validation.jsonl", "README.md", "dataset_info.json"):
+        assert (tmp / "again" / name).read_bytes() == (out["jsonl"] / name).read_bytes()

@@ -98,6 +98,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from jobs.context import Context
+    from jobs.evaluate import load, report
+    from jobs.evaluate import run as run_evaluate
+
+    overrides = list(args.overrides)
+    if args.reference:
+        overrides.append("evaluate.reference=true")
+    if args.sets:
+        overrides.append(f"evaluate.sets=[{args.sets}]")
+    if args.limit is not None:
+        overrides.append(f"evaluate.limit={args.limit}")
+    cfg = load_config(args.config, overrides)
+    problems = load(cfg)  # a missing benchmark file fails here, before Spark starts
+    outcome = run_evaluate(Context.create(cfg), problems)
+    print(report(outcome))
+    # The self-test fails when any reference solution fails.
+    return 1 if cfg.evaluate.reference and outcome.failures else 0
+
+
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -138,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="directory for the split files, README.md "
                         "and dataset_info.json")
     export.set_defaults(func=cmd_export)
+
+    evaluate = sub.add_parser("evaluate", help="HumanEval(+)/MBPP(+) pass@k of llm.model in the sandbox")
+    _config_options(evaluate)
+    evaluate.add_argument("--reference", action="store_true",
+                          help="self-test: score each task's reference solution (no engine)")
+    evaluate.add_argument("--sets", help="comma-separated: humaneval,humanevalplus,mbpp,mbppplus")
+    evaluate.add_argument("--limit", type=int, help="the first N tasks of each set")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("benchmarks", help="benchmark data for decontamination/evaluation")
     bench_sub = bench.add_subparsers(dest="action", required=True)

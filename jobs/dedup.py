@@ -366,7 +366,7 @@ def transform(functions: DataFrame, seeds: DataFrame, cfg: DedupConfig) -> DataF
 
 def pending(ctx: Context) -> DataFrame:
     """Type-checked functions (FUNCTIONS columns) not clustered yet."""
-    from jobs.typecheck import passed_functions  # lazily: typecheck pulls in pyright helpers
+    from jobs.typecheck import passed_functions  # lazily: importing dedup needs no typecheck
 
     return pending_input(ctx, STAGE, passed_functions(ctx), KEY)
 

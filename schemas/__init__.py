@@ -4,6 +4,7 @@ Stage modules import their specs from here; `TABLES` is what `status`, the lake
 bootstrap and the docs iterate over.
 """
 
+from schemas.evaluation import EVAL_RESULTS, EVAL_SAMPLES
 from schemas.functions import FUNCTIONS
 from schemas.generation import CONCEPTS, INSTRUCTIONS, QUALITY, RESPONSES
 from schemas.ledger import ERRORS, PROGRESS, REJECTS, RUNS
@@ -29,10 +30,12 @@ TABLES: dict[str, TableSpec] = {
         RESPONSES,
         EXECUTIONS,
         SFT,
+        EVAL_SAMPLES,
+        EVAL_RESULTS,
     )
 }
 
 __all__ = [
-    "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "EXECUTIONS", "FUNCTIONS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS", "SFT",
+    "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "EVAL_RESULTS", "EVAL_SAMPLES", "EXECUTIONS", "FUNCTIONS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS", "SFT",
     "TABLES", "TYPECHECK", "TableSpec",
 ]

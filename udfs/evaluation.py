@@ -32,10 +32,9 @@ differences:
   alternative answers of `sum_div`, `surface_Area`, `digit_distance_nums`, `are_equivalent`.
 - MBPP+ inputs are JSON; tuples, sets and complex numbers are restored per task as
   EvalPlus's loader does (`mbpp_plus_inputs`).
-- large expected outputs (HumanEval/15 builds strings of 10^5 numbers, Mbpp/255 lists of
-  millions of tuples) are carried as a digest that respects `==` (1 and 1.0 agree, sets and
-  dicts ignore order, lists and tuples differ) instead of the value; tolerance checks and
-  special oracles always get the value.
+- expected outputs never leave the machine that computed them: the ground truth writes
+  them pickled into its sandbox dir, they are kept in a temp dir beside the executor and
+  each check gets a copy to read (HumanEval/15 and Mbpp/255 make hundreds of MB of them).
 - time: each call has a CPU-time limit of max(min_time_limit, factor x the reference's CPU
   time on that input) (EvalPlus: 1 s and 4x, wall time); CPU time is steadier on a loaded
   machine. The program as a whole gets the sandbox limits, raised to cover factor x the
@@ -94,7 +93,6 @@ STOP = {
 }
 
 GROUND_TRUTH_FILE = "expected.json"
-_MAX_EXPECTED_BYTES = 256 << 20
 
 
 # --- problems -------------------------------------------------------------------------
@@ -401,7 +399,6 @@ def oracle(problem: Problem) -> str | None:
 # Names start with _sa_ so the code under test neither sees nor shadows them by accident.
 HARNESS = r'''
 import base64 as _sa_base64
-import hashlib as _sa_hashlib
 import json as _sa_json
 import math as _sa_math
 import pickle as _sa_pickle
@@ -417,102 +414,12 @@ class _SATimeout(BaseException):
     """BaseException: `except Exception` in the code under test does not swallow it."""
 
 
-class _SADigest:
-    """An expected output too large to carry, as its _sa_digest."""
-
-    def __init__(self, hexdigest):
-        self.hexdigest = hexdigest
-
-    def __repr__(self):
-        return "<output with digest " + self.hexdigest[:12] + ">"
-
-
 class _SANull:
     def write(self, text):
         return len(text)
 
     def flush(self):
         pass
-
-
-def _sa_digest(value):
-    """sha256 of a canonical form: equal digests exactly when == holds (NaN equals NaN)."""
-    h = _sa_hashlib.sha256()
-    up = h.update
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t is str:
-            data = v.encode("utf-8", "surrogatepass")
-            up(b"s%d:" % len(data))
-            up(data)
-        elif t is int or t is bool:
-            up(b"i%d;" % v)
-        elif t is float:
-            if v != v:
-                up(b"n;")
-            elif v.is_integer():
-                up(b"i%d;" % int(v))
-            else:
-                up(b"f" + repr(v).encode() + b";")
-        elif t is list:
-            up(b"l%d[" % len(v))
-            stack.extend(reversed(v))
-        elif t is tuple:
-            up(b"t%d[" % len(v))
-            stack.extend(reversed(v))
-        elif v is None:
-            up(b"N;")
-        elif isinstance(v, (set, frozenset)):
-            up(b"S%d{" % len(v))
-            up("".join(sorted(_sa_digest(e) for e in v)).encode())
-        elif isinstance(v, dict):
-            up(b"d%d{" % len(v))
-            up("".join(sorted(_sa_digest(k) + _sa_digest(w) for k, w in v.items())).encode())
-        elif isinstance(v, complex):
-            if v.imag == 0:
-                stack.append(v.real)
-            else:
-                up(b"c" + repr(v).encode() + b";")
-        elif isinstance(v, bool):
-            stack.append(bool(v))
-        elif isinstance(v, int):
-            stack.append(int(v))
-        elif isinstance(v, float):
-            stack.append(float(v))
-        elif isinstance(v, str):
-            stack.append(str(v))
-        elif isinstance(v, tuple):
-            stack.append(tuple(v))
-        elif isinstance(v, list):
-            stack.append(list(v))
-        elif isinstance(v, (bytes, bytearray)):
-            up(b"b%d:" % len(v))
-            up(bytes(v))
-        else:
-            up(b"o" + type(v).__qualname__.encode() + b":" + repr(v).encode() + b";")
-    return h.hexdigest()
-
-
-def _sa_small(value, budget=2000):
-    """Whether a value is small enough to carry as itself (nodes plus string lengths)."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        budget -= 1
-        if isinstance(v, (str, bytes)):
-            budget -= len(v)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            if len(v) > budget:
-                return False
-            stack.extend(v)
-        if budget < 0:
-            return False
-    return True
 
 
 def _sa_is_floats(x):
@@ -579,8 +486,6 @@ def _sa_match(out, exp, atol=0.0, oracle=None, args=()):
     """Whether the output `out` answers an input whose expected output is `exp`."""
     if oracle == "poly_root":
         return abs(_sa_poly(args[0], out)) <= atol
-    if isinstance(exp, _SADigest):
-        return _sa_digest(out) == exp.hexdigest
     exact = _sa_same(out, exp)
     if oracle == "always":
         exact = True
@@ -638,76 +543,78 @@ def _sa_short(value, limit=160):
 
 _GROUND_TRUTH = r'''
 
-def _sa_ground_truth(entry_point, inputs_blob, atol, oracle):
+def _sa_ground_truth(entry_point, inputs_blob, oracle):
     fn = globals()[entry_point]
     start = _sa_time.process_time()
     calls = 0.0
     result = {}
     for variant, cases in _sa_load(inputs_blob).items():
-        outputs, cpu = [], []
-        for index, args in enumerate(cases):
-            began = _sa_time.process_time()
-            try:
-                out = _sa_call(fn, args, None)
-            except BaseException as exc:
-                raise AssertionError(
-                    "reference solution raised " + type(exc).__name__ + " on " + variant
-                    + " input " + str(index) + ": " + _sa_short(exc)) from None
-            spent = _sa_time.process_time() - began
-            calls += spent
-            cpu.append(spent)
-            if oracle == "not_none":
-                out = out is not None
-            carried = None
-            if oracle is not None or atol or _sa_is_floats(out) or _sa_small(out):
+        cpu = []
+        # One pickle per input, one after another: the check loads them one at a time.
+        with open(variant + ".pickle", "wb") as stream:
+            for index, args in enumerate(cases):
+                began = _sa_time.process_time()
                 try:
-                    carried = ["value", _sa_base64.b64encode(_sa_pickle.dumps(out, 4)).decode()]
-                except Exception:
-                    carried = None
-            outputs.append(carried or ["digest", _sa_digest(out)])
-        result[variant] = {"outputs": outputs, "cpu": cpu}
+                    out = _sa_call(fn, args, None)
+                except BaseException as exc:
+                    raise AssertionError(
+                        "reference solution raised " + type(exc).__name__ + " on " + variant
+                        + " input " + str(index) + ": " + _sa_short(exc)) from None
+                spent = _sa_time.process_time() - began
+                calls += spent
+                cpu.append(spent)
+                if oracle == "not_none":
+                    out = out is not None
+                try:
+                    _sa_pickle.dump(out, stream, 4)
+                except Exception as exc:
+                    raise AssertionError(
+                        "reference output on " + variant + " input " + str(index)
+                        + " cannot be pickled: " + _sa_short(exc)) from None
+        result[variant] = {"cpu": cpu}
     result["overhead_cpu"] = _sa_time.process_time() - start - calls
     with open(OUTPUT_FILE, "w") as handle:
         _sa_json.dump(result, handle)
 
 
-_sa_ground_truth(ENTRY_POINT, INPUTS, ATOL, ORACLE)
+_sa_ground_truth(ENTRY_POINT, INPUTS, ORACLE)
 '''
 
 _CHECK = r'''
 
-def _sa_check(entry_point, inputs_blob, expected, atol, oracle, limits, variant):
+def _sa_check(entry_point, inputs_blob, atol, oracle, limits, variant):
     fn = globals().get(entry_point)
     if not callable(fn):
         raise AssertionError("no function named " + entry_point)
     cases = _sa_load(inputs_blob)
-    for index, (args, (kind, payload), cpu_limit) in enumerate(zip(cases, expected, limits)):
-        exp = _sa_load(payload) if kind == "value" else _SADigest(payload)
-        shown = _sa_short(args, 120)
-        try:
-            out = _sa_call(fn, list(args), cpu_limit)
-        except _SATimeout:
-            raise AssertionError(variant + " input " + str(index) + " " + shown + ": over "
-                                 + str(round(cpu_limit, 2)) + " s of CPU") from None
-        except BaseException as exc:
-            raise AssertionError(variant + " input " + str(index) + " " + shown + ": raised "
-                                 + type(exc).__name__ + ": " + _sa_short(exc)) from None
-        try:
-            ok = _sa_match(out, exp, atol, oracle, args)
-        except Exception as exc:
-            ok = False
-            exp = type(exc).__name__ + " while comparing with " + _sa_short(exp)
-        if not ok:
-            raise AssertionError(variant + " input " + str(index) + " " + shown + ": expected "
-                                 + _sa_short(exp) + ", got " + _sa_short(out))
+    with open(variant + ".pickle", "rb") as stream:
+        for index, (args, cpu_limit) in enumerate(zip(cases, limits)):
+            exp = _sa_pickle.load(stream)
+            shown = _sa_short(args, 120)
+            try:
+                out = _sa_call(fn, list(args), cpu_limit)
+            except _SATimeout:
+                raise AssertionError(variant + " input " + str(index) + " " + shown + ": over "
+                                     + str(round(cpu_limit, 2)) + " s of CPU") from None
+            except BaseException as exc:
+                raise AssertionError(variant + " input " + str(index) + " " + shown + ": raised "
+                                     + type(exc).__name__ + ": " + _sa_short(exc)) from None
+            try:
+                ok = _sa_match(out, exp, atol, oracle, args)
+                problem = ""
+            except Exception as exc:
+                ok, problem = False, " (comparing raised " + type(exc).__name__ + ")"
+            if not ok:
+                raise AssertionError(variant + " input " + str(index) + " " + shown + ": expected "
+                                     + _sa_short(exp) + ", got " + _sa_short(out) + problem)
 
 
-_sa_check(ENTRY_POINT, INPUTS, EXPECTED, ATOL, ORACLE, LIMITS, VARIANT)
+_sa_check(ENTRY_POINT, INPUTS, ATOL, ORACLE, LIMITS, VARIANT)
 '''
 
 
 def harness_namespace() -> dict[str, Any]:
-    """The harness's functions (_sa_match, _sa_digest, ...) loaded here, for tests."""
+    """The harness's functions (_sa_match, _sa_close, ...) loaded here, for tests."""
     namespace: dict[str, Any] = {"__name__": "selfalign_harness"}
     exec(compile(HARNESS, "<selfalign harness>", "exec"), namespace)
     return namespace
@@ -721,35 +628,47 @@ def _constants(**values: Any) -> str:
     return "".join(f"{name} = {value!r}\n" for name, value in values.items())
 
 
+def output_file(variant: str) -> str:
+    """The ground truth's outputs of one variant: one pickle per input, in input order."""
+    return f"{variant}.pickle"
+
+
 def ground_truth_program(problem: Problem) -> str:
-    """Runs the reference on every input of both variants and writes GROUND_TRUTH_FILE."""
+    """Runs the reference on every input of each variant: writes output_file(variant) per
+    variant and GROUND_TRUTH_FILE (CPU seconds per input, and the harness's own)."""
     inputs = {variant: problem_inputs(problem, variant) for variant in problem.variants}
     return (
         solution_code(problem, problem.reference) + "\n\n" + HARNESS + "\n"
-        + _constants(ENTRY_POINT=problem.entry_point, INPUTS=_blob(inputs), ATOL=problem.atol,
-                     ORACLE=oracle(problem), OUTPUT_FILE=GROUND_TRUTH_FILE)
+        + _constants(ENTRY_POINT=problem.entry_point, INPUTS=_blob(inputs), ORACLE=oracle(problem),
+                     OUTPUT_FILE=GROUND_TRUTH_FILE)
         + _GROUND_TRUTH
     )
 
 
 @dataclass(frozen=True)
 class Expected:
-    """Ground truth of an EvalPlus task: per variant, each input's output and CPU seconds."""
+    """Ground truth of an EvalPlus task, kept where it was computed (executor disk).
 
-    outputs: dict[str, list[list[str]]]  # variant -> [["value", b64 pickle] | ["digest", hex]]
-    cpu: dict[str, list[float]]
-    overhead_cpu: float = 0.0
+    Its outputs stay pickled in `directory`, never loaded outside the sandbox; each check
+    gets a copy of its variant's file. Outputs can be large (HumanEval/15 and Mbpp/255
+    reach hundreds of MB), which is why they travel neither through Spark nor in programs.
+    """
 
-    @classmethod
-    def from_json(cls, data: bytes | str) -> Expected:
+    directory: str
+    cpu: dict[str, list[float]]  # variant -> the reference's CPU seconds per input
+    overhead_cpu: float = 0.0  # harness time: start-up, unpickling, pickling
+
+    def file(self, variant: str) -> Path:
+        return Path(self.directory) / output_file(variant)
+
+    @staticmethod
+    def parse(data: bytes | str) -> tuple[dict[str, list[float]], float]:
         raw = json.loads(data)
-        variants = [v for v in VARIANTS if v in raw]
-        return cls(
-            outputs={v: [[str(kind), str(payload)] for kind, payload in raw[v]["outputs"]]
-                     for v in variants},
-            cpu={v: [float(c) for c in raw[v]["cpu"]] for v in variants},
-            overhead_cpu=float(raw.get("overhead_cpu", 0.0)),
-        )
+        cpu = {v: [float(c) for c in raw[v]["cpu"]] for v in VARIANTS if v in raw}
+        return cpu, float(raw.get("overhead_cpu", 0.0))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -762,6 +681,8 @@ class ExecSettings:
     min_time_limit: float = 1.0  # CPU seconds each EvalPlus input may take at least
     time_limit_factor: float = 4.0  # times the reference's CPU time on the input
     max_cpu_seconds: int = 240  # per program, ground truth included
+    max_output_file_bytes: int = 1 << 30  # a ground-truth output file
+    work_root: str | None = None  # where run dirs and ground truth go (default: TMPDIR)
 
     def input_limits(self, cpu: Sequence[float]) -> list[float]:
         return [max(self.min_time_limit, self.time_limit_factor * c) for c in cpu]
@@ -778,21 +699,22 @@ class ExecSettings:
     def ground_truth_limits(self) -> Limits:
         cpu = max(self.limits.cpu_seconds, self.max_cpu_seconds)
         return replace(self.limits, cpu_seconds=cpu,
-                       wall_seconds=max(self.limits.wall_seconds, 2.0 * cpu + 10.0))
+                       wall_seconds=max(self.limits.wall_seconds, 2.0 * cpu + 10.0),
+                       file_size_bytes=max(self.limits.file_size_bytes, self.max_output_file_bytes))
 
 
 def check_program(problem: Problem, completion: str, variant: str, expected: Expected,
                   settings: ExecSettings) -> str:
-    """The program comparing a completion's outputs on one variant's inputs with `expected`."""
+    """The program comparing a completion's outputs on one variant's inputs with the
+    reference's, read from output_file(variant) in its dir."""
     cases = problem_inputs(problem, variant)
-    outputs = expected.outputs[variant]
-    if len(outputs) != len(cases):
-        raise ValueError(f"{problem.task_id}: {len(outputs)} expected outputs for {len(cases)} inputs")
+    cpu = expected.cpu[variant]
+    if len(cpu) != len(cases):
+        raise ValueError(f"{problem.task_id}: ground truth of {len(cpu)} inputs for {len(cases)}")
     return (
         solution_code(problem, completion) + "\n\n" + HARNESS + "\n"
-        + _constants(ENTRY_POINT=problem.entry_point, INPUTS=_blob(cases), EXPECTED=outputs,
-                     ATOL=problem.atol, ORACLE=oracle(problem),
-                     LIMITS=settings.input_limits(expected.cpu[variant]), VARIANT=variant)
+        + _constants(ENTRY_POINT=problem.entry_point, INPUTS=_blob(cases), ATOL=problem.atol,
+                     ORACLE=oracle(problem), LIMITS=settings.input_limits(cpu), VARIANT=variant)
         + _CHECK
     )
 
@@ -827,36 +749,38 @@ def why(outcome: Outcome) -> str:
     return (f"{detail}: {last}" if last and last not in detail else detail)[:500]
 
 
-def _read_result(workdir: Path, name: str) -> bytes | None:
-    """A file the program left in its dir; never through a link it may have planted."""
-    path = workdir / name
+def _take_file(source: Path, target: Path) -> bool:
+    """Move a file the program left in its dir, never through a link it may have planted."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        info = os.lstat(source)
     except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_EXPECTED_BYTES:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read()
-    finally:
-        os.close(fd)
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    os.replace(source, target)
+    return True
 
 
-def run_collecting(program: str, limits: Limits, settings: ExecSettings,
-                   name: str) -> tuple[Outcome, bytes | None]:
-    """run_program, plus the file `name` the program wrote in its dir (None if it did not)."""
-    # The sandbox removes a run's dir with it; this runs in a dir of ours to read it first.
+def run_in_dir(program: str, limits: Limits, settings: ExecSettings,
+               give: dict[str, Path] | None = None, keep: Sequence[str] = (),
+               into: Path | None = None) -> tuple[Outcome, list[str]]:
+    """run_program, in a dir holding copies of `give` (name -> file); after a pass, the
+    files named in `keep` move to `into`. Returns the outcome and the names moved."""
+    # The sandbox creates and removes a run's dir itself; this drives it in a dir of ours.
     from udfs import sandbox
 
     level, refusal = choose_isolation(settings.isolation, settings.allow_weaker)
     if refusal is not None:
-        return Outcome("sandbox-error", False, None, 0.0, "none", "", refusal, refusal), None
-    workdir = Path(tempfile.mkdtemp(prefix="selfalign-eval-"))
+        return Outcome("sandbox-error", False, None, 0.0, "none", "", refusal, refusal), []
+    workdir = Path(tempfile.mkdtemp(prefix="selfalign-eval-", dir=settings.work_root))
     try:
+        for name, source in (give or {}).items():
+            shutil.copyfile(source, workdir / name)
         outcome = sandbox._run_in(workdir, level, program, limits)
-        return outcome, (_read_result(workdir, name) if outcome.passed else None)
+        moved = []
+        if outcome.passed and into is not None:
+            moved = [name for name in keep if _take_file(workdir / name, into / name)]
+        return outcome, moved
     finally:
         remove = getattr(sandbox, "_remove_tree", None)
         if callable(remove):
@@ -866,20 +790,29 @@ def run_collecting(program: str, limits: Limits, settings: ExecSettings,
 
 
 def compute_expected(problem: Problem, settings: ExecSettings) -> tuple[Expected | None, Verdict | None]:
-    """Ground truth of an EvalPlus problem, or the verdict every completion then gets."""
+    """Ground truth of an EvalPlus problem, or else the verdict every completion gets.
+
+    The caller removes the Expected's directory (Expected.remove) when done with it.
+    """
     started = time.monotonic()
-    outcome, data = run_collecting(ground_truth_program(problem), settings.ground_truth_limits(),
-                                   settings, GROUND_TRUTH_FILE)
+    directory = Path(tempfile.mkdtemp(prefix="selfalign-expected-", dir=settings.work_root))
+    names = [GROUND_TRUTH_FILE, *(output_file(v) for v in problem.variants)]
+    outcome, moved = run_in_dir(ground_truth_program(problem), settings.ground_truth_limits(),
+                                settings, keep=names, into=directory)
     failure = None
     if not outcome.passed:
         failure = why(outcome)
-    elif data is None:
-        failure = f"the reference run left no {GROUND_TRUTH_FILE}"
+    elif set(moved) != set(names):
+        failure = "the reference run left no " + ", ".join(sorted(set(names) - set(moved)))
     else:
         try:
-            return Expected.from_json(data), None
+            cpu, overhead = Expected.parse((directory / GROUND_TRUTH_FILE).read_bytes())
+            if set(cpu) == set(problem.variants):
+                return Expected(str(directory), cpu, overhead), None
+            failure = f"{GROUND_TRUTH_FILE} lacks a variant"
         except (ValueError, KeyError, TypeError) as exc:
             failure = f"unreadable {GROUND_TRUTH_FILE}: {exc}"
+    shutil.rmtree(directory, ignore_errors=True)
     return None, Verdict("reference-error", f"ground truth: {failure}", False, False,
                          time.monotonic() - started)
 
@@ -889,7 +822,7 @@ def evaluate_completion(problem: Problem, completion: str, settings: ExecSetting
     """Run one completion against the problem's tests (EvalPlus: base, then plus if base passed)."""
     if not problem.plus:
         outcome = run_program(test_program(problem, completion), settings.limits,
-                              settings.isolation, settings.allow_weaker)
+                              settings.isolation, settings.allow_weaker, settings.work_root)
         return Verdict(outcome.status, why(outcome), outcome.passed, None, outcome.duration_s)
     if expected is None:
         raise ValueError(f"{problem.task_id}: EvalPlus problems need their expected outputs")
@@ -898,8 +831,8 @@ def evaluate_completion(problem: Problem, completion: str, settings: ExecSetting
     outcome = None
     for variant in VARIANTS:
         program = check_program(problem, completion, variant, expected, settings)
-        outcome = run_program(program, settings.program_limits(expected, variant),
-                              settings.isolation, settings.allow_weaker)
+        outcome, _ = run_in_dir(program, settings.program_limits(expected, variant), settings,
+                                give={output_file(variant): expected.file(variant)})
         duration += outcome.duration_s
         passed[variant] = outcome.passed
         if not outcome.passed:
@@ -920,12 +853,16 @@ def evaluate_task(problem: Problem, completions: Sequence[str], settings: ExecSe
     def one(completion: str) -> Verdict:
         return evaluate_completion(problem, completion, settings, expected)
 
-    if workers <= 1 or len(completions) <= 1:
-        return [one(c) for c in completions]
-    from concurrent.futures import ThreadPoolExecutor
+    try:
+        if workers <= 1 or len(completions) <= 1:
+            return [one(c) for c in completions]
+        from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, completions))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, completions))
+    finally:
+        if expected is not None:
+            expected.remove()
 
 
 # --- reporting -------------------------------------------------------------------------------

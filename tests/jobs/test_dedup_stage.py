@@ -294,13 +294,12 @@ def test_spark_components_equal_the_pure_reference(lake, spark):
 
 def test_components_on_long_chains_converge_to_the_smallest_id(spark):
     rng = random.Random(3)
-    nodes = [f"n{rng.randrange(10**6):06d}" for _ in range(160)]
-    nodes = list(dict.fromkeys(nodes))
-    rng.shuffle(nodes)
-    # Two long paths in random id order (diameter ~60) plus random extra edges and a star.
-    edges = [*itertools.pairwise(nodes[:60]), *itertools.pairwise(nodes[60:120])]
-    edges += [(nodes[120], other) for other in nodes[121:140]]
-    edges += [(rng.choice(nodes[:60]), rng.choice(nodes[:60])) for _ in range(10)]
+    nodes = rng.sample([f"n{i:03d}" for i in range(1000)], 90)
+    # Two long paths in random id order (diameter 40: min-label propagation would need
+    # 40 rounds), a star, and a few chords.
+    edges = [*itertools.pairwise(nodes[:40]), *itertools.pairwise(nodes[40:80])]
+    edges += [(nodes[80], other) for other in nodes[81:90]]
+    edges += [(rng.choice(nodes[:40]), rng.choice(nodes[:40])) for _ in range(5)]
     frame = spark.createDataFrame([(min(a, b), max(a, b)) for a, b in edges], "lo string, hi string")
     labels, iterations = dedup.connected_components(frame, 50)
     pure = minhash.connected_components(edges, [])
@@ -357,9 +356,13 @@ def test_second_snapshot_joins_existing_seeds_and_keeps_them_representative(lake
         r for r in lake["first_clusters"] if r[0] in untouched
     ]
 
-    seed_names = {r["name"] for r in dedup.seeds(ctx).collect()}
-    assert seed_names == {"moving_average", "parse_headers", "chunked", "levenshtein", "flatten"}
-    assert dedup.seeds(ctx).columns == FUNCTIONS.columns
+    seed_rows = dedup.seeds(ctx).collect()
+    assert list(seed_rows[0].asDict()) == FUNCTIONS.columns
+    assert sorted(r["function_id"] for r in seed_rows) == sorted(
+        i for i, row in clusters.items() if row["is_representative"]
+    )
+    assert {r["name"] for r in seed_rows} == {"moving_average", "parse_headers", "chunked",
+                                              "levenshtein", "flatten"}
 
 
 def test_two_fresh_lakes_give_identical_clusters(lake, tmp_path):

@@ -1,0 +1,419 @@
+"""evaluate: HumanEval / HumanEval+ / MBPP / MBPP+ pass@k of the configured model.
+
+Per task and decoding (greedy: one completion at temperature 0, for pass@1; sampled:
+evaluate.samples completions at evaluate.temperature, for pass@k) the engine completes
+the task's prompt (jobs/generation.generate, one engine per Python worker), then one
+mapInPandas task runs all of that task's completions in the sandbox: for HumanEval+ and
+MBPP+ it first computes the expected outputs with the reference solution, once, and keeps
+them on its own disk for the completions (udfs/evaluation.py). With evaluate.reference
+the completions are the reference solutions and no engine is used: every set must then
+score 100, which tests the harness.
+
+Rows go to `eval_samples` (one per completion) and the figures to `eval_results`. The
+samples are keyed by an eval id, the hash of whatever decides a verdict (model, decoding,
+prompt format, sandbox and time limits), through the runner's chunked commits: running
+the same evaluation again resumes it where it stopped and re-runs nothing. A
+sandbox-error (the sandbox could not start, not the program's fault) or a generation that
+failed transiently leaves its task pending for the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType
+
+from jobs.config import PipelineConfig
+from jobs.context import Context
+from jobs.generation import generate, lineage, require_engine, row_seed
+from jobs.runner import (
+    ITEM_ID,
+    RETRY_ERROR,
+    SOURCE_KEY,
+    StageError,
+    StageSummary,
+    outcome_schema,
+    pending_input,
+    run_stage,
+)
+from schemas import EVAL_RESULTS, EVAL_SAMPLES
+from udfs.evaluation import (
+    PLUS_SETS,
+    ExecSettings,
+    Problem,
+    Verdict,
+    evaluate_task,
+    format_results,
+    load_problems,
+    mean_pass_at_k,
+)
+from udfs.llm import Engine, SamplingParams, make_engine
+from udfs.sandbox import Limits, choose_isolation
+
+log = logging.getLogger("selfalign")
+
+STAGE = "evaluate"
+KEY = "eval_key"
+# Prompt format and harness version: a change makes a new eval id (a fresh evaluation).
+FORMAT_VERSION = "eval-v1"
+REFERENCE = "reference"
+OUTCOME_SCHEMA = outcome_schema(EVAL_SAMPLES)
+
+INPUT_SCHEMA = StructType([
+    StructField(KEY, StringType(), False),
+    StructField("benchmark", StringType(), False),
+    StructField("task_id", StringType(), False),
+    StructField("decoding", StringType(), False),
+    StructField("n", IntegerType(), False),
+    StructField("prompt", StringType(), False),
+    StructField("stop", ArrayType(StringType()), False),
+    StructField("problem", StringType(), False),  # udfs.evaluation.Problem as JSON
+])
+
+GENERATED_SCHEMA = StructType([
+    StructField(KEY, StringType(), False),
+    StructField("sample_index", IntegerType(), True),
+    StructField("completion", StringType(), True),
+    StructField("finish_reason", StringType(), True),
+    StructField("model", StringType(), True),
+    StructField("sampling", StringType(), True),
+    StructField("generation_error", StringType(), True),
+    StructField(RETRY_ERROR, StringType(), True),
+])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything an executor needs, as plain values pickled into the tasks."""
+
+    eval_id: str
+    model: str
+    settings: ExecSettings
+    workers: int
+    params: dict[str, SamplingParams]  # decoding -> sampling (stop set per prompt)
+    stop: tuple[str, ...] | None  # evaluate.stop, else each prompt style's own
+    seed: int
+
+
+@dataclass
+class EvalOutcome:
+    eval_id: str
+    model: str
+    summary: StageSummary
+    results: list[dict[str, Any]]
+    failures: list[dict[str, Any]] = field(default_factory=list)  # reference mode only
+    missing: dict[str, int] = field(default_factory=dict)  # set/decoding -> tasks without rows
+
+
+# --- planning (driver) ---------------------------------------------------------------------
+
+def decodings(cfg: PipelineConfig) -> dict[str, SamplingParams]:
+    ev = cfg.evaluate
+    if ev.reference:
+        return {REFERENCE: SamplingParams()}
+    chosen: dict[str, SamplingParams] = {}
+    if ev.greedy:
+        chosen["greedy"] = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=ev.max_tokens)
+    if ev.samples:
+        chosen["sampled"] = SamplingParams(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p,
+                                           max_tokens=ev.max_tokens, seed=cfg.run.seed)
+    if not chosen:
+        raise StageError("evaluate: nothing to generate: set evaluate.greedy=true or evaluate.samples>0 "
+                         "(or evaluate.reference=true for the self-test)")
+    return chosen
+
+
+def exec_settings(cfg: PipelineConfig) -> ExecSettings:
+    ev = cfg.evaluate
+    limits = replace(Limits.from_settings(cfg.sandbox), memory_bytes=ev.memory_bytes)
+    return ExecSettings(limits=limits, isolation=cfg.sandbox.isolation,
+                        allow_weaker=cfg.sandbox.allow_weaker, min_time_limit=ev.min_time_limit,
+                        time_limit_factor=ev.time_limit_factor, max_cpu_seconds=ev.max_cpu_seconds)
+
+
+def model_name(cfg: PipelineConfig) -> str:
+    if cfg.evaluate.reference:
+        return REFERENCE
+    described = make_engine(cfg.llm).describe()
+    return str(described.get("model") or described.get("engine") or cfg.llm.model)
+
+
+def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams]) -> str:
+    """Hash of what decides a verdict; the same evaluation run again resumes under it."""
+    ev = cfg.evaluate
+    identity = {
+        "format": FORMAT_VERSION,
+        "model": REFERENCE if ev.reference else {
+            "engine": cfg.llm.engine, "model": cfg.llm.model, "api": cfg.llm.api},
+        "decodings": {name: p.as_dict() for name, p in sorted(params.items())},
+        "stop": ev.stop,
+        "sandbox": cfg.sandbox.model_dump(mode="json", exclude={"parallelism"}),
+        "time": [ev.min_time_limit, ev.time_limit_factor, ev.max_cpu_seconds, ev.memory_bytes],
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load(cfg: PipelineConfig) -> list[Problem]:
+    """The configured sets' problems; BenchmarkMissing (one line) when a file is absent."""
+    ev = cfg.evaluate
+    return load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit)
+
+
+def input_rows(problems: Sequence[Problem], plan: Plan) -> list[tuple[Any, ...]]:
+    rows = []
+    for decoding, params in plan.params.items():
+        for p in problems:
+            key = f"{plan.eval_id}/{decoding}/{p.benchmark}/{p.task_id}"
+            rows.append((key, p.benchmark, p.task_id, decoding, params.n, p.prompt, list(p.stop),
+                         p.to_json()))
+    return rows
+
+
+# --- generation (executors, through jobs/generation) -----------------------------------------
+
+def completion_rows(records: list[dict[str, Any]], engine: Engine, plan: Plan) -> list[dict[str, Any]]:
+    params = []
+    for record in records:
+        base = plan.params[record["decoding"]]
+        stop = plan.stop if plan.stop is not None else tuple(record["stop"])
+        seed = None
+        if record["decoding"] == "sampled" and base.seed is not None:
+            seed = row_seed(hashlib.sha256(record[KEY].encode()).hexdigest(), base.seed)
+        params.append(replace(base, stop=stop, seed=seed))
+    generations = engine.generate([r["prompt"] for r in records], params)
+    rows: list[dict[str, Any]] = []
+    for record, param, generation in zip(records, params, generations, strict=True):
+        made = lineage(engine, FORMAT_VERSION, param)
+        key = record[KEY]
+        if not generation.ok:
+            error = generation.error or "generation failed"
+            column = RETRY_ERROR if generation.transient else "generation_error"
+            rows.append({KEY: key, column: error, **made})
+            continue
+        for index, completion in enumerate(generation.completions):
+            rows.append({KEY: key, "sample_index": index, "completion": completion.text,
+                         "finish_reason": completion.finish_reason, **made})
+    return rows
+
+
+def with_completions(tasks: DataFrame, ctx: Context, plan: Plan) -> DataFrame:
+    """tasks + completions, finish_reasons (arrays in sample order), model, sampling, errors."""
+    generated = generate(ctx, tasks.select(KEY, "decoding", "prompt", "stop"), KEY, GENERATED_SCHEMA,
+                         lambda records, engine: completion_rows(records, engine, plan))
+    sample = F.struct("sample_index", "completion", "finish_reason")
+    grouped = generated.groupBy(KEY).agg(
+        F.array_sort(F.collect_list(F.when(F.col("sample_index").isNotNull(), sample))).alias("s"),
+        F.first("model", ignorenulls=True).alias("model"),
+        F.first("sampling", ignorenulls=True).alias("sampling"),
+        F.first("generation_error", ignorenulls=True).alias("generation_error"),
+        F.first(RETRY_ERROR, ignorenulls=True).alias("generation_retry"),
+    ).select(
+        KEY,
+        F.col("s.completion").alias("completions"),
+        F.col("s.finish_reason").alias("finish_reasons"),
+        "model", "sampling", "generation_error", "generation_retry",
+    )
+    return tasks.join(grouped, on=KEY, how="left")
+
+
+# --- execution (executors) -------------------------------------------------------------------
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
+def _retry(record: dict[str, Any], error: str) -> list[dict[str, Any]]:
+    key = record[KEY]
+    return [{SOURCE_KEY: key, ITEM_ID: key, RETRY_ERROR: error[:1000]}]
+
+
+def task_rows(record: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    """Outcome rows of one task and decoding: one per completion, or one retry row."""
+    problem = Problem.from_json(record["problem"])
+    decoding = record["decoding"]
+    n = int(record["n"])
+    model = record.get("model") if _present(record.get("model")) else plan.model
+    sampling = record.get("sampling") if _present(record.get("sampling")) else None
+    generation_error = None
+    if decoding == REFERENCE:
+        completions, reasons = [problem.reference], [None]
+    else:
+        if _present(record.get("generation_retry")):
+            return _retry(record, f"generation: {record['generation_retry']}")
+        completions = list(record["completions"]) if _present(record.get("completions")) else []
+        reasons = list(record["finish_reasons"]) if _present(record.get("finish_reasons")) else []
+        if not completions:
+            generation_error = record.get("generation_error") or "the engine returned no completion"
+            completions, reasons = [""] * n, [None] * n
+    if generation_error is not None:
+        verdicts = [Verdict("generation-error", str(generation_error)[:500], False,
+                            False if problem.plus else None, 0.0)] * n
+    else:
+        try:
+            verdicts = evaluate_task(problem, completions, plan.settings, plan.workers)
+        except Exception as exc:  # the host failed (disk, fds): not the completion's fault
+            return _retry(record, f"sandbox: {type(exc).__name__}: {exc}")
+        broken = [v for v in verdicts if v.status == "sandbox-error"]
+        if broken:
+            return _retry(record, broken[0].detail or "sandbox error")
+    key = record[KEY]
+    rows = []
+    for index, (completion, reason, verdict) in enumerate(zip(completions, reasons, verdicts, strict=True)):
+        rows.append({
+            "eval_id": plan.eval_id, "benchmark": problem.benchmark, "task_id": problem.task_id,
+            "decoding": decoding, "sample_index": index, "model": model, "completion": completion,
+            "finish_reason": reason, "status": verdict.status, "detail": verdict.detail or None,
+            "passed": verdict.passed, "base_passed": verdict.base_passed,
+            "plus_passed": verdict.plus_passed, "duration_s": round(verdict.duration_s, 4),
+            "sampling": sampling, SOURCE_KEY: key, ITEM_ID: f"{key}#{index}",
+        })
+    return rows
+
+
+def transform(tasks: DataFrame, ctx: Context, plan: Plan) -> DataFrame:
+    """Input rows (INPUT_SCHEMA) -> one outcome row per tested completion."""
+    if REFERENCE not in plan.params:
+        tasks = with_completions(tasks, ctx, plan)
+    names = OUTCOME_SCHEMA.fieldNames()
+
+    def run_tasks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            for record in batch.to_dict("records"):
+                rows = task_rows(record, plan)
+                yield pd.DataFrame([{n: r.get(n) for n in names} for r in rows], columns=names)
+
+    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+    return tasks.repartition(partitions, KEY).mapInPandas(run_tasks, schema=OUTCOME_SCHEMA)
+
+
+# --- results (driver) ------------------------------------------------------------------------
+
+def pass_at_k_rows(counts: dict[tuple[str, str], list[tuple[int, int, int | None]]],
+                   ks: Sequence[int]) -> list[dict[str, Any]]:
+    """pass@k per (benchmark, decoding) and variant from per-task (n, base c, plus c)."""
+    rows = []
+    for (benchmark, decoding), tasks in sorted(counts.items()):
+        variants = ["base", "plus"] if benchmark in PLUS_SETS else ["base"]
+        smallest = min(n for n, _, _ in tasks)
+        for variant in variants:
+            pairs = [(n, base if variant == "base" else (plus or 0)) for n, base, plus in tasks]
+            for k in sorted(set(ks)):
+                if k > smallest:
+                    continue
+                rows.append({"benchmark": benchmark, "variant": variant, "decoding": decoding, "k": k,
+                             "pass_at_k": mean_pass_at_k(pairs, k), "n_tasks": len(pairs),
+                             "n_samples": sum(n for n, _ in pairs)})
+    return rows
+
+
+def results(ctx: Context, plan: Plan, tasks: DataFrame) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Figures over this evaluation's samples of the tasks asked for now."""
+    wanted = tasks.select("benchmark", "task_id", "decoding")
+    per_task = (
+        ctx.lake.read(EVAL_SAMPLES)
+        .where(F.col("eval_id") == F.lit(plan.eval_id))
+        .join(wanted, on=["benchmark", "task_id", "decoding"], how="inner")
+        .groupBy("benchmark", "task_id", "decoding")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.col("base_passed").cast("int")).alias("base"),
+            F.sum(F.coalesce(F.col("plus_passed"), F.lit(False)).cast("int")).alias("plus"),
+        )
+        .collect()
+    )
+    counts: dict[tuple[str, str], list[tuple[int, int, int | None]]] = {}
+    for row in per_task:
+        counts.setdefault((row["benchmark"], row["decoding"]), []).append(
+            (int(row["n"]), int(row["base"]), int(row["plus"])))
+    asked = wanted.groupBy("benchmark", "decoding").count().collect()
+    missing = {
+        f"{r['benchmark']}/{r['decoding']}": int(r["count"]) - len(counts.get((r["benchmark"], r["decoding"]), []))
+        for r in asked
+    }
+    return pass_at_k_rows(counts, ctx.cfg.evaluate.k), {k: v for k, v in missing.items() if v}
+
+
+def failures(ctx: Context, plan: Plan, tasks: DataFrame) -> list[dict[str, Any]]:
+    """Samples that did not pass (the self-test's list of failing references)."""
+    wanted = tasks.select("benchmark", "task_id", "decoding")
+    rows = (
+        ctx.lake.read(EVAL_SAMPLES)
+        .where((F.col("eval_id") == F.lit(plan.eval_id)) & ~F.col("passed"))
+        .join(wanted, on=["benchmark", "task_id", "decoding"], how="inner")
+        .select("benchmark", "task_id", "status", "base_passed", "plus_passed", "detail")
+        .collect()
+    )
+    return sorted((r.asDict() for r in rows), key=lambda r: (r["benchmark"], _task_number(r["task_id"])))
+
+
+def _task_number(task_id: str) -> tuple[int, str]:
+    tail = task_id.rsplit("/", 1)[-1]
+    return (int(tail), task_id) if tail.isdigit() else (0, task_id)
+
+
+def report(outcome: EvalOutcome) -> str:
+    """What `selfalign evaluate` prints: the pass@k table, then what is missing or failed."""
+    lines = [f"evaluate: model {outcome.model}  eval {outcome.eval_id}", "",
+             format_results(outcome.results)]
+    for name, count in sorted(outcome.missing.items()):
+        lines.append(f"warning: {name}: {count} tasks have no verdict yet (see `errors`); "
+                     "run again to retry them")
+    if outcome.failures:
+        lines += ["", f"{len(outcome.failures)} failing:"]
+        for f in outcome.failures:
+            lines.append(f"  {f['benchmark']:<14} {f['task_id']:<14} {f['status']:<16} {f['detail'] or ''}")
+    return "\n".join(lines)
+
+
+# --- the stage -------------------------------------------------------------------------------
+
+def plan_for(cfg: PipelineConfig) -> Plan:
+    params = decodings(cfg)
+    ev = cfg.evaluate
+    return Plan(eval_id=eval_id(cfg, params), model=model_name(cfg), settings=exec_settings(cfg),
+                workers=ev.workers, params=params,
+                stop=tuple(ev.stop) if ev.stop is not None else None, seed=cfg.run.seed)
+
+
+def run(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
+    cfg = ctx.cfg
+    problems = list(problems) if problems is not None else load(cfg)
+    if not cfg.evaluate.reference:
+        require_engine(cfg, STAGE)
+    _, refusal = choose_isolation(cfg.sandbox.isolation, cfg.sandbox.allow_weaker)
+    if refusal is not None:
+        raise StageError(f"{STAGE}: {refusal}")
+    plan = plan_for(cfg)
+    tasks = ctx.spark.createDataFrame(input_rows(problems, plan), INPUT_SCHEMA)
+    log.info("[%s] eval %s: model %s, %d tasks x %s", STAGE, plan.eval_id, plan.model,
+             len(problems), ", ".join(plan.params))
+    summary = run_stage(ctx, STAGE, EVAL_SAMPLES, pending_input(ctx, STAGE, tasks, KEY), KEY,
+                        transform=lambda part: transform(part, ctx, plan),
+                        chunk_rows=cfg.evaluate.chunk_rows)
+    figures, missing = results(ctx, plan, tasks)
+    if figures:
+        rows = [(ctx.run_id, plan.eval_id, plan.model, r["benchmark"], r["variant"], r["decoding"],
+                 r["k"], float(r["pass_at_k"]), r["n_tasks"], r["n_samples"]) for r in figures]
+        ctx.lake.insert_new(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
+    failed = failures(ctx, plan, tasks) if cfg.evaluate.reference else []
+    return EvalOutcome(plan.eval_id, plan.model, summary, figures, failed, missing)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    from jobs.cli import main as cli_main
+
+    cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

@@ -86,15 +86,14 @@ def load_lake(ctx: Any, rows: list[tuple[Function, str, int]]) -> None:
     ctx.lake.insert_new(TYPECHECK, ctx.spark.createDataFrame(verdicts, TYPECHECK.schema))
 
 
-def timed_stage(root: Path, rows: list[tuple[Function, str, int]]) -> tuple[float, Any, int]:
+def timed_stage(cfg: Any, rows: list[tuple[Function, str, int]]) -> tuple[float, Any, int]:
     from pyspark.sql import functions as F
 
     from jobs import dedup
-    from jobs.config import load_config
     from jobs.context import Context
     from schemas import CLUSTERS
 
-    ctx = Context.create(load_config(None, [f"lake.root={root}"]))
+    ctx = Context.create(cfg)
     load_lake(ctx, rows)
     start = time.perf_counter()
     summary = dedup.run(ctx)
@@ -109,14 +108,18 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    from jobs.config import load_config
+
     rows = corpus(4 * args.n)
     if len(rows) < 4 * args.n:
         sys.exit(f"only {len(rows)} functions found, need {4 * args.n}")
+    sizes = (50, args.n, 4 * args.n)
     with tempfile.TemporaryDirectory() as tmp:
-        # Warm the JVM, Delta and the Python workers: neither size pays one-off start-up.
-        timed_stage(Path(tmp) / "warmup", rows[:50])
-        results = {size: timed_stage(Path(tmp) / f"lake{size}", rows[:size])
-                   for size in (args.n, 4 * args.n)}
+        configs = {size: load_config(None, [f"lake.root={Path(tmp) / f'lake{size}'}"]) for size in sizes}
+        # The first (small) run warms the JVM, Delta and the Python workers, so neither
+        # measured size pays one-off start-up costs.
+        results = {size: timed_stage(configs[size], rows[:size]) for size in sizes}
+        del results[sizes[0]]
 
     print(f"cores: {os.cpu_count()}")
     for size, (seconds, summary, multi) in results.items():

@@ -278,7 +278,8 @@ class EvaluateConfig(Section):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     k: list[int] = Field(default_factory=lambda: [1, 10, 100], min_length=1)
     max_tokens: int = Field(default=512, ge=1)
-    stop: list[str] | None = None  # None: per prompt style (udfs/evaluation.py STOP)
+    # None: per prompt style (udfs/evaluation.py STOP); none with llm.api=chat.
+    stop: list[str] | None = None
     chunk_rows: int = Field(default=500, ge=1)  # tasks per committed chunk
     workers: int = Field(default=1, ge=1)  # sandbox runs at once per Spark task
     # EvalPlus time rules, in CPU seconds: each input may take max(min, factor x reference).

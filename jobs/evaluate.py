@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -154,9 +154,8 @@ def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams]) -> str:
         "model": REFERENCE if ev.reference else {
             "engine": cfg.llm.engine, "model": cfg.llm.model, "api": cfg.llm.api},
         "decodings": {name: p.as_dict() for name, p in sorted(params.items())},
-        "stop": ev.stop,
-        "sandbox": cfg.sandbox.model_dump(mode="json", exclude={"parallelism"}),
-        "time": [ev.min_time_limit, ev.time_limit_factor, ev.max_cpu_seconds, ev.memory_bytes],
+        "stop": stop_sequences(cfg),
+        "execution": asdict(exec_settings(cfg)),  # sandbox limits and time rules
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -314,44 +313,51 @@ def pass_at_k_rows(counts: dict[tuple[str, str], list[tuple[int, int, int | None
     return rows
 
 
-def results(ctx: Context, plan: Plan, tasks: DataFrame) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Figures over this evaluation's samples of the tasks asked for now."""
-    wanted = tasks.select("benchmark", "task_id", "decoding")
-    per_task = (
-        ctx.lake.read(EVAL_SAMPLES)
-        .where(F.col("eval_id") == F.lit(plan.eval_id))
-        .join(wanted, on=["benchmark", "task_id", "decoding"], how="inner")
-        .groupBy("benchmark", "task_id", "decoding")
-        .agg(
-            F.count(F.lit(1)).alias("n"),
-            F.sum(F.col("base_passed").cast("int")).alias("base"),
-            F.sum(F.coalesce(F.col("plus_passed"), F.lit(False)).cast("int")).alias("plus"),
-        )
-        .collect()
-    )
+def summarize(samples: Sequence[dict[str, Any]], asked: Sequence[tuple[str, str, str]],
+              ks: Sequence[int], with_failures: bool) -> tuple[list[dict[str, Any]], dict[str, int],
+                                                               list[dict[str, Any]]]:
+    """(figures, tasks without rows per set/decoding, failing samples) of the asked tasks.
+
+    samples: eval_samples rows (benchmark, task_id, decoding, base_passed, plus_passed, ...);
+    asked: (benchmark, task_id, decoding) of the tasks this run asks about.
+    """
+    wanted = set(asked)
+    per_task: dict[tuple[str, str, str], list[int]] = {}
+    failed = []
+    for row in samples:
+        key = (row["benchmark"], row["task_id"], row["decoding"])
+        if key not in wanted:
+            continue
+        n_base_plus = per_task.setdefault(key, [0, 0, 0])
+        n_base_plus[0] += 1
+        n_base_plus[1] += int(bool(row["base_passed"]))
+        n_base_plus[2] += int(bool(row["plus_passed"]))
+        if with_failures and not row["passed"]:
+            failed.append({name: row[name] for name in (
+                "benchmark", "task_id", "status", "base_passed", "plus_passed", "detail")})
     counts: dict[tuple[str, str], list[tuple[int, int, int | None]]] = {}
-    for row in per_task:
-        counts.setdefault((row["benchmark"], row["decoding"]), []).append(
-            (int(row["n"]), int(row["base"]), int(row["plus"])))
-    asked = wanted.groupBy("benchmark", "decoding").count().collect()
-    missing = {
-        f"{r['benchmark']}/{r['decoding']}": int(r["count"]) - len(counts.get((r["benchmark"], r["decoding"]), []))
-        for r in asked
-    }
-    return pass_at_k_rows(counts, ctx.cfg.evaluate.k), {k: v for k, v in missing.items() if v}
+    for (benchmark, _, decoding), (n, base, plus) in per_task.items():
+        counts.setdefault((benchmark, decoding), []).append((n, base, plus))
+    missing: dict[str, int] = {}
+    for benchmark, task_id, decoding in wanted:
+        if (benchmark, task_id, decoding) not in per_task:
+            name = f"{benchmark}/{decoding}"
+            missing[name] = missing.get(name, 0) + 1
+    failed.sort(key=lambda r: (r["benchmark"], _task_number(r["task_id"])))
+    return pass_at_k_rows(counts, ks), missing, failed
 
 
-def failures(ctx: Context, plan: Plan, tasks: DataFrame) -> list[dict[str, Any]]:
-    """Samples that did not pass (the self-test's list of failing references)."""
-    wanted = tasks.select("benchmark", "task_id", "decoding")
+def read_samples(ctx: Context, plan: Plan, with_detail: bool) -> list[dict[str, Any]]:
+    """This evaluation's verdicts, one collect (no completions; details of failures only)."""
+    detail = F.when(~F.col("passed"), F.col("detail")) if with_detail else F.lit(None)
     rows = (
         ctx.lake.read(EVAL_SAMPLES)
-        .where((F.col("eval_id") == F.lit(plan.eval_id)) & ~F.col("passed"))
-        .join(wanted, on=["benchmark", "task_id", "decoding"], how="inner")
-        .select("benchmark", "task_id", "status", "base_passed", "plus_passed", "detail")
+        .where(F.col("eval_id") == F.lit(plan.eval_id))
+        .select("benchmark", "task_id", "decoding", "passed", "base_passed", "plus_passed",
+                "status", detail.cast("string").alias("detail"))
         .collect()
     )
-    return sorted((r.asDict() for r in rows), key=lambda r: (r["benchmark"], _task_number(r["task_id"])))
+    return [row.asDict() for row in rows]
 
 
 def _task_number(task_id: str) -> tuple[int, str]:
@@ -375,12 +381,19 @@ def report(outcome: EvalOutcome) -> str:
 
 # --- the stage -------------------------------------------------------------------------------
 
+def stop_sequences(cfg: PipelineConfig) -> tuple[str, ...] | None:
+    """evaluate.stop; else None (each prompt style's own), or none at all for chat models,
+    whose answers open with prose and a code fence that the base-model stops would cut."""
+    if cfg.evaluate.stop is not None:
+        return tuple(cfg.evaluate.stop)
+    return () if cfg.llm.api == "chat" and not cfg.evaluate.reference else None
+
+
 def plan_for(cfg: PipelineConfig) -> Plan:
     params = decodings(cfg)
-    ev = cfg.evaluate
     return Plan(eval_id=eval_id(cfg, params), model=model_name(cfg), settings=exec_settings(cfg),
-                workers=ev.workers, params=params,
-                stop=tuple(ev.stop) if ev.stop is not None else None, seed=cfg.run.seed)
+                workers=cfg.evaluate.workers, params=params, stop=stop_sequences(cfg),
+                seed=cfg.run.seed)
 
 
 def run(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
@@ -398,12 +411,14 @@ def run(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
     summary = run_stage(ctx, STAGE, EVAL_SAMPLES, pending_input(ctx, STAGE, tasks, KEY), KEY,
                         transform=lambda part: transform(part, ctx, plan),
                         chunk_rows=cfg.evaluate.chunk_rows)
-    figures, missing = results(ctx, plan, tasks)
+    asked = [(p.benchmark, p.task_id, decoding) for decoding in plan.params for p in problems]
+    figures, missing, failed = summarize(read_samples(ctx, plan, cfg.evaluate.reference), asked,
+                                         cfg.evaluate.k, cfg.evaluate.reference)
     if figures:
         rows = [(ctx.run_id, plan.eval_id, plan.model, r["benchmark"], r["variant"], r["decoding"],
                  r["k"], float(r["pass_at_k"]), r["n_tasks"], r["n_samples"]) for r in figures]
-        ctx.lake.insert_new(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
-    failed = failures(ctx, plan, tasks) if cfg.evaluate.reference else []
+        # Keyed by run id: one write per run, so an append (a MERGE costs a table scan).
+        ctx.lake.append(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
     return EvalOutcome(plan.eval_id, plan.model, summary, figures, failed, missing)
 
 

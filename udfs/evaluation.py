@@ -31,14 +31,18 @@ differences:
   MBPP+ set comparison for 8 tasks, "returns not None" for 3 regex tasks, and the
   alternative answers of `sum_div`, `surface_Area`, `digit_distance_nums`, `are_equivalent`.
 - MBPP+ inputs are JSON; tuples, sets and complex numbers are restored per task as
-  EvalPlus's loader does (`mbpp_plus_inputs`).
+  EvalPlus's loader does (`problem_inputs`).
 - expected outputs never leave the machine that computed them: the ground truth writes
   them pickled into its sandbox dir, they are kept in a temp dir beside the executor and
   each check gets a copy to read (HumanEval/15 and Mbpp/255 make hundreds of MB of them).
+  The copy sits in the program's own dir: code written against this harness could read
+  it, as it could read the sandbox's token pipe (udfs/sandbox.py, "what it cannot stop").
 - time: each call has a CPU-time limit of max(min_time_limit, factor x the reference's CPU
-  time on that input) (EvalPlus: 1 s and 4x, wall time); CPU time is steadier on a loaded
-  machine. The program as a whole gets the sandbox limits, raised to cover factor x the
-  reference's total time.
+  time on that input) (EvalPlus: 1 s and 4x, in wall time; CPU time is steadier on a
+  loaded machine). The program as a whole gets the sandbox limits, raised to cover factor
+  x the reference's total time, at most max_cpu_seconds. HumanEval and MBPP programs get
+  the sandbox's CPU limit and four times that in wall time.
+- output the code under test prints while called is discarded, as EvalPlus does.
 
 Programs: the code under test is the prompt followed by the completion; when the completion
 already defines the entry point at top level (a model that rewrites the whole function,
@@ -310,7 +314,7 @@ def solution_code(problem: Problem, completion: str) -> str:
     return problem.prompt + code
 
 
-def test_program(problem: Problem, completion: str) -> str:
+def program_with_tests(problem: Problem, completion: str) -> str:
     """The program testing a HumanEval or MBPP completion with the task's own tests."""
     code = solution_code(problem, completion)
     if problem.benchmark == "humaneval":
@@ -696,6 +700,12 @@ class ExecSettings:
         return replace(self.limits, cpu_seconds=cpu,
                        wall_seconds=max(self.limits.wall_seconds, 2.0 * cpu + 10.0))
 
+    def test_limits(self) -> Limits:
+        """HumanEval/MBPP: the sandbox's CPU limit, with wall time to spare on a busy machine
+        (Mbpp/123's reference alone needs seconds)."""
+        return replace(self.limits, wall_seconds=max(self.limits.wall_seconds,
+                                                     4.0 * self.limits.cpu_seconds))
+
     def ground_truth_limits(self) -> Limits:
         cpu = max(self.limits.cpu_seconds, self.max_cpu_seconds)
         return replace(self.limits, cpu_seconds=cpu,
@@ -737,6 +747,10 @@ class Verdict:
         return bool(self.plus_passed) if self.plus_passed is not None else self.base_passed
 
 
+_BARE_EXCEPTION = re.compile(r"[A-Za-z_][\w.]*(Error|Exception)")
+_CARETS = re.compile(r"[\^~]+")
+
+
 def why(outcome: Outcome) -> str:
     """One line saying why a run failed: its last stderr line, else the sandbox's detail."""
     if outcome.passed:
@@ -745,6 +759,11 @@ def why(outcome: Outcome) -> str:
     last = lines[-1] if lines else ""
     detail = outcome.detail
     if last and outcome.status == "fail":
+        if _BARE_EXCEPTION.fullmatch(last):
+            # A bare `AssertionError`: the failing statement is the traceback's source line.
+            source = next((line for line in reversed(lines[:-1]) if not _CARETS.fullmatch(line)), "")
+            if source and not source.startswith(("File ", "Traceback")):
+                return f"{last} at: {source}"[:500]
         return last[:500]
     return (f"{detail}: {last}" if last and last not in detail else detail)[:500]
 
@@ -821,7 +840,7 @@ def evaluate_completion(problem: Problem, completion: str, settings: ExecSetting
                         expected: Expected | None = None) -> Verdict:
     """Run one completion against the problem's tests (EvalPlus: base, then plus if base passed)."""
     if not problem.plus:
-        outcome = run_program(test_program(problem, completion), settings.limits,
+        outcome = run_program(program_with_tests(problem, completion), settings.test_limits(),
                               settings.isolation, settings.allow_weaker, settings.work_root)
         return Verdict(outcome.status, why(outcome), outcome.passed, None, outcome.duration_s)
     if expected is None:

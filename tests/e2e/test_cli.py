@@ -18,7 +18,7 @@ GOOD = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
 NO_ARGS = 'def answer():\n    """The answer."""\n    return 42\n'
 
 
-def run(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path = REPO, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
     # spark-submit finds SPARK_HOME with the `python3` on PATH: the venv's, as after `activate`.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,

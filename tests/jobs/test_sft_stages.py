@@ -97,20 +97,25 @@ def response_rows() -> list[tuple]:
     return rows
 
 
-def plant(ctx: Context) -> None:
-    spark, lake = ctx.spark, ctx.lake
+def put(ctx: Context, spec, rows) -> None:
+    # A plain append (rows unique by construction): cheaper than insert_new's MERGE.
+    ctx.lake.append(spec, ctx.spark.createDataFrame(rows, spec.schema))
 
-    def put(spec, rows) -> None:
-        lake.insert_new(spec, spark.createDataFrame(rows, spec.schema))
 
+def plant(ctx: Context, reverse: bool = False, sources: bool = True) -> None:
+    """The module's instructions, responses and respond progress (reverse: rows in the
+    opposite order, which must not change any choice)."""
+    order = (lambda rows: rows[::-1]) if reverse else list
     seeds = {name: f"seed-{name}" for name in TEXT}
-    put(FUNCTIONS, [(sid, "f", "def f(x)", "Doc.", "def f(x): return x", "", 1, 1, True, "ab" * 20,
-                     f"acme/{name}", f"{name}.py", ["MIT"] if k % 2 else ["Apache-2.0", "MIT"], 1, "t")
-                    for k, (name, sid) in enumerate(seeds.items())])
-    put(INSTRUCTIONS, [(IDS[name], seeds[name], "function", "easy", ["loops"], text, *INSTRUCT_BY)
-                       for name, text in TEXT.items()])
-    put(RESPONSES, response_rows())
-    put(PROGRESS, [("respond", iid, "t") for iid in IDS.values()])
+    if sources:
+        put(ctx, FUNCTIONS, [(sid, "f", "def f(x)", "Doc.", "def f(x): return x", "", 1, 1, True,
+                              "ab" * 20, f"acme/{name}", f"{name}.py",
+                              ["MIT"] if k % 2 else ["Apache-2.0", "MIT"], 1, "t")
+                             for k, (name, sid) in enumerate(seeds.items())])
+    put(ctx, INSTRUCTIONS, order([(IDS[name], seeds[name], "function", "easy", ["loops"], text,
+                                   *INSTRUCT_BY) for name, text in TEXT.items()]))
+    put(ctx, RESPONSES, order(response_rows()))
+    put(ctx, PROGRESS, order([("respond", iid, "t") for iid in IDS.values()]))
 
 
 def make(root: Path, *overrides: str) -> Context:
@@ -235,19 +240,15 @@ def test_only_complete_instructions_are_ready(lake):
     _, _, _, _, tmp = lake
     ctx = make(tmp / "ready")  # a lake of its own: only reads, no stage runs
     late, unanswered = "i90-late", "i91-unanswered"
-
-    def put(spec, rows) -> None:
-        ctx.lake.insert_new(spec, ctx.spark.createDataFrame(rows, spec.schema))
-
-    put(INSTRUCTIONS, [(iid, "seed-three", "function", "easy", [], "A late task text.", *INSTRUCT_BY)
+    put(ctx, INSTRUCTIONS, [(iid, "seed-three", "function", "easy", [], "A late task text.", *INSTRUCT_BY)
                        for iid in (late, unanswered)])
     code, tests = passing("late", 7)
-    put(RESPONSES, [(f"{late}#{k}", late, k, "x", code, tests, [], "stop", 1, *MADE_BY) for k in range(2)])
-    put(PROGRESS, [("respond", late, "t")])  # `unanswered` is still being generated
+    put(ctx, RESPONSES, [(f"{late}#{k}", late, k, "x", code, tests, [], "stop", 1, *MADE_BY) for k in range(2)])
+    put(ctx, PROGRESS, [("respond", late, "t")])  # `unanswered` is still being generated
     # One of the two runnable responses has a verdict: the other's chunk has not committed.
-    put(EXECUTIONS, [(f"{late}#0", late, "pass", True, 0.1, "bwrap", 0, "", "", None, "t")])
+    put(ctx, EXECUTIONS, [(f"{late}#0", late, "pass", True, 0.1, "bwrap", 0, "", "", None, "t")])
     assert select_sft.pending(ctx).count() == 0
-    put(EXECUTIONS, [(f"{late}#1", late, "fail", False, 0.1, "bwrap", 1, "", "", None, "t")])
+    put(ctx, EXECUTIONS, [(f"{late}#1", late, "fail", False, 0.1, "bwrap", 1, "", "", None, "t")])
     assert [r["instruction_id"] for r in select_sft.pending(ctx).collect()] == [late]
 
 
@@ -260,8 +261,9 @@ def picks(ctx: Context) -> list[tuple[str, str, str]]:
 def test_select_draws_the_same_on_a_fresh_lake(lake):
     ctx, _, _, _, tmp = lake
     fresh = make(tmp / "fresh")
-    plant(fresh)
-    fresh.lake.insert_new(EXECUTIONS, ctx.lake.read(EXECUTIONS))
+    plant(fresh, reverse=True, sources=False)
+    verdicts = ctx.lake.read(EXECUTIONS).orderBy(F.col("response_id").desc())
+    fresh.lake.append(EXECUTIONS, verdicts)
     select_sft.run(fresh)
     assert picks(fresh) == picks(ctx)
     assert rejects(fresh, "select") == rejects(ctx, "select")

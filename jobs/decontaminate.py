@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from jobs.context import Context
 from jobs.runner import (
@@ -23,6 +22,8 @@ from jobs.runner import (
     SOURCE_KEY,
     StageError,
     StageSummary,
+    outcome_frame,
+    outcome_schema,
     pending_input,
     run_stage,
 )
@@ -33,20 +34,7 @@ from udfs.decontam import BenchmarkIndex, build_index_from_config, find_contamin
 STAGE = "decontaminate"
 KEY = "function_id"
 
-OUTCOME_SCHEMA = StructType(
-    [
-        StructField("function_id", StringType(), False),
-        StructField("contaminated", BooleanType(), False),
-        StructField("benchmark", StringType(), True),
-        StructField("task_id", StringType(), True),
-        StructField("rule", StringType(), True),
-        StructField("matched_text", StringType(), True),
-        StructField(SOURCE_KEY, StringType(), False),
-        StructField(ITEM_ID, StringType(), False),
-        StructField(REJECT_REASON, StringType(), True),
-        StructField(REJECT_DETAIL, StringType(), True),
-    ]
-)
+OUTCOME_SCHEMA = outcome_schema(DECONTAMINATION)
 
 
 def verdict(function_id: str, code: str | None, index: BenchmarkIndex) -> dict[str, Any]:
@@ -71,7 +59,7 @@ def transform(functions: DataFrame, index: BenchmarkIndex) -> DataFrame:
     def match_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             rows = [verdict(fid, code, index) for fid, code in zip(batch["function_id"], batch["code"], strict=True)]
-            yield pd.DataFrame(rows, columns=OUTCOME_SCHEMA.fieldNames())
+            yield outcome_frame(rows, OUTCOME_SCHEMA)
 
     return functions.select("function_id", "code").mapInPandas(match_batches, schema=OUTCOME_SCHEMA)
 

@@ -19,7 +19,7 @@ from pyspark.sql.types import StructType
 
 from jobs.config import LLMConfig, PipelineConfig, SamplingConfig
 from jobs.context import Context
-from jobs.runner import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, StageError
+from jobs.runner import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, StageError, outcome_frame
 from udfs.llm import Engine, EngineError, Generation, SamplingParams, get_engine, make_engine
 from udfs.prompts import PromptSet, load_prompts, stop_sequences
 
@@ -95,13 +95,12 @@ def generate(ctx: Context, rows: DataFrame, key: str, schema: StructType, handle
     """Run `handle` over `rows` on executors, one cached engine per Python worker."""
     llm: LLMConfig = ctx.cfg.llm
     group_size = ctx.cfg.generation.batch_rows
-    names = schema.fieldNames()
 
     def run_groups(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         engine = get_engine(llm)
         for records in _regroup(batches, group_size):
             outcomes = handle(records, engine)
-            yield pd.DataFrame([{n: o.get(n) for n in names} for o in outcomes], columns=names)
+            yield outcome_frame(outcomes, schema)
 
     spread = rows.repartition(_task_count(ctx), key)
     if ctx.cfg.generation.gpu_resource_profile:

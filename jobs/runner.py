@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import pandas as pd
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -66,6 +67,12 @@ def outcome_schema(output: TableSpec) -> StructType:
     fields = [StructField(f.name, f.dataType, True) for f in output.schema.fields if f.name != "run_id"]
     extra = [StructField(name, StringType(), True) for name in (*OUTCOME_COLUMNS, RETRY_ERROR)]
     return StructType(fields + extra)
+
+
+def outcome_frame(rows: list[dict], schema: StructType) -> pd.DataFrame:
+    """A pandas batch with exactly the schema's columns; absent keys become nulls (None)."""
+    names = schema.fieldNames()
+    return pd.DataFrame([{name: row.get(name) for name in names} for row in rows], columns=names)
 
 
 def pending_input(ctx: Context, stage: str, inputs: DataFrame, key: str) -> DataFrame:

@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, IntegerType, StringType, StructField, StructType
 
 from jobs.config import TypecheckConfig
 from jobs.context import Context
@@ -24,6 +23,8 @@ from jobs.runner import (
     SOURCE_KEY,
     StageError,
     StageSummary,
+    outcome_frame,
+    outcome_schema,
     pending_input,
     run_stage,
 )
@@ -41,20 +42,7 @@ from udfs.typecheck import (
 STAGE = "typecheck"
 KEY = "function_id"
 
-OUTCOME_SCHEMA = StructType(
-    [
-        StructField("function_id", StringType(), False),
-        StructField("passed", BooleanType(), False),
-        StructField("rule", StringType(), True),
-        StructField("message", StringType(), True),
-        StructField("line", IntegerType(), True),
-        StructField("pyright_version", StringType(), False),
-        StructField(SOURCE_KEY, StringType(), False),
-        StructField(ITEM_ID, StringType(), False),
-        StructField(REJECT_REASON, StringType(), True),
-        StructField(REJECT_DETAIL, StringType(), True),
-    ]
-)
+OUTCOME_SCHEMA = outcome_schema(TYPECHECK)
 
 
 def outcome(function_id: str, verdict: Verdict, version: str) -> dict[str, Any]:
@@ -81,10 +69,10 @@ def transform(functions: DataFrame, cfg: TypecheckConfig, version: str, partitio
         for function_id, verdict in check_stream(pairs, cfg.batch_size, cfg.timeout_seconds, cfg.python_version):
             rows.append(outcome(function_id, verdict, version))
             if len(rows) >= cfg.batch_size:
-                yield pd.DataFrame(rows, columns=OUTCOME_SCHEMA.fieldNames())
+                yield outcome_frame(rows, OUTCOME_SCHEMA)
                 rows = []
         if rows:
-            yield pd.DataFrame(rows, columns=OUTCOME_SCHEMA.fieldNames())
+            yield outcome_frame(rows, OUTCOME_SCHEMA)
 
     spread = functions.select("function_id", "imports", "code").repartition(partitions, "function_id")
     return spread.mapInPandas(check_batches, schema=OUTCOME_SCHEMA)

@@ -179,7 +179,7 @@ class SandboxConfig(Section):
     open_files: int = Field(default=256, ge=16)
     output_bytes: int = Field(default=1 << 20, ge=1)  # stdout + stderr
     # Programs run at once per execute task (threads waiting on sandbox processes);
-    # None: the executor's cores divided among the tasks it runs at once (jobs/execute.py).
+    # None: two per executor core, shared by the tasks it runs at once (jobs/execute.py).
     parallelism: int | None = Field(default=None, ge=1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -182,6 +183,9 @@ def test_execution_rows_run_in_parallel_and_sandbox_errors_are_retries(monkeypat
     rows = {r["response_id"]: r for r in execute.execution_rows(records, plan)}
     assert {k: r["status"] for k, r in rows.items()} == {"r0": "pass", "r1": "fail", "r2": "pass"}
     assert rows["r1"]["reject_reason"] == "execution_fail" and rows["r0"].get("reject_reason") is None
+    # Default concurrency: two programs per core, shared by the executor's concurrent tasks.
+    shared = execute.SandboxPlan(Limits(), "auto", False, None, task_slots=2)
+    assert shared.pool_size() == max(1, (2 * (os.cpu_count() or 1) + 1) // 2)
 
     import udfs.sandbox
 

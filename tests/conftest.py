@@ -10,10 +10,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Spark tests of stages still in progress (issue 5: execute/select/export):
+# Spark test modules of stages still in progress (none at the moment):
 # written but not yet seen green, so CI does not run them by default. Run them with
 # SELFALIGN_WIP_TESTS=1 while finishing those stages.
-WIP_TEST_MODULES = ["jobs/test_sft_stages.py"]
+WIP_TEST_MODULES: list[str] = []
 collect_ignore = [] if os.environ.get("SELFALIGN_WIP_TESTS") else WIP_TEST_MODULES
 
 

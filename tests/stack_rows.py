@@ -9,23 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STACK_SCHEMA = pa.schema(
-    [
-        ("hexsha", pa.string()),
-        ("size", pa.int64()),
-        ("ext", pa.string()),
-        ("lang", pa.string()),
-        ("max_stars_repo_path", pa.string()),
-        ("max_stars_repo_name", pa.string()),
-        ("max_stars_repo_head_hexsha", pa.string()),
-        ("max_stars_repo_licenses", pa.list_(pa.string())),
-        ("max_stars_count", pa.int64()),
-        ("content", pa.string()),
-        ("avg_line_length", pa.float64()),
-        ("max_line_length", pa.int64()),
-        ("alphanum_fraction", pa.float64()),
-    ]
-)
+from udfs.corpus import STACK_SCHEMA
 
 
 def stack_row(content: str | None, path: str = "pkg/mod.py", repo: str = "acme/tools",

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,report]"
+	$(BIN)/pip install --quiet -e ".[spark,test,report]"
 	# Fail here, not mid-job, if pyright or node is unusable.
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright --version
 	touch $(STAMP)
@@ -49,4 +49,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf lake reports spark-warehouse
+	rm -rf lake reports export spark-warehouse

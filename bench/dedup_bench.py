@@ -6,7 +6,7 @@ Input: distinct documented functions of the stdlib and site-packages (udfs.extra
 with a planted near-duplicate (renamed, commented, one added line) after every tenth
 one so clusters exist, written straight into the lake's functions + typecheck tables.
 
-    cd /work/main && .venv/bin/python bench/dedup_bench.py [--n 1000]
+    .venv/bin/python bench/dedup_bench.py [--n 1000]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -25,31 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from udfs.extract import Function, extract_file, function_id
+from local_functions import documented_functions
 
-
-def real_functions(limit: int) -> list[Function]:
-    """Distinct documented functions of the stdlib, then site-packages, in path order."""
-    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
-    seen: set[str] = set()
-    found: list[Function] = []
-    for root in roots:
-        for path in sorted(root.rglob("*.py")):
-            if root == roots[0] and "site-packages" in path.parts:
-                continue
-            try:
-                functions = extract_file(path.read_text(encoding="utf-8"), 1_000_000)
-            except (OSError, UnicodeDecodeError):
-                continue
-            if not isinstance(functions, list):
-                continue
-            for fn in functions:
-                if fn.function_id not in seen:
-                    seen.add(fn.function_id)
-                    found.append(fn)
-                    if len(found) == limit:
-                        return found
-    return found
+from udfs.extract import Function, function_id
 
 
 def near_duplicate(fn: Function) -> str:
@@ -62,7 +39,7 @@ def near_duplicate(fn: Function) -> str:
 def corpus(size: int) -> list[tuple[Function, str, int]]:
     """(source function, code, stars): real functions plus a planted copy after every tenth."""
     rows: list[tuple[Function, str, int]] = []
-    for index, fn in enumerate(real_functions(size)):
+    for index, fn in enumerate(documented_functions(size)):
         stars = int(hashlib.sha256(fn.function_id.encode()).hexdigest()[:4], 16) % 500
         rows.append((fn, fn.code, stars))
         if index % 10 == 0:

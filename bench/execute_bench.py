@@ -11,7 +11,7 @@ ThreadPoolExecutor of os.cpu_count() workers calling udfs.sandbox.run_program ov
 sample of the programs (no Spark, no Delta). The ratio stage/baseline (programs/s)
 is what the Spark plumbing keeps of the sandbox's own throughput.
 
-Run: cd /work/main && .venv/bin/python bench/execute_bench.py [--n 10000] [--parallelism P]
+Run: .venv/bin/python bench/execute_bench.py [--n 10000] [--parallelism P]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ per shingle (the physical baseline the design names), plus `update_batch()` per
 document as a second reference. Every method's signatures are checked equal
 before any rate is printed, so a fast-but-wrong change cannot look like a win.
 
-    cd /work/main && .venv/bin/python bench/minhash_bench.py [--functions 2000] [--repeats 3]
+    .venv/bin/python bench/minhash_bench.py [--functions 2000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import sys
-import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,34 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from udfs.extract import extract_file
+from local_functions import documented_functions
+
 from udfs.minhash import MinHasher, shingles
 
 NUM_PERM = 256
 SEED = 1
-
-
-def stdlib_functions(limit: int) -> list[str]:
-    """The first `limit` distinct documented functions of the stdlib, in path order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    seen: set[str] = set()
-    found: list[str] = []
-    for path in sorted(root.rglob("*.py")):
-        if "site-packages" in path.parts:
-            continue
-        try:
-            functions = extract_file(path.read_text(encoding="utf-8"), 10_000_000)
-        except (OSError, UnicodeDecodeError):
-            continue
-        if not isinstance(functions, list):
-            continue
-        for fn in functions:
-            if fn.function_id not in seen:
-                seen.add(fn.function_id)
-                found.append(fn.code)
-                if len(found) == limit:
-                    return found
-    return found
 
 
 def datasketch_update(sets: list[set[str]]) -> np.ndarray:
@@ -121,7 +98,7 @@ def main() -> None:
 
     MinHash(NUM_PERM, SEED)
     print(f"cpu_count={os.cpu_count()} python={platform.python_version()} numpy={np.__version__}")
-    codes = stdlib_functions(args.functions)
+    codes = [fn.code for fn in documented_functions(args.functions, site_packages=False)]
     start = time.perf_counter()
     sets = [shingles(code) for code in codes]
     shingle_s = time.perf_counter() - start

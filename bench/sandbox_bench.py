@@ -14,7 +14,7 @@ runs counts, so a burst of outside load on a shared box hits both. A short
 sequential run of each also prints the per-program latency the sandbox adds; in the
 pool part of that is waiting (namespace set-up and teardown), not CPU.
 
-Run: cd /work/main && .venv/bin/python bench/sandbox_bench.py [--n 200] [--repeat 2]
+Run: .venv/bin/python bench/sandbox_bench.py [--n 200] [--repeat 2]
 """
 
 from __future__ import annotations

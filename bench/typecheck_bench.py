@@ -13,7 +13,7 @@ The stage cannot beat raw, so raw/per-function is the ceiling of stage/per-funct
 it is high for short functions (3 ms each in a batch against 1.5-2 s of start-up)
 and lower for long library code (30-50 ms each), which is what this corpus holds.
 
-Run: cd /work/main && .venv/bin/python bench/typecheck_bench.py [--n 1000]
+Run: .venv/bin/python bench/typecheck_bench.py [--n 1000]
 """
 
 from __future__ import annotations

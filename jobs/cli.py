@@ -6,9 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from jobs.config import ConfigError, PipelineConfig, load_config
+from jobs.failures import describe_failure
 from jobs.runner import StageError
+
+if TYPE_CHECKING:
+    from jobs.context import Context
 
 log = logging.getLogger("selfalign")
 
@@ -46,7 +51,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.context import Context
     from jobs.pipeline import ENGINE_STAGES, select_stages, stage_runner
-    from jobs.status import print_status
 
     cfg = _load(args)
     try:
@@ -59,6 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in stages:
         try:
             stage_runner(name)(ctx)
+        except ConfigError:
+            raise
         except StageError as exc:
             # The embedded default has no model: a whole-DAG run stops cleanly where
             # generation starts. Asking for a generation stage by name is an error.
@@ -66,9 +72,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"selfalign: {'stopped' if no_engine else 'error'}: {exc}", file=sys.stderr)
             code = 0 if no_engine else 2
             break
+        except Exception as exc:  # a failed Spark job: the trace for the log, one line for people
+            log.exception("[%s] failed", name)
+            print(f"selfalign: error: {describe_failure(name, exc)}", file=sys.stderr)
+            code = 1
+            break
     if not args.no_status:
-        print_status(ctx)
+        _print_status_safely(ctx)
     return code
+
+
+def _print_status_safely(ctx: Context) -> None:
+    from jobs.status import print_status
+
+    try:
+        print_status(ctx)
+    except Exception as exc:  # status after a failure must not hide the failure's message
+        print(f"selfalign: status unavailable: {describe_failure('status', exc)}", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -186,6 +206,12 @@ def guarded(action: Callable[[], int]) -> int:
     except FileNotFoundError as exc:
         print(f"selfalign: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pyspark", "delta"):
+            raise
+        print(f"selfalign: error: {exc.name} is not installed: on a cluster, run under its Spark; "
+              "locally, pip install 'selfalign[spark]'", file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,7 +231,15 @@ def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
         from jobs.context import Context
         from jobs.pipeline import stage_runner
 
-        stage_runner(stage)(Context.create(_load(args)))
+        cfg = _load(args)
+        try:
+            stage_runner(stage)(Context.create(cfg))
+        except (ConfigError, StageError):
+            raise
+        except Exception as exc:  # exit non-zero with one readable line for the scheduler
+            log.exception("[%s] failed", stage)
+            print(f"selfalign: error: {describe_failure(stage, exc)}", file=sys.stderr)
+            return 1
         return 0
 
     sys.exit(guarded(action))

@@ -243,6 +243,9 @@ class SelectConfig(Section):
 
 
 class ExportConfig(Section):
+    # The `export` step of `selfalign run` (the `selfalign export` command takes its own).
+    format: Literal["jsonl", "parquet"] = "jsonl"
+    out: str = "./export"
     # Share of instructions in the validation split, by a hash of the instruction id.
     validation_fraction: float = Field(default=0.02, ge=0.0, lt=1.0)
     # Parquet: rows per file (train-00000.parquet, train-00001.parquet, ...).
@@ -307,6 +310,8 @@ class EvaluateConfig(Section):
 class RunConfig(Section):
     seed: int = 42
     chunk_rows: int = Field(default=50_000, ge=1)
+    # Runs an item may fail transiently (errors table) before it becomes a reject.
+    max_attempts: int = Field(default=3, ge=1)
 
 
 class PipelineConfig(Section):

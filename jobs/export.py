@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import ExportConfig
+from jobs.runner import StageSummary, run_step
 
 log = logging.getLogger("selfalign")
 
@@ -368,13 +369,28 @@ def export_dataset(ctx: Any, fmt: str, out: str | Path) -> dict[str, Any]:
     return info
 
 
+def run(ctx: Any) -> StageSummary:
+    """The DAG's last step: export.format files of the whole sft table into export.out."""
+    def action(summary: StageSummary) -> None:
+        info = export_dataset(ctx, ctx.cfg.export.format, ctx.cfg.export.out)
+        summary.rows_in = summary.rows_out = sum(s["num_examples"] for s in info["splits"].values())
+
+    return run_step(ctx, "export", action)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`spark-submit jobs/export.py --format jsonl --out DIR [--config ...]`."""
+    """`spark-submit jobs/export.py [--config ...]` exports to export.out like the DAG step;
+    with `--format`/`--out` it is the `selfalign export` command."""
     import sys
 
     from jobs.cli import main as cli_main
+    from jobs.cli import stage_main
 
-    cli_main(["export", *(sys.argv[1:] if argv is None else argv)])
+    args = sys.argv[1:] if argv is None else argv
+    if any(arg.split("=")[0] in ("--format", "--out") for arg in args):
+        cli_main(["export", *args])
+    else:
+        stage_main("export", args)
 
 
 if __name__ == "__main__":

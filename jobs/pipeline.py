@@ -20,6 +20,7 @@ STAGES: dict[str, str] = {
     "respond": "jobs.respond",
     "execute": "jobs.execute",
     "select": "jobs.select_sft",
+    "export": "jobs.export",  # files, not a table: the sft table as the trainer reads it
 }
 
 # Stages that call the model: they need `llm.engine`.

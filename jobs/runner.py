@@ -104,10 +104,35 @@ def _record_run(ctx: Context, stage: str, status: str, started: datetime,
     ctx.lake.append(RUNS, ctx.spark.createDataFrame([row], RUNS.schema))
 
 
+GAVE_UP = "gave_up_after_retries"
+
+
+def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> DataFrame:
+    """A row that failed transiently in run.max_attempts runs becomes a reject.
+
+    Without a cap, an item that always fails (a prompt the endpoint always times out on,
+    a program that always breaks the sandbox) would be retried by every nightly run forever.
+    """
+    earlier = (ctx.lake.read(ERRORS).where(F.col("stage") == stage)
+               .groupBy(F.col("item_id").alias(ITEM_ID)).agg(F.countDistinct("run_id").alias("_failed_runs")))
+    attempts = F.coalesce(F.col("_failed_runs"), F.lit(0)) + 1
+    give_up = F.col(RETRY_ERROR).isNotNull() & (attempts >= ctx.cfg.run.max_attempts)
+    joined = outcomes.join(F.broadcast(earlier), on=ITEM_ID, how="left")
+    return joined.select(
+        *[c for c in outcomes.columns if c not in (REJECT_REASON, REJECT_DETAIL, RETRY_ERROR)],
+        F.when(give_up, F.lit(GAVE_UP)).otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
+        F.when(give_up, F.concat(F.lit("failed in "), attempts.cast("string"),
+                                 F.lit(" runs; last error: "), F.col(RETRY_ERROR)))
+        .otherwise(F.col(REJECT_DETAIL)).alias(REJECT_DETAIL),
+        F.when(give_up, F.lit(None).cast("string")).otherwise(F.col(RETRY_ERROR)).alias(RETRY_ERROR),
+    ).select(*outcomes.columns)
+
+
 def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
                   staging_path: str, verdicts: bool) -> tuple[int, int, int]:
     if RETRY_ERROR not in outcomes.columns:
         outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
+    outcomes = _give_up_after_retries(ctx, stage, outcomes)
     stats = Observation(f"{stage}_outcomes")
     is_retry = F.col(RETRY_ERROR).isNotNull()
     is_reject = F.col(REJECT_REASON).isNotNull() & ~is_retry
@@ -159,6 +184,24 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
     ))
     return (int(metrics.get("kept") or 0), int(metrics.get("rejected") or 0),
             int(metrics.get("failed") or 0))
+
+
+def run_step(ctx: Context, stage: str, action: Callable[[StageSummary], None]) -> StageSummary:
+    """A DAG step that writes no table of its own, logged in `runs` like a stage."""
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    summary = StageSummary(stage)
+    _record_run(ctx, stage, "running", started, None)
+    log.info("[%s] start run=%s", stage, ctx.run_id)
+    try:
+        action(summary)
+    except Exception as exc:
+        _record_run(ctx, stage, "failed", started, summary, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    summary.seconds = time.monotonic() - clock
+    _record_run(ctx, stage, "succeeded", started, summary)
+    log.info("[%s] done in=%d out=%d %.1fs", stage, summary.rows_in, summary.rows_out, summary.seconds)
+    return summary
 
 
 def run_stage(

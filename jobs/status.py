@@ -43,6 +43,8 @@ def _top_reasons(ctx: Context, per_stage: int = 3) -> dict[str, list[tuple[str, 
 
 def _pending(ctx: Context, stage: str) -> str:
     module = importlib.import_module(STAGES[stage])
+    if not hasattr(module, "pending"):  # export rewrites its files from the table each run
+        return "-"
     try:
         return f"{module.pending(ctx).count():,}"
     except Exception as exc:  # an unreadable input is itself status worth showing

@@ -18,6 +18,16 @@ collect_ignore = [] if os.environ.get("SELFALIGN_WIP_TESTS") else WIP_TEST_MODUL
 
 
 @pytest.fixture(scope="session")
+def benchmarks_dir() -> Path:
+    """The benchmark files read in place (tests/paths.py says where)."""
+    from tests.paths import BENCHMARKS
+
+    if not (BENCHMARKS / "SOURCES.md").is_file():
+        pytest.skip(f"benchmark data not found at {BENCHMARKS} (set SELFALIGN_BENCHMARKS_DIR)")
+    return BENCHMARKS
+
+
+@pytest.fixture(scope="session")
 def spark() -> Iterator:
     from jobs.config import load_config
     from jobs.session import get_spark

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,10 @@ from jobs import evaluate
 from jobs.config import load_config
 from jobs.context import Context
 from schemas import EVAL_RESULTS, EVAL_SAMPLES, RUNS
+from tests.paths import BENCHMARKS
 
 pytestmark = pytest.mark.spark
 
-BENCHMARKS = Path(os.environ.get("SELFALIGN_BENCHMARKS_DIR")
-                  or Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
 if not (BENCHMARKS / "mbpp.jsonl").is_file():
     pytest.skip(f"benchmark files not found in {BENCHMARKS} (set SELFALIGN_BENCHMARKS_DIR)",
                 allow_module_level=True)

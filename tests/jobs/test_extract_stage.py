@@ -131,3 +131,32 @@ def test_missing_input_is_a_clear_error(make_ctx, tmp_path: Path):
     ctx = make_ctx(f"input.path={tmp_path / 'nowhere' / '*.parquet'}")
     with pytest.raises(StageError, match="cannot read input parquet"):
         run_extract(ctx)
+
+
+def test_corrupt_input_file_is_one_clear_line_and_the_rerun_recovers(spark, tmp_path: Path, capsys):
+    from jobs.cli import main
+
+    good = write_stack(tmp_path / "in" / "part-0.parquet", [stack_row(GOOD_2, path="a.py")])
+    corrupt = tmp_path / "in" / "part-1.parquet"
+    corrupt.write_bytes(b"PAR1" + b"\x00not parquet at all\xff" * 64)  # truncated, garbled footer
+    argv = ["run", "--until", "extract", "--no-status", "--set", f"input.path={tmp_path / 'in'}",
+            "--set", f"lake.root={tmp_path / 'lake'}"]
+
+    with pytest.raises(SystemExit) as failed:
+        main(argv)
+    assert failed.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("selfalign: error: stage 'extract' failed: ")
+    assert "part-1.parquet" in last and "replace or remove it, then rerun" in last
+
+    # Nothing half-written blocks the next run: the operator removes the file and reruns.
+    corrupt.unlink()
+    with pytest.raises(SystemExit) as rerun:
+        main(argv)
+    assert rerun.value.code == 0
+    lake = tmp_path / "lake"
+    names = [r["name"] for r in spark.read.format("delta").load(str(lake / "functions")).collect()]
+    assert names == ["double"]
+    states = {r["status"] for r in spark.read.format("delta").load(str(lake / "runs")).collect()}
+    assert states == {"running", "failed", "succeeded"}
+    assert good.exists()

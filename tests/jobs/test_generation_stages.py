@@ -13,17 +13,18 @@ from jobs.config import load_config
 from jobs.context import Context
 from jobs.runner import StageError
 from schemas import (
-    CLUSTERS,
     CONCEPTS,
     ERRORS,
-    FUNCTIONS,
     INSTRUCTIONS,
     PROGRESS,
     QUALITY,
     REJECTS,
     RESPONSES,
 )
-from udfs.extract import FileReject, extract_file
+from tests.llm_server import LLMServer
+from tests.planted import plant_seeds
+from tests.stage_engine import stage_responder
+from udfs.llm import SamplingParams
 
 pytestmark = pytest.mark.spark
 
@@ -37,26 +38,6 @@ SEEDS = {
     "untested": "Return x. no_tests_please",
     "flaky": "Return x. flaky_here",
 }
-
-
-def seed_rows(spark, names: dict[str, str]):
-    rows = []
-    for name, doc in names.items():
-        fns = extract_file(f'def {name}(x):\n    """{doc}"""\n    return x\n', 1_000_000)
-        assert not isinstance(fns, FileReject)
-        fn = fns[0]
-        rows.append((fn.function_id, fn.name, fn.signature, fn.docstring, fn.code, fn.imports,
-                     fn.line_count, fn.arg_count, fn.has_return, "0" * 40, "acme/x", f"{name}.py",
-                     ["MIT"], 1, "test"))
-    return spark.createDataFrame(rows, FUNCTIONS.schema)
-
-
-def plant_seeds(ctx: Context, names: dict[str, str]) -> None:
-    functions = seed_rows(ctx.spark, names)
-    ctx.lake.insert_new(FUNCTIONS, functions)
-    ctx.lake.insert_new(CLUSTERS, functions.select(
-        "function_id", F.col("function_id").alias("cluster_id"), F.lit(1).cast("long").alias("cluster_size"),
-        F.lit(True).alias("is_representative"), F.lit("test").alias("run_id")))
 
 
 def make(tmp: Path, *overrides: str) -> Context:
@@ -110,6 +91,16 @@ def test_transient_failures_are_logged_and_retried_next_run(generated):
     assert again.rows_in == 1 and again.rows_failed == 1
     assert ctx.lake.read(RESPONSES).count() == 6  # nothing duplicated
 
+    # A later run that would be its run.max_attempts-th failure gives up: a reject, not a retry.
+    capped = Context.create(load_config(None, [f"lake.root={ctx.lake.root}", ENGINE,
+                                               "generation.respond.n=3", "run.max_attempts=2"]))
+    last = respond.run(capped)
+    assert (last.rows_in, last.rows_failed, last.rows_rejected) == (1, 0, 1)
+    gave_up = ctx.lake.read(REJECTS).where(F.col("reason") == "gave_up_after_retries").collect()
+    assert [r["stage"] for r in gave_up] == ["respond"]
+    assert gave_up[0]["detail"].startswith("failed in 2 runs; last error: timed out")
+    assert ctx.lake.read(PROGRESS).where(F.col("stage") == "respond").count() == 3
+
 
 def test_rerun_generates_nothing_new(generated):
     ctx, _ = generated
@@ -150,3 +141,33 @@ def test_crash_between_chunks_resumes_without_loss(spark, tmp_path):
     responses = ctx.lake.read(RESPONSES)
     assert responses.count() == 12
     assert responses.select("response_id").distinct().count() == 12
+
+
+def served_like_stage_engine(prompt: str, params: dict) -> list[str]:
+    """The test double's answers, served over HTTP by a real OpenAI-compatible server."""
+    sampling = SamplingParams(n=int(params.get("n", 1)), temperature=float(params.get("temperature", 0)))
+    answer = stage_responder(prompt, sampling)
+    return [answer] * sampling.n if isinstance(answer, str) else answer
+
+
+def test_cli_run_fills_the_four_tables_through_the_openai_engine(spark, tmp_path, capsys):
+    from jobs.cli import main
+
+    seeds = {"plain": "Return the value unchanged.", "other": "Return x as it came in."}
+    ctx = make(tmp_path)
+    plant_seeds(ctx, seeds)
+    with LLMServer(served_like_stage_engine, models=("local-base",)) as server:
+        with pytest.raises(SystemExit) as done:
+            main(["run", "--stages", "judge,concepts,instruct,respond", "--no-status",
+                  "--set", f"lake.root={tmp_path / 'lake'}", "--set", "llm.engine=openai",
+                  "--set", f"llm.base_url={server.base_url}", "--set", "llm.model=local-base",
+                  "--set", "generation.respond.n=2"])
+        served = server.served
+    assert done.value.code == 0, capsys.readouterr().err[-3000:]
+    assert served >= 4 * len(seeds)  # every stage asked the server, once per prompt at least
+    counts = {spec.name: ctx.lake.read(spec).count() for spec in (QUALITY, CONCEPTS, INSTRUCTIONS)}
+    assert counts == {"quality": 2, "concepts": 2, "instructions": 2}
+    responses = ctx.lake.read(RESPONSES).collect()
+    assert len(responses) == 2 * len(seeds)
+    assert {r["model"] for r in responses} == {"local-base"}
+    assert all(r["code"] and r["tests"] for r in responses)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from jobs import decontaminate, extract, typecheck
 from jobs.config import load_config
 from jobs.context import Context
 from schemas import DECONTAMINATION, REJECTS, TYPECHECK
+from tests.paths import BENCHMARKS
 from tests.stack_rows import stack_row, write_stack
 from udfs.extract import FileReject, extract_file
 from udfs.typecheck import check_batch, function_source
@@ -21,7 +21,6 @@ from udfs.typecheck import check_batch, function_source
 pytestmark = pytest.mark.spark
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = Path(os.environ.get("SELFALIGN_BENCHMARKS_DIR", REPO.parent / "shared" / "benchmarks"))
 
 CLEAN = '''import json
 

@@ -12,6 +12,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import execute, select_sft
+from jobs.cli import main as cli_main
 from jobs.config import load_config
 from jobs.context import Context
 from jobs.export import EXPORT_FIELDS, export_dataset, split_of
@@ -24,6 +25,7 @@ from schemas import (
     PROGRESS,
     REJECTS,
     RESPONSES,
+    RUNS,
     SFT,
 )
 from udfs.parse import MARKERS, parse_response
@@ -128,9 +130,17 @@ def lake(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sft")
     ctx = make(tmp / "lake")
     plant(ctx)
-    ran = {"execute": execute.run(ctx), "select": select_sft.run(ctx)}
     out = {"jsonl": tmp / "jsonl", "parquet": tmp / "parquet"}
-    infos = {fmt: export_dataset(ctx, fmt, path) for fmt, path in out.items()}
+    # As an operator runs it: the command line, export included as the DAG's last step.
+    settings = [f"lake.root={tmp / 'lake'}", *OVERRIDES, f"export.out={out['jsonl']}"]
+    with pytest.raises(SystemExit) as done:
+        cli_main(["run", "--stages", "execute,select,export", "--no-status",
+                  *[arg for setting in settings for arg in ("--set", setting)]])
+    assert done.value.code == 0
+    ran = {r["stage"]: r for r in ctx.lake.read(RUNS).where(F.col("status") == "succeeded").collect()}
+    assert set(ran) == {"execute", "select", "export"}
+    infos = {"jsonl": json.loads((out["jsonl"] / "dataset_info.json").read_text(encoding="utf-8")),
+             "parquet": export_dataset(ctx, "parquet", out["parquet"])}
     return ctx, ran, out, infos, tmp
 
 
@@ -158,7 +168,7 @@ def test_execute_judges_every_runnable_response(lake):
     }
     row = ctx.lake.read(EXECUTIONS).where(F.col("status") == "pass").first()
     assert row["passed"] and row["exit_code"] == 0 and row["isolation"] in ("bwrap", "netns", "process")
-    assert row["run_id"] == ctx.run_id and row["duration_s"] > 0
+    assert row["run_id"] == ran["execute"]["run_id"] and row["duration_s"] > 0
     reasons = sorted(reason for reason, _ in rejects(ctx, "execute").values())
     assert reasons == ["execution_crash", "execution_fail", "execution_fail", "execution_memory",
                        "execution_timeout"]
@@ -306,7 +316,8 @@ def test_export_files_load_with_fields_and_deterministic_splits(lake):
 
 @pytest.mark.spark
 def test_export_card_and_info_and_same_bytes_again(lake):
-    ctx, _, out, infos, tmp = lake
+    ctx, ran, out, infos, tmp = lake
+    assert ran["export"]["rows_out"] == 4
     card = (out["jsonl"] / "README.md").read_text(encoding="utf-8")
     info = json.loads((out["jsonl"] / "dataset_info.json").read_text(encoding="utf-8"))
     counts = {s: info["splits"][s]["num_examples"] for s in ("train", "validation")}

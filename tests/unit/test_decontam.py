@@ -6,7 +6,6 @@ import ast
 import builtins
 import gzip
 import json
-import os
 import pickle
 import sysconfig
 import textwrap
@@ -31,21 +30,6 @@ from udfs.extract import FileReject, extract_file
 
 FALSE_POSITIVE_TARGET = 0.01
 ORDINARY_FUNCTIONS = 1000
-
-
-def shared_benchmarks_dir() -> Path:
-    configured = os.environ.get("SELFALIGN_BENCHMARKS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def benchmarks_dir() -> Path:
-    found = shared_benchmarks_dir()
-    if not (found / "SOURCES.md").is_file():
-        pytest.skip(f"benchmark data not found at {found} (set SELFALIGN_BENCHMARKS_DIR)")
-    return found
 
 
 @pytest.fixture(scope="module")

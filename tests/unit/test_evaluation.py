@@ -6,13 +6,12 @@ A few tests run small programs in the real sandbox, as tests/unit/test_sandbox.p
 from __future__ import annotations
 
 import math
-import os
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
 from jobs.config import EvaluateConfig, load_config
+from tests.paths import BENCHMARKS
 from udfs.benchmarks import BenchmarkMissing
 from udfs.evaluation import (
     DEFAULT_FILES,
@@ -36,8 +35,6 @@ from udfs.evaluation import (
 )
 from udfs.sandbox import Limits
 
-BENCHMARKS = Path(os.environ.get("SELFALIGN_BENCHMARKS_DIR")
-                  or Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
 needs_benchmarks = pytest.mark.skipif(
     not (BENCHMARKS / "mbpp.jsonl").is_file(),
     reason=f"benchmark files not found in {BENCHMARKS} (set SELFALIGN_BENCHMARKS_DIR)",

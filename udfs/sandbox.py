@@ -257,7 +257,9 @@ _PROBE_PROGRAMS = {
     "bwrap": "import json, os, socket\n"
              "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
              "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n"
-             "assert os.getcwd() == '/sandbox' and os.listdir('/tmp') == [], 'host files visible'\n",
+             "assert os.getcwd() == '/sandbox', 'not in its own dir'\n"
+             # Only what leads to the interpreter's binds (a venv under /tmp) may show.
+             "assert sorted(os.listdir('/tmp')) == TMP_ENTRIES, 'host files visible'\n",
     "netns": "import json, os, socket\n"
              "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
              "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n",
@@ -274,7 +276,8 @@ def available_levels() -> tuple[str, ...]:
         tool = tools[level]
         if tool is not None and shutil.which(tool) is None:
             continue
-        if _run_at(level, _PROBE_PROGRAMS[level], Limits(wall_seconds=60.0), None).passed:
+        program = _PROBE_PROGRAMS[level].replace("TMP_ENTRIES", repr(_tmp_entries()))
+        if _run_at(level, program, Limits(wall_seconds=60.0), None).passed:
             working.append(level)
     return tuple(working)
 
@@ -317,6 +320,27 @@ def python_command(
 
 
 @functools.cache
+def _interpreter_dirs() -> tuple[str, ...]:
+    """This interpreter's prefixes (venv and base), outermost only, outside /usr."""
+    prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
+                os.path.dirname(os.path.realpath(sys.executable))}
+    prefixes |= {os.path.realpath(p) for p in prefixes}
+    # Parents before children; skip what /usr or a chosen parent already shows.
+    chosen: list[str] = []
+    for path in sorted(prefixes, key=len):
+        covered = ("/usr", *chosen)
+        if os.path.isdir(path) and not any(path == c or path.startswith(c + "/") for c in covered):
+            chosen.append(path)
+    return tuple(chosen)
+
+
+def _tmp_entries() -> list[str]:
+    """Names the sandbox's empty /tmp shows: the first step of any bind below /tmp."""
+    return sorted({Path(path).parts[2] for path in _interpreter_dirs()
+                   if Path(path).parts[:2] == ("/", "tmp") and len(Path(path).parts) > 2})
+
+
+@functools.cache
 def _system_binds() -> tuple[str, ...]:
     """Read-only binds of the system and of this interpreter, at the paths Python knows."""
     args: list[str] = ["--ro-bind", "/usr", "/usr"]
@@ -330,17 +354,8 @@ def _system_binds() -> tuple[str, ...]:
     args += ["--perms", "0755", "--dir", "/etc"]
     for path in _ETC_FILES:
         args += ["--ro-bind-try", path, path]
-    prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
-                os.path.dirname(os.path.realpath(sys.executable))}
-    prefixes |= {os.path.realpath(p) for p in prefixes}
-    # Parents before children; skip what /usr or a chosen parent already shows.
-    chosen: list[str] = []
-    for path in sorted(prefixes, key=len):
-        covered = ("/usr", *chosen)
-        if os.path.isdir(path) and not any(path == c or path.startswith(c + "/") for c in covered):
-            chosen.append(path)
     made: set[str] = set()
-    for path in chosen:
+    for path in _interpreter_dirs():
         for parent in reversed(Path(path).parents[:-1]):
             if str(parent) not in made:
                 made.add(str(parent))
@@ -359,12 +374,17 @@ def bwrap_command(workdir: Path, limits: Limits, as_root: bool) -> list[str]:
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         argv += ["--unshare-user", "--disable-userns"]
-    argv += list(_system_binds())
     size = str(limits.file_size_bytes)
+    # The tmpfs mounts first: an interpreter or venv under /tmp (CI runners clone
+    # there) is then bound on top of the fresh /tmp instead of hidden by it.
     argv += [
-        "--proc", "/proc", "--dev", "/dev",
         "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
+        "--dev", "/dev",
         "--size", size, "--perms", "1777", "--tmpfs", "/dev/shm",
+    ]
+    argv += list(_system_binds())
+    argv += [
+        "--proc", "/proc",
         # No --chdir: bwrap has dropped its caps by then and the dir is the program's
         # uid's alone; the harness goes there after switching to that uid.
         "--bind", str(workdir), SANDBOX_DIR,

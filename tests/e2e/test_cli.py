@@ -39,23 +39,6 @@ def test_unknown_stage_is_one_clear_line():
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_run_until_extract_then_status(tmp_path: Path):
-    src = write_stack(tmp_path / "in" / "p.parquet", [stack_row(GOOD, path="a.py"), stack_row(NO_ARGS, path="b.py")])
-    lake = tmp_path / "lake"
-    result = run(str(BIN / "selfalign"), "run", "--until", "extract",
-                 "--set", f"input.path={src}", "--set", f"lake.root={lake}",
-                 "--set", f"spark.ivy_dir={REPO / '.ivy'}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "[extract] done in=2 out=1 rejected=1" in result.stderr
-    status = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
-    assert status["functions"][1] == "1"
-    assert status["rejects"][1] == "1"
-    assert status["extract"][3] == "succeeded"
-    assert "no_arguments" in status["extract"]
-
-
-@pytest.mark.spark
-@pytest.mark.slow
 def test_spark_submit_runs_a_stage(tmp_path: Path):
     src = write_stack(tmp_path / "in" / "p.parquet", [stack_row(GOOD, path="a.py")])
     lake = tmp_path / "lake"

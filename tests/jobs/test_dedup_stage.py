@@ -365,13 +365,6 @@ def test_second_snapshot_joins_existing_seeds_and_keeps_them_representative(lake
                                               "levenshtein", "flatten"}
 
 
-def test_two_fresh_lakes_give_identical_clusters(lake, tmp_path):
-    ctx = context(tmp_path / "other")
-    load_snapshot(ctx, list(reversed(FIRST_SNAPSHOT)))
-    dedup.run(ctx)
-    assert cluster_rows(ctx) == lake["first_clusters"]
-
-
 def test_signature_bytes_round_trip():
     sigs = minhash.MinHasher(16, 1).signatures([{"a b"}, {"c d", "e f"}])
     blobs = minhash.signatures_to_bytes(sigs)

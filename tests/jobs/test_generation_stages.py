@@ -116,33 +116,6 @@ def test_no_engine_configured_stops_with_clear_message(spark, tmp_path):
     assert not ctx.lake.exists(QUALITY) or ctx.lake.read(QUALITY).count() == 0
 
 
-def test_crash_between_chunks_resumes_without_loss(spark, tmp_path):
-    sentinel = tmp_path / "crash"
-    sentinel.write_text("1")
-    ctx = make(tmp_path, ENGINE, "generation.respond.n=2", "generation.chunk_rows=2")
-    ids = [f"{i:064x}" for i in range(6)]
-    # The crash is planted in an instruction of the last of the 3 chunks.
-    chunk_of = {r["id"]: r["chunk"] for r in spark.createDataFrame([(i,) for i in ids], "id string")
-                .select("id", F.pmod(F.xxhash64("id"), F.lit(3)).alias("chunk")).collect()}
-    target = next(i for i in ids if chunk_of[i] == 2)
-    rows = [(iid, iid, "function implementation", "easy", ["arithmetic"],
-             "Write a function `double(x)`." + (f" crash_if_exists={sentinel}" if iid == target else ""),
-             "test", "v", "{}", "test") for iid in ids]
-    ctx.lake.insert_new(INSTRUCTIONS, spark.createDataFrame(rows, INSTRUCTIONS.schema))
-
-    with pytest.raises(Exception, match="engine crashed"):
-        respond.run(ctx)
-    committed = ctx.lake.read(RESPONSES).count()
-    assert 0 < committed < 12  # the chunks before the crash survived it
-
-    sentinel.unlink()
-    resumed = respond.run(ctx)
-    assert resumed.rows_in == 6 - committed // 2  # only what the crash left pending
-    responses = ctx.lake.read(RESPONSES)
-    assert responses.count() == 12
-    assert responses.select("response_id").distinct().count() == 12
-
-
 def served_like_stage_engine(prompt: str, params: dict) -> list[str]:
     """The test double's answers, served over HTTP by a real OpenAI-compatible server."""
     sampling = SamplingParams(n=int(params.get("n", 1)), temperature=float(params.get("temperature", 0)))

@@ -93,3 +93,21 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     if cached_jars(cfg) is None:
         remember_jars(spark, cfg)
     return spark
+
+
+def main() -> None:
+    """`python -m jobs.session`: resolve and remember the Delta jars of the default config.
+
+    `make test` runs it before starting parallel test workers, so two JVMs never
+    resolve into one Ivy cache at the same time.
+    """
+    from jobs.config import load_config
+
+    cfg = load_config(None, [])
+    if cached_jars(cfg.spark) is None:
+        get_spark(cfg.spark).stop()
+    print(f"delta jars: {len(cached_jars(cfg.spark) or [])} cached under {cfg.spark.ivy_dir}")
+
+
+if __name__ == "__main__":
+    main()

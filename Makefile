@@ -41,15 +41,9 @@ setup: $(STAMP) sysdeps
 run: $(STAMP) sysdeps-run
 	$(BIN)/selfalign run $(ARGS)
 
-# Two test workers (pytest-xdist, one file per worker at a time): local Spark leaves
-# a core idle while it waits on Delta commits and JVM start-up, so two JVMs side by
-# side finish the suite sooner. The jars are resolved once first, never by two at once.
-TEST_WORKERS ?= 2
-
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check .
-	$(BIN)/python -m jobs.session
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

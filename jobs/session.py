@@ -98,8 +98,8 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
 def main() -> None:
     """`python -m jobs.session`: resolve and remember the Delta jars of the default config.
 
-    `make test` runs it before starting parallel test workers, so two JVMs never
-    resolve into one Ivy cache at the same time.
+    Run once when building an image or before parallel jobs share one Ivy cache, so
+    two JVMs never resolve into it at the same time; later starts are offline.
     """
     from jobs.config import load_config
 

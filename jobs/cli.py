@@ -9,8 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from jobs.config import ConfigError, PipelineConfig, load_config
-from jobs.failures import describe_failure
-from jobs.runner import StageError
+from jobs.failures import StageError, describe_failure
 
 if TYPE_CHECKING:
     from jobs.context import Context

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+
+class StageError(RuntimeError):
+    """A stage cannot run; the message tells the operator what to do."""
+
+
 # Substrings of a root cause, and what to tell the operator about them.
 HINTS: tuple[tuple[str, str], ...] = (
     ("No space left on device", "free space where lake.root lives, then rerun: committed work is kept"),

@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.context import Context
+from jobs.failures import StageError  # noqa: F401  (re-exported: stages raise it)
 from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
 
 log = logging.getLogger("selfalign")
@@ -45,10 +46,6 @@ OUTCOME_COLUMNS = (SOURCE_KEY, ITEM_ID, REJECT_REASON, REJECT_DETAIL)
 # Optional outcome column: a transient failure (an LLM request that failed after its
 # retries). Such rows go to `errors`, and their input key is not marked done.
 RETRY_ERROR = "retry_error"
-
-
-class StageError(RuntimeError):
-    """A stage cannot run; the message tells the operator what to do."""
 
 
 @dataclass

@@ -71,14 +71,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"selfalign: {'stopped' if no_engine else 'error'}: {exc}", file=sys.stderr)
             code = 0 if no_engine else 2
             break
-        except Exception as exc:  # a failed Spark job: the trace for the log, one line for people
-            log.exception("[%s] failed", name)
-            print(f"selfalign: error: {describe_failure(name, exc)}", file=sys.stderr)
-            code = 1
+        except Exception as exc:  # a failed Spark job
+            code = _report_failure(name, exc)
             break
     if not args.no_status:
         _print_status_safely(ctx)
     return code
+
+
+def _report_failure(stage: str, exc: Exception) -> int:
+    """The full trace for the log, then one line for people; exit code 1."""
+    log.exception("[%s] failed", stage)
+    print(f"selfalign: error: {describe_failure(stage, exc)}", file=sys.stderr)
+    return 1
 
 
 def _print_status_safely(ctx: Context) -> None:
@@ -236,9 +241,7 @@ def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
         except (ConfigError, StageError):
             raise
         except Exception as exc:  # exit non-zero with one readable line for the scheduler
-            log.exception("[%s] failed", stage)
-            print(f"selfalign: error: {describe_failure(stage, exc)}", file=sys.stderr)
-            return 1
+            return _report_failure(stage, exc)
         return 0
 
     sys.exit(guarded(action))

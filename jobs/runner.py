@@ -23,7 +23,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -183,20 +184,28 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
             int(metrics.get("failed") or 0))
 
 
-def run_step(ctx: Context, stage: str, action: Callable[[StageSummary], None]) -> StageSummary:
-    """A DAG step that writes no table of its own, logged in `runs` like a stage."""
+@contextmanager
+def _recorded(ctx: Context, stage: str) -> Iterator[StageSummary]:
+    """`runs` rows around a stage: running at the start, then succeeded or failed with counts."""
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     summary = StageSummary(stage)
     _record_run(ctx, stage, "running", started, None)
-    log.info("[%s] start run=%s", stage, ctx.run_id)
     try:
-        action(summary)
+        yield summary
     except Exception as exc:
+        summary.seconds = time.monotonic() - clock
         _record_run(ctx, stage, "failed", started, summary, f"{type(exc).__name__}: {exc}"[:2000])
         raise
     summary.seconds = time.monotonic() - clock
     _record_run(ctx, stage, "succeeded", started, summary)
+
+
+def run_step(ctx: Context, stage: str, action: Callable[[StageSummary], None]) -> StageSummary:
+    """A DAG step that writes no table of its own, logged in `runs` like a stage."""
+    with _recorded(ctx, stage) as summary:
+        log.info("[%s] start run=%s", stage, ctx.run_id)
+        action(summary)
     log.info("[%s] done in=%d out=%d %.1fs", stage, summary.rows_in, summary.rows_out, summary.seconds)
     return summary
 
@@ -216,11 +225,7 @@ def run_stage(
     With `verdicts=True` the output table receives rejected rows too (it is the
     stage's verdict on every input), and rejects still get their copy.
     """
-    started = datetime.now(timezone.utc)
-    clock = time.monotonic()
-    summary = StageSummary(stage)
-    _record_run(ctx, stage, "running", started, None)
-    try:
+    with _recorded(ctx, stage) as summary:
         _describe_job(ctx, f"{stage}: count pending input")
         summary.rows_in = pending.count()
         log.info("[%s] start run=%s pending=%d", stage, ctx.run_id, summary.rows_in)
@@ -240,12 +245,6 @@ def run_stage(
             if chunks > 1:
                 log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d",
                          stage, index + 1, chunks, kept, rejected, failed)
-    except Exception as exc:
-        summary.seconds = time.monotonic() - clock
-        _record_run(ctx, stage, "failed", started, summary, f"{type(exc).__name__}: {exc}"[:2000])
-        raise
-    summary.seconds = time.monotonic() - clock
-    _record_run(ctx, stage, "succeeded", started, summary)
     log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage, summary.rows_in,
              summary.rows_out, summary.rows_rejected, summary.seconds)
     if summary.rows_failed:

@@ -41,6 +41,18 @@ class SparkConfig(Section):
     arrow_batch_rows: int = Field(default=500, ge=1)
     extra: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _spark_strings(cls, value: Any) -> Any:
+        # Spark properties are strings; YAML (and --set) reads `true` and `8` as bool/int.
+        if not isinstance(value, dict):
+            return value
+        def text(v: Any) -> Any:
+            if isinstance(v, bool):
+                return str(v).lower()
+            return str(v) if isinstance(v, int | float) else v
+        return {key: text(v) for key, v in value.items()}
+
 
 class InputConfig(Section):
     # Path or glob of The Stack v1 style parquet: local, s3://, dbfs:/, abfss://.

@@ -94,7 +94,7 @@ class Lake:
         )
 
     def append(self, spec: TableSpec, rows: DataFrame) -> None:
-        """Plain append, for event logs whose rows are unique by construction (`runs`)."""
+        """Plain append, for rows unique by construction (the `runs` log, `progress` of pending keys)."""
         self.ensure(spec)
         rows.select(*spec.columns).write.format("delta").mode("append").save(self.path(spec))
 

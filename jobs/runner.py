@@ -12,8 +12,8 @@ A stage's `transform` returns *outcome rows*: the output table's columns plus
 
 `run_stage` writes the outcomes to a staging table once (so the transform, which
 may be expensive, runs exactly once per chunk), then merges kept rows into the
-output table, rejects into `rejects`, and finally the input keys into `progress`.
-Progress is written last: a crash anywhere before it only means redoing idempotent
+output table and rejects into `rejects` (insert-only MERGEs), and finally appends
+the input keys to `progress`. Progress is written last: a crash anywhere before it only means redoing idempotent
 merges on the next run, never a lost or duplicated row.
 """
 
@@ -142,29 +142,34 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
     )
     ctx.lake.overwrite(staging_path, observed)
     metrics = stats.get
+    kept_rows, rejected_rows, failed_rows = (int(metrics.get(name) or 0) for name in ("kept", "rejected", "failed"))
     staged = ctx.spark.read.format("delta").load(staging_path)
 
+    # Every Delta commit costs seconds locally and a scan of the target's keys on a
+    # cluster, so a write with nothing to write is skipped.
     # A verdict table (decontamination, typecheck, ...) records every row it examined.
-    kept = staged.where(~is_retry) if verdicts else staged.where(~is_reject & ~is_retry)
-    # A reject about the input as a whole (e.g. a failed generation) has no output key.
-    for column in output.key:
-        kept = kept.where(F.col(column).isNotNull())
-    if "run_id" in output.columns:
-        kept = kept.withColumn("run_id", F.lit(ctx.run_id))
-    ctx.lake.insert_new(output, kept)
+    if kept_rows or (verdicts and rejected_rows):
+        kept = staged.where(~is_retry) if verdicts else staged.where(~is_reject & ~is_retry)
+        # A reject about the input as a whole (e.g. a failed generation) has no output key.
+        for column in output.key:
+            kept = kept.where(F.col(column).isNotNull())
+        if "run_id" in output.columns:
+            kept = kept.withColumn("run_id", F.lit(ctx.run_id))
+        ctx.lake.insert_new(output, kept)
 
-    rejects = staged.where(is_reject).select(
-        F.col(ITEM_ID).alias("item_id"),
-        F.lit(stage).alias("stage"),
-        F.col(REJECT_REASON).alias("reason"),
-        F.col(REJECT_DETAIL).alias("detail"),
-        F.col(SOURCE_KEY).alias("source_key"),
-        F.lit(ctx.run_id).alias("run_id"),
-    ).dropDuplicates(["item_id"])  # an input file listed twice yields the same rejects twice
-    ctx.lake.insert_new(REJECTS, rejects)
+    if rejected_rows:
+        rejects = staged.where(is_reject).select(
+            F.col(ITEM_ID).alias("item_id"),
+            F.lit(stage).alias("stage"),
+            F.col(REJECT_REASON).alias("reason"),
+            F.col(REJECT_DETAIL).alias("detail"),
+            F.col(SOURCE_KEY).alias("source_key"),
+            F.lit(ctx.run_id).alias("run_id"),
+        ).dropDuplicates(["item_id"])  # an input file listed twice yields the same rejects twice
+        ctx.lake.insert_new(REJECTS, rejects)
 
     failures = staged.where(is_retry)
-    if metrics.get("failed"):
+    if failed_rows:
         ctx.lake.append(ERRORS, failures.select(
             F.lit(stage).alias("stage"),
             F.col(ITEM_ID).alias("item_id"),
@@ -175,13 +180,16 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
     # Keys with a transient failure stay pending: the next run retries them.
     retry_keys = failures.select(SOURCE_KEY).distinct()
     committed = staged.select(SOURCE_KEY).distinct().join(retry_keys, on=SOURCE_KEY, how="left_anti")
-    ctx.lake.insert_new(PROGRESS, committed.select(
-        F.lit(stage).alias("stage"),
-        F.col(SOURCE_KEY).alias("input_key"),
-        F.lit(ctx.run_id).alias("run_id"),
-    ))
-    return (int(metrics.get("kept") or 0), int(metrics.get("rejected") or 0),
-            int(metrics.get("failed") or 0))
+    # An append, not a MERGE: these keys came from `pending_input`, which excludes every
+    # key already in `progress`, and chunks are disjoint, so none can be there already.
+    # (A MERGE would scan the whole, ever-growing progress table once per chunk.)
+    if kept_rows or rejected_rows:  # otherwise every row is a retry: nothing is done
+        ctx.lake.append(PROGRESS, committed.select(
+            F.lit(stage).alias("stage"),
+            F.col(SOURCE_KEY).alias("input_key"),
+            F.lit(ctx.run_id).alias("run_id"),
+        ))
+    return kept_rows, rejected_rows, failed_rows
 
 
 @contextmanager

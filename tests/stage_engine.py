@@ -2,6 +2,8 @@
 
 It answers in the shape each prompt asks for, recognised by how the prompt ends,
 with content chosen by markers in the seed code so tests can plant every case:
+- concepts name the seed's function, and the instruction repeats the concepts, so every
+  seed gets its own instruction (the response is always the same `double`);
 - a seed whose code mentions `judged_bad` gets "No"; `judged_weird` gets "Perhaps";
 - `no_tests_please` gets responses without their tests section;
 - `crash_if_exists=<path>` in an instruction makes the engine raise on its respond
@@ -67,10 +69,14 @@ def stage_responder(prompt: str, params: SamplingParams) -> str | list[str]:
             return " No"
         return " Perhaps" if "judged_weird" in tail else " Yes"
     if prompt.endswith("Concepts:"):
-        return ", ".join(["arithmetic", "function definition", *_planted(tail)])
+        # The seed's own name makes each seed's concepts, and so its instruction, distinct.
+        return ", ".join(["arithmetic", "function definition", *re.findall(r"def (\w+)", tail)[:1],
+                          *_planted(tail)])
     if prompt.endswith("Task:\n"):
         extra = " ".join(_planted(tail))
-        return f"Write a function `double(x)` that returns twice its argument, for any number. {extra}"
+        concepts = re.findall(r"^Concepts: (.*)$", tail, flags=re.MULTILINE)
+        about = f" (concepts: {concepts[-1]})" if concepts else ""
+        return f"Write a function `double(x)` that returns twice its argument, for any number{about}. {extra}"
     if prompt.rstrip().endswith("## Reasoning"):
         return _respond(prompt, params)
     return "unrecognised prompt"

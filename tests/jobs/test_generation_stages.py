@@ -21,10 +21,7 @@ from schemas import (
     REJECTS,
     RESPONSES,
 )
-from tests.llm_server import LLMServer
 from tests.planted import plant_seeds
-from tests.stage_engine import stage_responder
-from udfs.llm import SamplingParams
 
 pytestmark = pytest.mark.spark
 
@@ -114,33 +111,3 @@ def test_no_engine_configured_stops_with_clear_message(spark, tmp_path):
     with pytest.raises(StageError, match=r"judge: .*llm\.engine"):
         judge.run(ctx)
     assert not ctx.lake.exists(QUALITY) or ctx.lake.read(QUALITY).count() == 0
-
-
-def served_like_stage_engine(prompt: str, params: dict) -> list[str]:
-    """The test double's answers, served over HTTP by a real OpenAI-compatible server."""
-    sampling = SamplingParams(n=int(params.get("n", 1)), temperature=float(params.get("temperature", 0)))
-    answer = stage_responder(prompt, sampling)
-    return [answer] * sampling.n if isinstance(answer, str) else answer
-
-
-def test_cli_run_fills_the_four_tables_through_the_openai_engine(spark, tmp_path, capsys):
-    from jobs.cli import main
-
-    seeds = {"plain": "Return the value unchanged.", "other": "Return x as it came in."}
-    ctx = make(tmp_path)
-    plant_seeds(ctx, seeds)
-    with LLMServer(served_like_stage_engine, models=("local-base",)) as server:
-        with pytest.raises(SystemExit) as done:
-            main(["run", "--stages", "judge,concepts,instruct,respond", "--no-status",
-                  "--set", f"lake.root={tmp_path / 'lake'}", "--set", "llm.engine=openai",
-                  "--set", f"llm.base_url={server.base_url}", "--set", "llm.model=local-base",
-                  "--set", "generation.respond.n=2"])
-        served = server.served
-    assert done.value.code == 0, capsys.readouterr().err[-3000:]
-    assert served >= 4 * len(seeds)  # every stage asked the server, once per prompt at least
-    counts = {spec.name: ctx.lake.read(spec).count() for spec in (QUALITY, CONCEPTS, INSTRUCTIONS)}
-    assert counts == {"quality": 2, "concepts": 2, "instructions": 2}
-    responses = ctx.lake.read(RESPONSES).collect()
-    assert len(responses) == 2 * len(seeds)
-    assert {r["model"] for r in responses} == {"local-base"}
-    assert all(r["code"] and r["tests"] for r in responses)

@@ -105,20 +105,20 @@ def put(ctx: Context, spec, rows) -> None:
     ctx.lake.append(spec, ctx.spark.createDataFrame(rows, spec.schema))
 
 
-def plant(ctx: Context, reverse: bool = False, sources: bool = True) -> None:
-    """The module's instructions, responses and respond progress (reverse: rows in the
-    opposite order, which must not change any choice)."""
-    order = (lambda rows: rows[::-1]) if reverse else list
+def plant(ctx: Context) -> None:
+    """The module's source functions, instructions, responses and respond progress.
+
+    (That the choices do not depend on insertion order is tested over the whole DAG, on
+    reversed input, by tests/e2e/test_dag.py.)"""
     seeds = {name: f"seed-{name}" for name in TEXT}
-    if sources:
-        put(ctx, FUNCTIONS, [(sid, "f", "def f(x)", "Doc.", "def f(x): return x", "", 1, 1, True,
-                              "ab" * 20, f"acme/{name}", f"{name}.py",
-                              ["MIT"] if k % 2 else ["Apache-2.0", "MIT"], 1, "t")
-                             for k, (name, sid) in enumerate(seeds.items())])
-    put(ctx, INSTRUCTIONS, order([(IDS[name], seeds[name], "function", "easy", ["loops"], text,
-                                   *INSTRUCT_BY) for name, text in TEXT.items()]))
-    put(ctx, RESPONSES, order(response_rows()))
-    put(ctx, PROGRESS, order([("respond", iid, "t") for iid in IDS.values()]))
+    put(ctx, FUNCTIONS, [(sid, "f", "def f(x)", "Doc.", "def f(x): return x", "", 1, 1, True,
+                          "ab" * 20, f"acme/{name}", f"{name}.py",
+                          ["MIT"] if k % 2 else ["Apache-2.0", "MIT"], 1, "t")
+                         for k, (name, sid) in enumerate(seeds.items())])
+    put(ctx, INSTRUCTIONS, [(IDS[name], seeds[name], "function", "easy", ["loops"], text,
+                             *INSTRUCT_BY) for name, text in TEXT.items()])
+    put(ctx, RESPONSES, response_rows())
+    put(ctx, PROGRESS, [("respond", iid, "t") for iid in IDS.values()])
 
 
 def make(root: Path, *overrides: str) -> Context:
@@ -264,23 +264,6 @@ def test_only_complete_instructions_are_ready(lake):
     assert select_sft.pending(ctx).count() == 0
     put(ctx, EXECUTIONS, [(f"{late}#1", late, "fail", False, 0.1, "bwrap", 1, "", "", None, "t")])
     assert [r["instruction_id"] for r in select_sft.pending(ctx).collect()] == [late]
-
-
-def picks(ctx: Context) -> list[tuple[str, str, str]]:
-    rows = ctx.lake.read(SFT).select("instruction_id", "response_id", "response").collect()
-    return sorted((r[0], r[1], r[2]) for r in rows)
-
-
-@pytest.mark.spark
-def test_select_draws_the_same_on_a_fresh_lake(lake):
-    ctx, _, _, _, tmp = lake
-    fresh = make(tmp / "fresh")
-    plant(fresh, reverse=True, sources=False)
-    verdicts = ctx.lake.read(EXECUTIONS).orderBy(F.col("response_id").desc())
-    fresh.lake.append(EXECUTIONS, verdicts)
-    select_sft.run(fresh)
-    assert picks(fresh) == picks(ctx)
-    assert rejects(fresh, "select") == rejects(ctx, "select")
 
 
 @pytest.mark.spark

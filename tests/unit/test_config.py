@@ -25,6 +25,13 @@ def test_overrides_parse_values_as_yaml():
     assert cfg.spark.extra == {"spark.foo": "bar"}
 
 
+def test_spark_properties_given_as_yaml_scalars_become_spark_strings():
+    cfg = load_config(None, ["spark.extra.spark.eventLog.enabled=true", "spark.extra.spark.sql.shuffle.partitions=8",
+                             "spark.extra.spark.memory.fraction=0.5"])
+    assert cfg.spark.extra == {"spark.eventLog.enabled": "true", "spark.sql.shuffle.partitions": "8",
+                               "spark.memory.fraction": "0.5"}
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

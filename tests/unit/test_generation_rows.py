@@ -43,10 +43,12 @@ def test_judge_yes_no_and_unparseable(engine):
 def test_concepts_then_instruction_rows(engine):
     seed = {"seed_id": "a" * 64, "code": fn("f", "Return x.")["code"]}
     [concepts] = concept_rows([seed], engine, PROMPTS, CFG.generation.concepts)
-    assert concepts["concepts"] == ["arithmetic", "function definition"]
+    # The double's answer: two fixed concepts and the seed's own name.
+    assert concepts["concepts"] == ["arithmetic", "function definition", "f"]
     [instruction] = instruction_rows([{"seed_id": seed["seed_id"], "concepts": concepts["concepts"]}],
                                      engine, PROMPTS, CFG.generation.instruct)
     assert instruction["instruction"].startswith("Write a function `double(x)`")
+    assert "(concepts: arithmetic, function definition, f)" in instruction["instruction"]
     assert instruction["instruction_id"] == instruction_id(seed["seed_id"], instruction["instruction"])
     assert instruction["category"] in PROMPTS.oss.categories
     assert instruction["difficulty"] in PROMPTS.oss.difficulties

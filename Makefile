@@ -43,6 +43,8 @@ run: $(STAMP) sysdeps-run
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check .
+	# Resolve the Delta jars into ./.ivy now (Maven Central), so no test downloads them.
+	$(BIN)/python -m jobs.session
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

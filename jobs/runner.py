@@ -13,8 +13,8 @@ A stage's `transform` returns *outcome rows*: the output table's columns plus
 `run_stage` writes the outcomes to a staging table once (so the transform, which
 may be expensive, runs exactly once per chunk), then merges kept rows into the
 output table and rejects into `rejects` (insert-only MERGEs), and finally appends
-the input keys to `progress`. Progress is written last: a crash anywhere before it only means redoing idempotent
-merges on the next run, never a lost or duplicated row.
+the input keys to `progress`. Progress is written last: a crash anywhere before it
+only means redoing idempotent merges on the next run, never a lost or duplicated row.
 """
 
 from __future__ import annotations

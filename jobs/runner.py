@@ -168,8 +168,9 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
         ).dropDuplicates(["item_id"])  # an input file listed twice yields the same rejects twice
         ctx.lake.insert_new(REJECTS, rejects)
 
-    failures = staged.where(is_retry)
+    committed = staged.select(SOURCE_KEY).distinct()
     if failed_rows:
+        failures = staged.where(is_retry)
         ctx.lake.append(ERRORS, failures.select(
             F.lit(stage).alias("stage"),
             F.col(ITEM_ID).alias("item_id"),
@@ -177,9 +178,8 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
             F.col(RETRY_ERROR).alias("error"),
             F.lit(ctx.run_id).alias("run_id"),
         ))
-    # Keys with a transient failure stay pending: the next run retries them.
-    retry_keys = failures.select(SOURCE_KEY).distinct()
-    committed = staged.select(SOURCE_KEY).distinct().join(retry_keys, on=SOURCE_KEY, how="left_anti")
+        # Keys with a transient failure stay pending: the next run retries them.
+        committed = committed.join(failures.select(SOURCE_KEY).distinct(), on=SOURCE_KEY, how="left_anti")
     # An append, not a MERGE: these keys came from `pending_input`, which excludes every
     # key already in `progress`, and chunks are disjoint, so none can be there already.
     # (A MERGE would scan the whole, ever-growing progress table once per chunk.)

@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from udfs.sandbox.limits import RANGES as LIMIT_RANGES
+from udfs.sandbox.limits import allowed_range
 
 
 class ConfigError(ValueError):
@@ -177,22 +181,42 @@ class LLMConfig(Section):
 
 
 class SandboxConfig(Section):
-    """How generated programs run (udfs/sandbox.py); the limits are per program."""
+    """How generated programs run (udfs/sandbox); the limits hold per program."""
 
-    # auto = the strongest level here: bwrap > netns (unshare) > process (rlimits only).
-    isolation: Literal["auto", "bwrap", "netns", "process"] = "auto"
-    # A named level this machine lacks is refused unless this allows a weaker one.
+    # auto = the strongest level here, refused below bwrap+cgroup unless allow_weaker;
+    # a named level runs as asked where this machine has it.
+    isolation: Literal["auto", "bwrap+cgroup", "bwrap", "netns", "process"] = "auto"
+    # A level weaker than asked (or than auto needs) is refused unless this allows it.
     allow_weaker: bool = False
-    cpu_seconds: int = Field(default=10, ge=1)
-    wall_seconds: float = Field(default=20.0, gt=0)
-    memory_bytes: int = Field(default=2 << 30, ge=1 << 20)  # RLIMIT_AS
-    max_processes: int = Field(default=64, ge=2)  # tasks: processes and threads
-    file_size_bytes: int = Field(default=64 << 20, ge=1)  # also the size of /tmp
-    open_files: int = Field(default=256, ge=16)
-    output_bytes: int = Field(default=1 << 20, ge=1)  # stdout + stderr
+    # A delegated cgroup (v2) or a name under the v1 memory/pids hierarchies for the
+    # runs' cgroups; None: selfalign.sandbox at the hierarchy's root (needs root).
+    cgroup_parent: str | None = None
+    cpu_seconds: int = 10
+    wall_seconds: float = 20.0
+    memory_bytes: int = 2 << 30  # the whole program (cgroup) and each process (RLIMIT_AS)
+    max_processes: int = 64  # tasks: processes and threads
+    file_size_bytes: int = 64 << 20  # one file
+    disk_bytes: int = 256 << 20  # each tmpfs it can write: its dir, /tmp, /dev/shm
+    open_files: int = 256
+    output_bytes: int = 1 << 20  # stdout + stderr
     # Programs run at once per execute task (threads waiting on sandbox processes);
     # None: two per executor core, shared by the tasks it runs at once (jobs/execute.py).
-    parallelism: int | None = Field(default=None, ge=1)
+    parallelism: int | None = Field(default=None, ge=1, le=1024)
+
+    @field_validator(*LIMIT_RANGES, mode="before")
+    @classmethod
+    def _in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None
+        number = value
+        if isinstance(value, str):  # YAML reads 1e20 (no dot) as a string
+            try:
+                number = float(value)
+            except ValueError:
+                return value
+        least, most = LIMIT_RANGES[info.field_name]
+        if isinstance(number, int | float) and not isinstance(number, bool) and not least <= number <= most:
+            raise ValueError(f"must be {allowed_range(info.field_name)}")
+        return value
 
 
 class SamplingConfig(Section):
@@ -350,7 +374,7 @@ class PipelineConfig(Section):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "<root>"
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -358,7 +382,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"config: missing required key '{key}'"
     given = error.get("input")
-    return f"config: key '{key}': {error['msg']} (got {given!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"config: key '{key}': {message} (got {given!r})"
 
 
 FREE_FORM_MAPS: tuple[tuple[str, ...], ...] = (("spark", "extra"),)

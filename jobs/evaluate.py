@@ -135,7 +135,8 @@ def exec_settings(cfg: PipelineConfig) -> ExecSettings:
     ev = cfg.evaluate
     limits = replace(Limits.from_settings(cfg.sandbox), memory_bytes=ev.memory_bytes)
     return ExecSettings(limits=limits, isolation=cfg.sandbox.isolation,
-                        allow_weaker=cfg.sandbox.allow_weaker, min_time_limit=ev.min_time_limit,
+                        allow_weaker=cfg.sandbox.allow_weaker,
+                        cgroup_parent=cfg.sandbox.cgroup_parent, min_time_limit=ev.min_time_limit,
                         time_limit_factor=ev.time_limit_factor, max_cpu_seconds=ev.max_cpu_seconds)
 
 
@@ -401,7 +402,8 @@ def run(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
     problems = list(problems) if problems is not None else load(cfg)
     if not cfg.evaluate.reference:
         require_engine(cfg, STAGE)
-    _, refusal = choose_isolation(cfg.sandbox.isolation, cfg.sandbox.allow_weaker)
+    _, refusal = choose_isolation(cfg.sandbox.isolation, cfg.sandbox.allow_weaker,
+                                  cfg.sandbox.cgroup_parent)
     if refusal is not None:
         raise StageError(f"{STAGE}: {refusal}")
     plan = plan_for(cfg)

@@ -52,7 +52,7 @@ from jobs.runner import (
     run_stage,
 )
 from schemas import EXECUTIONS, RESPONSES
-from udfs.parse import ParsedResponse, program_for
+from udfs.parse import ASSERTIONS, ParsedResponse, program_for
 from udfs.sandbox import Limits, Outcome, choose_isolation, run_program
 
 log = logging.getLogger("selfalign")
@@ -72,12 +72,14 @@ class SandboxPlan:
     limits: Limits
     isolation: str
     allow_weaker: bool
+    cgroup_parent: str | None
     workers: int | None  # sandbox.parallelism; None: from the executor's cores
     task_slots: int = 1  # tasks an executor runs at once, sharing its cores
 
     @classmethod
     def from_config(cls, cfg: SandboxConfig, task_slots: int = 1) -> SandboxPlan:
-        return cls(Limits.from_settings(cfg), cfg.isolation, cfg.allow_weaker, cfg.parallelism,
+        return cls(Limits.from_settings(cfg), cfg.isolation, cfg.allow_weaker, cfg.cgroup_parent,
+                   cfg.parallelism,
                    max(1, task_slots))
 
     def pool_size(self) -> int:
@@ -121,7 +123,8 @@ def outcome_row(record: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
 def execute_one(record: dict[str, Any], plan: SandboxPlan) -> dict[str, Any]:
     try:
         outcome = run_program(program_of(record["code"], record["tests"]), plan.limits,
-                              plan.isolation, plan.allow_weaker)
+                              plan.isolation, plan.allow_weaker,
+                              cgroup_parent=plan.cgroup_parent)
     except Exception as exc:  # the host failed (no temp dir, no fds): not the program's fault
         detail = f"sandbox: {type(exc).__name__}: {exc}"
         outcome = Outcome("sandbox-error", False, None, 0.0, "none", "", "", detail)
@@ -134,7 +137,7 @@ def execution_rows(records: Iterable[dict[str, Any]], plan: SandboxPlan,
     the runs finish, with `workers` programs running at once."""
     workers = workers or plan.pool_size()
     # Probe once here (cached per Python worker), not from every thread at first use.
-    _, refusal = choose_isolation(plan.isolation, plan.allow_weaker)
+    _, refusal = choose_isolation(plan.isolation, plan.allow_weaker, plan.cgroup_parent)
     if refusal is not None:
         refused = Outcome("sandbox-error", False, None, 0.0, "none", "", refusal, refusal)
         for record in records:
@@ -204,8 +207,9 @@ def _present(column: str) -> Column:
 
 
 def runnable(responses: DataFrame) -> DataFrame:
-    """Responses with both an implementation and tests: what the sandbox can judge."""
-    return responses.where(_present("code") & _present("tests"))
+    """Responses with an implementation and tests that can fail: what the sandbox can judge."""
+    tests_can_fail = ~F.array_contains(F.col("missing"), ASSERTIONS)
+    return responses.where(_present("code") & _present("tests") & tests_can_fail)
 
 
 def pending(ctx: Context) -> DataFrame:
@@ -215,7 +219,7 @@ def pending(ctx: Context) -> DataFrame:
 
 def require_sandbox(cfg: SandboxConfig) -> str:
     """The isolation level runs will get here; stops the stage when the config refuses it."""
-    level, refusal = choose_isolation(cfg.isolation, cfg.allow_weaker)
+    level, refusal = choose_isolation(cfg.isolation, cfg.allow_weaker, cfg.cgroup_parent)
     if refusal is not None:
         raise StageError(f"{STAGE}: {refusal}")
     if level == "process":

@@ -1,7 +1,8 @@
 """respond: n sampled responses per instruction, each with its own tests.
 
 Every sample is kept in `responses`; one missing its code or tests is also a
-reject (`response_missing_parts`) so the funnel shows it, and `execute` skips it.
+reject (`response_missing_parts`), and one whose tests cannot fail (no assert, no
+TestCase) is a `no_tests` reject, so the funnel shows them; `execute` skips both.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from jobs.generation import (
 from jobs.runner import StageSummary, outcome_schema, pending_input, run_stage
 from schemas import INSTRUCTIONS, RESPONSES
 from udfs.llm import Engine
-from udfs.parse import parse_response
+from udfs.parse import parse_response, unrunnable_reason
 from udfs.prompts import PromptSet, prompt_version, respond_prompt
 
 STAGE = "respond"
@@ -60,8 +61,7 @@ def response_rows(records: list[dict[str, Any]], engine: Engine, prompts: Prompt
                 "source_key": iid, "item_id": rid, **made_by,
             }
             if not parsed.runnable:
-                row.update(reject_reason="response_missing_parts",
-                           reject_detail="missing " + ", ".join(parsed.missing))
+                row.update(**unrunnable_reason(parsed))
             rows.append(row)
     return rows
 

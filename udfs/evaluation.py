@@ -57,11 +57,9 @@ import ast
 import base64
 import builtins
 import json
-import os
 import pickle
 import re
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Sequence
@@ -70,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from udfs.benchmarks import BenchmarkFormatError, _missing, read_jsonl, resolve_path
-from udfs.sandbox import Limits, Outcome, choose_isolation, run_program
+from udfs.sandbox import Limits, Outcome, run_program
 
 SETS = ("humaneval", "humanevalplus", "mbpp", "mbppplus")
 PLUS_SETS = frozenset({"humanevalplus", "mbppplus"})
@@ -682,6 +680,7 @@ class ExecSettings:
     limits: Limits = field(default_factory=Limits)
     isolation: str = "auto"
     allow_weaker: bool = False
+    cgroup_parent: str | None = None
     min_time_limit: float = 1.0  # CPU seconds each EvalPlus input may take at least
     time_limit_factor: float = 4.0  # times the reference's CPU time on the input
     max_cpu_seconds: int = 240  # per program, ground truth included
@@ -768,44 +767,15 @@ def why(outcome: Outcome) -> str:
     return (f"{detail}: {last}" if last and last not in detail else detail)[:500]
 
 
-def _take_file(source: Path, target: Path) -> bool:
-    """Move a file the program left in its dir, never through a link it may have planted."""
-    try:
-        info = os.lstat(source)
-    except OSError:
-        return False
-    if not stat.S_ISREG(info.st_mode):
-        return False
-    os.replace(source, target)
-    return True
-
-
 def run_in_dir(program: str, limits: Limits, settings: ExecSettings,
                give: dict[str, Path] | None = None, keep: Sequence[str] = (),
                into: Path | None = None) -> tuple[Outcome, list[str]]:
-    """run_program, in a dir holding copies of `give` (name -> file); after a pass, the
-    files named in `keep` move to `into`. Returns the outcome and the names moved."""
-    # The sandbox creates and removes a run's dir itself; this drives it in a dir of ours.
-    from udfs import sandbox
-
-    level, refusal = choose_isolation(settings.isolation, settings.allow_weaker)
-    if refusal is not None:
-        return Outcome("sandbox-error", False, None, 0.0, "none", "", refusal, refusal), []
-    workdir = Path(tempfile.mkdtemp(prefix="selfalign-eval-", dir=settings.work_root))
-    try:
-        for name, source in (give or {}).items():
-            shutil.copyfile(source, workdir / name)
-        outcome = sandbox._run_in(workdir, level, program, limits)
-        moved = []
-        if outcome.passed and into is not None:
-            moved = [name for name in keep if _take_file(workdir / name, into / name)]
-        return outcome, moved
-    finally:
-        remove = getattr(sandbox, "_remove_tree", None)
-        if callable(remove):
-            remove(workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    """run_program with `give` (name -> file) in the program's dir; after a pass, the files
+    named in `keep` move to `into`. Returns the outcome and the names moved."""
+    outcome = run_program(program, limits, settings.isolation, settings.allow_weaker,
+                          settings.work_root, give=give, keep=keep, into=into,
+                          cgroup_parent=settings.cgroup_parent)
+    return outcome, list(outcome.kept)
 
 
 def compute_expected(problem: Problem, settings: ExecSettings) -> tuple[Expected | None, Verdict | None]:
@@ -840,8 +810,8 @@ def evaluate_completion(problem: Problem, completion: str, settings: ExecSetting
                         expected: Expected | None = None) -> Verdict:
     """Run one completion against the problem's tests (EvalPlus: base, then plus if base passed)."""
     if not problem.plus:
-        outcome = run_program(program_with_tests(problem, completion), settings.test_limits(),
-                              settings.isolation, settings.allow_weaker, settings.work_root)
+        outcome, _ = run_in_dir(program_with_tests(problem, completion), settings.test_limits(),
+                                settings)
         return Verdict(outcome.status, why(outcome), outcome.passed, None, outcome.duration_s)
     if expected is None:
         raise ValueError(f"{problem.task_id}: EvalPlus problems need their expected outputs")

@@ -12,6 +12,7 @@ depend on them; udfs.prompts imports them to build prompts that match.
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ MARKERS: dict[str, str] = {
 }
 # The respond prompt ends on this line, so a completion starts inside the reasoning.
 RESPONSE_OPENING = MARKERS["reasoning"] + "\n"
+
+# In `missing` when a tests block holds nothing that can fail (reject `no_tests`).
+ASSERTIONS = "assertions"
 
 # A task shorter than this cannot state inputs, outputs and edge cases.
 MIN_INSTRUCTION_CHARS = 20
@@ -58,7 +62,7 @@ class ParsedResponse:
 
     @property
     def runnable(self) -> bool:
-        return "code" not in self.missing and "tests" not in self.missing
+        return not {"code", "tests", ASSERTIONS} & set(self.missing)
 
 
 # --- small helpers --------------------------------------------------------------
@@ -203,7 +207,43 @@ def parse_response(text: str | None) -> ParsedResponse:
         "tests": _code_of(bodies.get("tests", "")),
     }
     missing = [name for name, value in parts.items() if not value.strip()]
+    if "tests" not in missing and not checks_anything(parts["tests"]):
+        missing.append(ASSERTIONS)
     return ParsedResponse(**parts, missing=missing)
+
+
+def _checks(node: ast.AST) -> bool:
+    if isinstance(node, ast.Assert):
+        return True
+    if isinstance(node, ast.ClassDef):
+        return any((getattr(base, "attr", None) or getattr(base, "id", "")).endswith("TestCase")
+                   for base in node.bases)
+    if isinstance(node, ast.Call):
+        name = getattr(node.func, "attr", None) or getattr(node.func, "id", "")
+        return name.startswith("assert") or name == "raises"
+    return False
+
+
+def unrunnable_reason(parsed: ParsedResponse) -> dict[str, str]:
+    """The reject of a response the sandbox will not run: `no_tests` when its tests block
+    cannot fail, `response_missing_parts` when code or tests are absent."""
+    absent = [name for name in parsed.missing if name in ("code", "tests")]
+    if absent:
+        return {"reject_reason": "response_missing_parts",
+                "reject_detail": "missing " + ", ".join(absent)}
+    return {"reject_reason": "no_tests",
+            "reject_detail": "the tests hold no assert, no TestCase and no assert*() call"}
+
+
+def checks_anything(tests: str) -> bool:
+    """Whether a tests block can fail: an assert, a unittest TestCase, or an assert*/raises
+    call. A block that only prints passes whatever the code does, so it is no test.
+    Text that does not parse counts as checking: the sandbox then judges it (a fail)."""
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    return any(_checks(node) for node in ast.walk(tree))
 
 
 def _close_fences(body: str) -> str:

@@ -25,7 +25,8 @@ AS_ROOT = os.geteuid() == 0
 
 # Small enough that a contained bomb costs little on a shared 2-core box.
 LIMITS = Limits(cpu_seconds=2, wall_seconds=6.0, memory_bytes=256 << 20, max_processes=24,
-                file_size_bytes=1 << 20, open_files=64, output_bytes=256 << 10)
+                file_size_bytes=1 << 20, disk_bytes=32 << 20, open_files=64,
+                output_bytes=256 << 10)
 
 needs_sandbox = pytest.mark.skipif(not WORKS, reason=f"isolation level {LEVEL!r} cannot run a program here")
 # Where the program runs as a uid of its own (root) or in a pid namespace, it can
@@ -37,10 +38,11 @@ needs_own_uid_or_pidns = pytest.mark.skipif(
 # Host files next to its temp dir are out of reach under bwrap (not mounted) or as
 # root (the program has a uid of its own); netns or process as a user share its uid.
 needs_bwrap_or_own_uid = pytest.mark.skipif(
-    LEVEL != "bwrap" and not AS_ROOT, reason="the program has the test's uid and sees its files"
+    not LEVEL.startswith("bwrap") and not AS_ROOT, reason="the program has the test's uid and sees its files"
 )
 needs_netns = pytest.mark.skipif(LEVEL == "process", reason="process level has the host network")
-needs_bwrap = pytest.mark.skipif(LEVEL != "bwrap", reason="only bwrap hides the host file system")
+needs_bwrap = pytest.mark.skipif(not LEVEL.startswith("bwrap"), reason="only bwrap hides the host file system")
+needs_cgroup = pytest.mark.skipif(LEVEL != "bwrap+cgroup", reason="whole-program limits need a cgroup")
 
 
 def new_token() -> str:
@@ -56,9 +58,10 @@ def hostile(body: str, token: str) -> str:
     return header + textwrap.dedent(body)
 
 
-def run_hostile(body: str, token: str, limits: Limits = LIMITS, **kwargs) -> Outcome:
-    outcome = run_program(hostile(body, token), limits, isolation=LEVEL, **kwargs)
-    assert outcome.isolation == LEVEL
+def run_hostile(body: str, token: str, limits: Limits = LIMITS, level: str = LEVEL,
+                **kwargs) -> Outcome:
+    outcome = run_program(hostile(body, token), limits, isolation=level, **kwargs)
+    assert outcome.isolation == level
     return outcome
 
 

@@ -83,3 +83,42 @@ def test_stage_selection_keeps_dag_order():
     assert select_stages(only=",".join(reversed(order))) == order
     with pytest.raises(ValueError, match="unknown stage 'nope'"):
         select_stages(only="nope")
+
+
+# Values that used to break every sandbox run (an overflow inside the run, limits the
+# kernel refuses, an output budget too small for the completion marker).
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("wall_seconds", ".inf", "from 0.5 to 7200"),
+        ("cpu_seconds", "1e20", "from 1 to 3600"),
+        ("memory_bytes", "1e23", "from 33554432 to 1099511627776"),
+        ("open_files", "100000000", "from 16 to 65536"),
+        ("max_processes", "100000000000", "from 2 to 4096"),
+        ("output_bytes", "1", "from 4096 to 1073741824"),
+        ("disk_bytes", "0", "from 1048576 to 68719476736"),
+        ("file_size_bytes", "-1", "from 4096 to 68719476736"),
+    ],
+)
+def test_sandbox_limits_outside_their_range_are_one_line_naming_key_and_range(key, value, allowed):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"sandbox.{key}={value}"])
+    message = str(caught.value)
+    assert message.startswith(f"config: key 'sandbox.{key}': must be {allowed}")
+    assert "\n" not in message
+
+
+def test_sandbox_limits_at_their_bounds_load() -> None:
+    cfg = load_config(None, ["sandbox.wall_seconds=7200", "sandbox.cpu_seconds=1",
+                             "sandbox.output_bytes=4096", "sandbox.open_files=65536"])
+    assert (cfg.sandbox.wall_seconds, cfg.sandbox.cpu_seconds) == (7200, 1)
+
+
+def test_a_bad_sandbox_limit_stops_the_cli_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["sample", "--set", "sandbox.wall_seconds=.inf"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "selfalign: error: config: key 'sandbox.wall_seconds': must be from 0.5 to 7200 (got inf)"

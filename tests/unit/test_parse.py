@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from udfs.parse import (
+    ASSERTIONS,
     MARKERS,
     RESPONSE_OPENING,
     SECTIONS,
@@ -19,6 +20,8 @@ from udfs.parse import (
     parse_response,
     program_for,
     split_sections,
+    checks_anything,
+    unrunnable_reason,
 )
 
 # --- judge ------------------------------------------------------------------------
@@ -300,3 +303,38 @@ def test_clean_response_skips_missing_sections():
     text = "## Reasoning\nShort.\n## Implementation\n```python\nx = 1\n```\n"
     assert clean_response(text) == "Short.\n\n```python\nx = 1\n```"
     assert clean_response("") == ""
+
+
+# --- tests that cannot fail -------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("tests", "checks"),
+    [
+        ("assert add(1, 2) == 3", True),
+        ("class TestAdd(unittest.TestCase):\n    def test_it(self):\n        pass", True),
+        ("self.assertEqual(add(1, 2), 3)", True),
+        ("np.testing.assert_allclose(add(1.0, 2.0), 3.0)", True),
+        ("with pytest.raises(TypeError):\n    add(1, None)", True),
+        ("def test():\n    if add(1, 2) != 3:\n        raise ValueError\n", False),
+        ("print(add(1, 2))\nprint(add(-1, 1))", False),
+        ("result = add(1, 2)", False),
+        ("this is not python (", True),  # the sandbox judges it: a fail, not a no_tests
+    ],
+)
+def test_checks_anything(tests: str, checks: bool):
+    assert checks_anything(tests) is checks
+
+
+def test_tests_that_only_print_are_a_no_tests_reject_and_never_run():
+    text = WELL_FORMED.replace("assert add(1, 2) == 3\nassert add(-1, 1) == 0", "print(add(1, 2))")
+    parsed = parse_response(text)
+    assert parsed.missing == [ASSERTIONS] and not parsed.runnable
+    assert unrunnable_reason(parsed)["reject_reason"] == "no_tests"
+    with pytest.raises(ValueError):
+        program_for(parsed)
+
+
+def test_missing_parts_win_over_no_tests():
+    parsed = parse_response(WELL_FORMED.split("## Implementation")[0] + "## Tests\n```python\nprint(1)\n```\n")
+    assert unrunnable_reason(parsed) == {"reject_reason": "response_missing_parts",
+                                         "reject_detail": "missing code"}

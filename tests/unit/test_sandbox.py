@@ -21,6 +21,7 @@ from udfs.sandbox import (
     choose_isolation,
     exit_code_from,
     judge,
+    levels,
     parse_report,
     probe_isolation,
     run_program,
@@ -123,7 +124,7 @@ def test_limits_match_the_config_section() -> None:
 
 @pytest.fixture
 def only_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "available_levels", lambda: ("process",))
+    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process",))
 
 
 @pytest.mark.usefixtures("only_process")
@@ -137,10 +138,26 @@ def test_a_weaker_level_than_configured_is_refused_with_the_key_that_allows_it()
 
 
 @pytest.mark.usefixtures("only_process")
-def test_allow_weaker_and_auto_take_what_there_is() -> None:
+def test_allow_weaker_takes_what_there_is_and_a_named_level_runs_as_asked() -> None:
     assert choose_isolation("bwrap", allow_weaker=True) == ("process", None)
-    assert choose_isolation("auto", allow_weaker=False) == ("process", None)
+    assert choose_isolation("auto", allow_weaker=True) == ("process", None)
     assert choose_isolation("process", allow_weaker=False) == ("process", None)
+
+
+@pytest.mark.usefixtures("only_process")
+def test_auto_refuses_generated_code_without_network_isolation_unless_allowed() -> None:
+    level, refusal = choose_isolation("auto", allow_weaker=False)
+    assert level == "process" and refusal is not None
+    assert "'bwrap+cgroup' is required" in refusal and "sandbox.allow_weaker" in refusal
+
+
+def test_auto_without_a_cgroup_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process", "bwrap"))
+    monkeypatch.setattr(levels.cgroup, "probe", lambda parent=None: (None, "cgroup v1 at /x: denied"))
+    level, refusal = choose_isolation("auto", allow_weaker=False)
+    assert level == "bwrap" and refusal is not None
+    assert "no cgroup for whole-program limits (cgroup v1 at /x: denied" in refusal
+    assert "sandbox.cgroup_parent" in refusal
 
 
 def test_unknown_level_is_a_programming_error() -> None:
@@ -234,7 +251,7 @@ def hash_with_seed_zero() -> int:
 def test_a_harness_that_cannot_start_is_a_sandbox_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    monkeypatch.setattr(sandbox, "python_command",
+    monkeypatch.setattr(sandbox.run, "python_command",
                         lambda *args: [sys.executable, "-c", "raise SystemExit(3)"])
     outcome = run("pass")
     assert outcome.status == "sandbox-error" and not outcome.passed

@@ -1,0 +1,104 @@
+"""Run generated Python (an implementation plus its own tests) as hostile code.
+
+Plain Python on plain values: `run_program(program, limits) -> Outcome`; the execute and
+evaluate stages wrap it. Unit- and security-tested with real processes, no Spark.
+
+Modules: `levels` (what each isolation level promises and how it starts a program),
+`harness` (the program that runs first inside the sandbox), `run` (one run, start to
+cleanup), `cgroup` (whole-program limits), `cleanup` (link-safe removal), `verdict`
+(status rules), `limits` (the limits and their allowed ranges).
+
+Threat model (what README's sandbox section states for users):
+- Contained at bwrap+cgroup (the default requirement): network (none, not even
+  loopback), host files (a fresh read-only root; the program's dir, /tmp and /dev/shm
+  are tmpfs mounts that vanish with the run), host processes (a pid namespace; as root a
+  uid of its own that can signal or ptrace nothing else), credentials (a scrubbed
+  environment, no stdin, no inherited descriptors but its pipes), memory, tasks and disk
+  for the program as a whole (cgroup; tmpfs pages count as memory), CPU and wall time,
+  output size. Every process of the run is gone before `run_program` returns.
+- Not contained: kernel exploits (the sandbox shares the host kernel; use VMs such as
+  gVisor or Firecracker for that threat), CPU cache side channels, and a program that
+  reads the completion token from its own memory (see harness.py): it can fake a pass,
+  as vacuous tests can.
+- Weaker levels, used only when asked (`sandbox.allow_weaker` or a named level): bwrap
+  without a cgroup limits memory per process; netns shows the host file system with the
+  program's uid's rights; process level also has the host network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from udfs.sandbox.harness import PROGRAM_NAME
+from udfs.sandbox.levels import (
+    FULL,
+    INSTALL_HINT,
+    LEVELS,
+    REQUESTS,
+    SANDBOX_DIR,
+    available_levels,
+    bwrap_command,
+    choose_isolation,
+    netns_command,
+    probe_isolation,
+    python_command,
+    sandbox_env,
+)
+from udfs.sandbox.limits import RANGES, Limits, out_of_range
+from udfs.sandbox.run import Files, run_at
+from udfs.sandbox.verdict import (
+    STATUSES,
+    TAIL_BYTES,
+    Capture,
+    Outcome,
+    Report,
+    exit_code_from,
+    judge,
+    not_run,
+    parse_report,
+)
+
+
+def run_program(
+    program: str,
+    limits: Limits | None = None,
+    isolation: str = "auto",
+    allow_weaker: bool = False,
+    work_root: str | Path | None = None,
+    *,
+    give: Mapping[str, Path] | None = None,
+    keep: Sequence[str] = (),
+    into: Path | None = None,
+    cgroup_parent: str | None = None,
+) -> Outcome:
+    """Run `program` (its code, then its tests) once in the sandbox and judge it.
+
+    `isolation`, `allow_weaker` and `cgroup_parent` are the `sandbox.*` config keys (see
+    choose_isolation); a refusal is an Outcome with status "sandbox-error", never an
+    exception. `give` puts files in the program's dir; after a pass, the files named in
+    `keep` that the program left there move to `into` (Outcome.kept names them).
+    `work_root`: where a host dir is made when one is needed (default: TMPDIR).
+    Thread-safe: runs may go in parallel from a pool.
+    """
+    limits = limits or Limits()
+    try:
+        source = program.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return not_run("fail", f"the program is not valid UTF-8 text ({exc.reason} at "
+                               f"character {exc.start}): Python cannot run it")
+    level, refusal = choose_isolation(isolation, allow_weaker, cgroup_parent)
+    if refusal is not None:
+        return not_run("sandbox-error", refusal)
+    files = Files(dict(give or {}), tuple(keep), into)
+    return run_at(level, source, limits, cgroup_parent=cgroup_parent, work_root=work_root,
+                  files=files)
+
+
+__all__ = [
+    "FULL", "INSTALL_HINT", "LEVELS", "PROGRAM_NAME", "RANGES", "REQUESTS", "SANDBOX_DIR",
+    "STATUSES", "TAIL_BYTES", "Capture", "Limits", "Outcome", "Report", "available_levels",
+    "bwrap_command", "choose_isolation", "exit_code_from", "judge", "netns_command",
+    "not_run", "out_of_range", "parse_report", "probe_isolation", "python_command",
+    "run_program", "sandbox_env",
+]

@@ -1,0 +1,247 @@
+"""Isolation levels: what each promises, how each starts a program, which this machine has.
+
+Levels, weakest first:
+  process       rlimits, a process group and (as root) a uid of its own. Host network and
+                file system: opt-in only (sandbox.allow_weaker).
+  netns         `unshare --net --pid --ipc --uts`: no network, no view of host processes;
+                the host file system is visible with the program's uid's rights.
+  bwrap         bubblewrap: new pid, net, ipc, uts and cgroup namespaces; a fresh root of
+                read-only binds (/usr, a few /etc files, this interpreter); the program's
+                dir, /tmp and /dev/shm are tmpfs mounts of `disk_bytes` that vanish with it.
+                Memory is limited per process (RLIMIT_AS).
+  bwrap+cgroup  bwrap, and the run in a cgroup of its own: memory (tmpfs pages included)
+                and tasks limited for the whole program, killed atomically, and known to be
+                gone before the run returns. The level generated code needs by default.
+
+`auto` takes the strongest level here and refuses anything below bwrap+cgroup unless
+`allow_weaker`; a named level runs as asked where this machine has it (or better).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from udfs.sandbox import cgroup
+from udfs.sandbox.limits import Limits
+
+LEVELS = ("process", "netns", "bwrap", "bwrap+cgroup")  # weakest first
+REQUESTS = ("auto", *LEVELS)
+FULL = LEVELS[-1]
+SANDBOX_DIR = "/sandbox"  # the program's dir as bwrap shows it
+INSTALL_HINT = "apt-get install -y bubblewrap"
+
+_SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC_FILES = (
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/os-release",
+    "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/mime.types",
+)
+
+
+@functools.cache
+def harness_source() -> str:
+    return resources.files("udfs.sandbox").joinpath("harness.py").read_text(encoding="utf-8")
+
+
+# --- commands --------------------------------------------------------------------------
+
+def sandbox_env(home: str) -> dict[str, str]:
+    """Everything the program gets from the environment: no credentials, no SPARK_*/AWS_*."""
+    # Our interpreter first, so a `python` subprocess is the same one.
+    path = dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])
+    return {
+        "PATH": ":".join(path),
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def python_command(
+    token_fd: int, report_fd: int, program_fd: int, uid: int, adopt: bool, limits: Limits,
+    workdir: str,
+) -> list[str]:
+    # `-s -B -P` is `-I` minus `-E`: the environment is ours, and -E would drop
+    # PYTHONHASHSEED (a set's order must not change a verdict between runs).
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [
+        sys.executable, "-s", "-B", *safe_path, "-c", harness_source(),
+        str(token_fd), str(report_fd), str(program_fd), str(uid), str(int(adopt)),
+        str(limits.cpu_seconds), str(limits.memory_bytes), str(limits.max_processes),
+        str(limits.file_size_bytes), str(limits.open_files), workdir,
+    ]
+
+
+@functools.cache
+def _interpreter_dirs() -> tuple[str, ...]:
+    """This interpreter's prefixes (venv and base), outermost only, outside /usr."""
+    prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
+                os.path.dirname(os.path.realpath(sys.executable))}
+    prefixes |= {os.path.realpath(p) for p in prefixes}
+    # Parents before children; skip what /usr or a chosen parent already shows.
+    chosen: list[str] = []
+    for path in sorted(prefixes, key=len):
+        covered = ("/usr", *chosen)
+        if os.path.isdir(path) and not any(path == c or path.startswith(c + "/") for c in covered):
+            chosen.append(path)
+    return tuple(chosen)
+
+
+def tmp_entries() -> list[str]:
+    """Names the sandbox's empty /tmp shows: the first step of any bind below /tmp."""
+    return sorted({Path(path).parts[2] for path in _interpreter_dirs()
+                   if Path(path).parts[:2] == ("/", "tmp") and len(Path(path).parts) > 2})
+
+
+@functools.cache
+def _system_binds() -> tuple[str, ...]:
+    """Read-only binds of the system and of this interpreter, at the paths Python knows."""
+    args: list[str] = ["--ro-bind", "/usr", "/usr"]
+    for path in _SYSTEM_DIRS:  # merged-/usr systems have these as symlinks into /usr
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    # bwrap would make missing parents (/etc, /root, /root/.pyenv) mode 0700, which
+    # the program's uid could not cross.
+    args += ["--perms", "0755", "--dir", "/etc"]
+    for path in _ETC_FILES:
+        args += ["--ro-bind-try", path, path]
+    made: set[str] = set()
+    for path in _interpreter_dirs():
+        for parent in reversed(Path(path).parents[:-1]):
+            if str(parent) not in made:
+                made.add(str(parent))
+                args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", path, path]
+    return tuple(args)
+
+
+def bwrap_command(
+    limits: Limits, as_root: bool, info_fd: int, host_dir: Path | None,
+    given: dict[str, Path] | None = None,
+) -> list[str]:
+    """bwrap's argv up to `--`. The program's dir is a tmpfs, or `host_dir` bound
+    read-write when files must come back out of it (evaluation's reference runs)."""
+    bwrap = shutil.which("bwrap") or "bwrap"
+    argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent",
+            "--new-session", "--info-fd", str(info_fd)]
+    if as_root:
+        # No user namespace: its uid would still be host root, which RLIMIT_NPROC
+        # ignores. The harness keeps only what it needs to drop to its own uid.
+        argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        argv += ["--unshare-user", "--disable-userns"]
+    size = str(limits.disk_bytes)
+    # The tmpfs mounts first: an interpreter or venv under /tmp (CI runners clone
+    # there) is then bound on top of the fresh /tmp instead of hidden by it.
+    argv += [
+        "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
+        "--dev", "/dev",
+        "--size", size, "--perms", "1777", "--tmpfs", "/dev/shm",
+    ]
+    argv += list(_system_binds())
+    argv += ["--proc", "/proc"]
+    if host_dir is None:
+        # Sticky and world-writable: the harness (no CAP_CHOWN) cannot give it to the
+        # program's uid, and nothing but that uid runs in here.
+        argv += ["--size", size, "--perms", "1777", "--tmpfs", SANDBOX_DIR]
+        for name, source in (given or {}).items():
+            argv += ["--ro-bind", str(source), f"{SANDBOX_DIR}/{name}"]
+    else:
+        # No --chdir: bwrap has dropped its caps by then and the dir is the program's
+        # uid's alone; the harness goes there after switching to that uid.
+        argv += ["--bind", str(host_dir), SANDBOX_DIR]
+    # The new root itself (where /bin and /sandbox were made) goes read-only too.
+    return [*argv, "--remount-ro", "/", "--"]
+
+
+def netns_command(as_root: bool) -> list[str]:
+    user = [] if as_root else ["--user", "--map-root-user"]
+    return ["unshare", *user, "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+            "--ipc", "--uts"]
+
+
+# --- which levels work here --------------------------------------------------------------
+
+# Checks that a level gives what it promises, not only that its tools start.
+_PROBE_PROGRAMS = {
+    "bwrap": "import json, os, socket\n"
+             "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
+             "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n"
+             "assert os.getcwd() == '/sandbox', 'not in its own dir'\n"
+             # Only what leads to the interpreter's binds (a venv under /tmp) may show.
+             "assert sorted(os.listdir('/tmp')) == TMP_ENTRIES, 'host files visible'\n",
+    "netns": "import json, os, socket\n"
+             "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network visible'\n"
+             "assert sum(p.isdigit() for p in os.listdir('/proc')) <= 4, 'host pids visible'\n",
+    "process": "import json\n",
+}
+_TOOLS = {"process": None, "netns": "unshare", "bwrap": "bwrap"}
+
+
+@functools.cache
+def available_levels(cgroup_parent: str | None = None) -> tuple[str, ...]:
+    """The levels that run a program on this machine, weakest first (probed once, ~0.5 s)."""
+    from udfs.sandbox.run import run_at  # the probe runs real programs
+
+    working = []
+    for level in LEVELS[:-1]:
+        tool = _TOOLS[level]
+        if tool is not None and shutil.which(tool) is None:
+            continue
+        program = _PROBE_PROGRAMS[level].replace("TMP_ENTRIES", repr(tmp_entries()))
+        if run_at(level, program.encode(), Limits(wall_seconds=60.0), cgroup_parent=None).passed:
+            working.append(level)
+    if "bwrap" in working and cgroup.probe(cgroup_parent)[0] is not None:
+        working.append(FULL)
+    return tuple(working)
+
+
+def probe_isolation(cgroup_parent: str | None = None) -> str:
+    """The strongest level available here ("process" also when nothing passed the probe:
+    runs then end as "sandbox-error" saying why)."""
+    working = available_levels(cgroup_parent)
+    return working[-1] if working else "process"
+
+
+def _missing(level: str, cgroup_parent: str | None) -> str:
+    """Why this machine lacks what `level` needs beyond what it has."""
+    reasons = []
+    if shutil.which("bwrap") is None:
+        reasons.append(f"bubblewrap is not installed ({INSTALL_HINT})")
+    elif "bwrap" not in available_levels(cgroup_parent):
+        reasons.append("bubblewrap cannot create its namespaces here")
+    if level == FULL:
+        found, why = cgroup.probe(cgroup_parent)
+        if found is None:
+            reasons.append(f"no cgroup for whole-program limits ({why}; run as root, or "
+                           "name a delegated cgroup in sandbox.cgroup_parent)")
+    return "; ".join(reasons) or "its probe failed"
+
+
+def choose_isolation(
+    requested: str, allow_weaker: bool, cgroup_parent: str | None = None,
+) -> tuple[str, str | None]:
+    """(level to use, refusal message or None) for a `sandbox.isolation` setting."""
+    if requested not in REQUESTS:
+        raise ValueError(f"isolation must be one of {', '.join(REQUESTS)}, not {requested!r}")
+    available = probe_isolation(cgroup_parent)
+    wanted = FULL if requested == "auto" else requested
+    if LEVELS.index(wanted) <= LEVELS.index(available):
+        return (available if requested == "auto" else requested), None
+    if allow_weaker:
+        return available, None
+    return available, (
+        f"sandbox: isolation '{wanted}' is required"
+        f"{' for generated code' if requested == 'auto' else ''} but the strongest level "
+        f"here is '{available}': {_missing(wanted, cgroup_parent)}. Or accept "
+        f"'{available}' with sandbox.allow_weaker: true"
+    )

@@ -13,6 +13,7 @@ from udfs.parse import (
     RESPONSE_OPENING,
     SECTIONS,
     ParsedResponse,
+    checks_anything,
     clean_response,
     parse_concepts,
     parse_instruction,
@@ -20,7 +21,6 @@ from udfs.parse import (
     parse_response,
     program_for,
     split_sections,
-    checks_anything,
     unrunnable_reason,
 )
 

@@ -72,15 +72,14 @@ class SandboxPlan:
     limits: Limits
     isolation: str
     allow_weaker: bool
-    cgroup_parent: str | None
     workers: int | None  # sandbox.parallelism; None: from the executor's cores
     task_slots: int = 1  # tasks an executor runs at once, sharing its cores
+    cgroup_parent: str | None = None  # sandbox.cgroup_parent
 
     @classmethod
     def from_config(cls, cfg: SandboxConfig, task_slots: int = 1) -> SandboxPlan:
-        return cls(Limits.from_settings(cfg), cfg.isolation, cfg.allow_weaker, cfg.cgroup_parent,
-                   cfg.parallelism,
-                   max(1, task_slots))
+        return cls(Limits.from_settings(cfg), cfg.isolation, cfg.allow_weaker, cfg.parallelism,
+                   max(1, task_slots), cfg.cgroup_parent)
 
     def pool_size(self) -> int:
         """Programs one task runs at once; evaluated on the executor."""

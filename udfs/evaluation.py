@@ -34,9 +34,9 @@ differences:
   EvalPlus's loader does (`problem_inputs`).
 - expected outputs never leave the machine that computed them: the ground truth writes
   them pickled into its sandbox dir, they are kept in a temp dir beside the executor and
-  each check gets a copy to read (HumanEval/15 and Mbpp/255 make hundreds of MB of them).
-  The copy sits in the program's own dir: code written against this harness could read
-  it, as it could read the sandbox's token pipe (udfs/sandbox.py, "what it cannot stop").
+  each check finds its file in its own dir, bound read-only (HumanEval/15 and Mbpp/255
+  make hundreds of MB of them). Code written against this harness could read it, as it
+  could find the sandbox's token in its own memory (udfs/sandbox/harness.py).
 - time: each call has a CPU-time limit of max(min_time_limit, factor x the reference's CPU
   time on that input) (EvalPlus: 1 s and 4x, in wall time; CPU time is steadier on a
   loaded machine). The program as a whole gets the sandbox limits, raised to cover factor

@@ -45,9 +45,9 @@ def passing(name: str, factor: int) -> tuple[str, str]:
 
 
 FAILING = ("def half(x):\n    return x // 3", "assert half(4) == 2")
-LOOPING = ("def spin(x):\n    while True:\n        pass", "spin(1)")
-CRASHING = ("import os, signal\n\ndef die(x):\n    os.kill(os.getpid(), signal.SIGKILL)", "die(1)")
-HOGGING = ("def hog(x):\n    return bytearray(10 ** 11)", "hog(1)")
+LOOPING = ("def spin(x):\n    while True:\n        pass", "assert spin(1) is None")
+CRASHING = ("import os, signal\n\ndef die(x):\n    os.kill(os.getpid(), signal.SIGKILL)", "assert die(1) is None")
+HOGGING = ("def hog(x):\n    return bytearray(10 ** 11)", "assert hog(1)")
 
 TEXT = {
     "three": "Write a Python function that doubles an integer and returns the result; explain the "
@@ -167,7 +167,7 @@ def test_execute_judges_every_runnable_response(lake):
         **{IDS[n]: ["pass"] for n in ("dup_a", "dup_b", "near_a", "near_b", "same_resp")},
     }
     row = ctx.lake.read(EXECUTIONS).where(F.col("status") == "pass").first()
-    assert row["passed"] and row["exit_code"] == 0 and row["isolation"] in ("bwrap", "netns", "process")
+    assert row["passed"] and row["exit_code"] == 0 and row["isolation"] in ("bwrap+cgroup", "bwrap", "netns", "process")
     assert row["run_id"] == ran["execute"]["run_id"] and row["duration_s"] > 0
     reasons = sorted(reason for reason, _ in rejects(ctx, "execute").values())
     assert reasons == ["execution_crash", "execution_fail", "execution_fail", "execution_memory",
@@ -177,9 +177,9 @@ def test_execute_judges_every_runnable_response(lake):
 
 @pytest.mark.spark
 def test_a_refused_isolation_level_stops_the_stage(make_ctx, monkeypatch):
-    import udfs.sandbox
+    from udfs.sandbox import levels
 
-    monkeypatch.setattr(udfs.sandbox, "available_levels", lambda: ("process",))
+    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process",))
     ctx = make_ctx("sandbox.isolation=bwrap")
     with pytest.raises(StageError, match=r"execute: sandbox: isolation 'bwrap' is required.*allow_weaker"):
         execute.run(ctx)
@@ -197,9 +197,9 @@ def test_execution_rows_run_in_parallel_and_sandbox_errors_are_retries(monkeypat
     shared = execute.SandboxPlan(Limits(), "auto", False, None, task_slots=2)
     assert shared.pool_size() == max(1, (2 * (os.cpu_count() or 1) + 1) // 2)
 
-    import udfs.sandbox
+    from udfs.sandbox import levels
 
-    monkeypatch.setattr(udfs.sandbox, "available_levels", lambda: ("process",))
+    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process",))
     strict = execute.SandboxPlan(Limits(), "bwrap", False, 2)
     refused = list(execute.execution_rows(records[:1], strict))
     assert refused[0]["retry_error"].startswith("sandbox: isolation 'bwrap'")

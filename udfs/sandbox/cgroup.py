@@ -8,10 +8,12 @@ Two kinds of host, found once per process by `probe()`:
   `sandbox.cgroup_parent` / SELFALIGN_SANDBOX_CGROUP. memory.max and memory.swap.max=0,
   pids.max, memory.oom.group=1 (an OOM kill ends the whole program); killed with
   cgroup.kill, empty when cgroup.events says `populated 0`.
-- cgroup v1 with writable memory and pids hierarchies: a directory in each.
-  memory.limit_in_bytes (and memsw when swap is accounted), pids.max; killed by
-  signalling each member through a pidfd checked to be in the run's cgroup; empty when
-  cgroup.procs is.
+- cgroup v1 with a writable memory hierarchy: memory.limit_in_bytes (and memsw when
+  swap is accounted); killed by signalling each member through a pidfd checked to be in
+  the run's cgroup; empty when cgroup.procs is. Tasks are not put in a v1 pids cgroup:
+  moving a process into a v1 cgroup costs an RCU grace period (~20 ms here, per
+  hierarchy), and RLIMIT_NPROC already counts the whole program's tasks, as they all
+  have the run's own uid (as root) or live in its own user namespace.
 
 A process joins before it can fork (the runner starts the sandbox behind a shell that
 waits for a go-ahead once its pid is in the cgroup), so everything it starts is inside.
@@ -51,10 +53,10 @@ def _v2_controllers(directory: Path) -> set[str]:
 
 @dataclass(frozen=True)
 class Hierarchy:
-    """Where run cgroups are made: one parent (v2) or a memory and a pids parent (v1)."""
+    """Where run cgroups are made."""
 
     version: int
-    parents: tuple[Path, ...]  # v2: (parent,); v1: (memory parent, pids parent)
+    parents: tuple[Path, ...]  # (parent,): the v2 cgroup, or the v1 memory cgroup
 
     def describe(self) -> str:
         return f"cgroup v{self.version} under {', '.join(map(str, self.parents))}"
@@ -92,21 +94,18 @@ def probe(configured: str | None = None) -> tuple[Hierarchy | None, str]:
         except OSError as exc:
             reasons.append(f"cgroup v2 at {parent}: {exc}")
     else:
-        memory, pids = ROOT / "memory", ROOT / "pids"
-        if (memory / "cgroup.procs").exists() and (pids / "cgroup.procs").exists():
-            parents = (memory / PARENT_NAME, pids / PARENT_NAME)
-            if wanted:
-                parents = (memory / wanted.strip("/"), pids / wanted.strip("/"))
+        memory = ROOT / "memory"
+        if (memory / "cgroup.procs").exists():
+            parent = memory / (wanted.strip("/") if wanted else PARENT_NAME)
             try:
-                for parent in parents:
-                    parent.mkdir(exist_ok=True)
-                found = Hierarchy(1, parents)
+                parent.mkdir(exist_ok=True)
+                found = Hierarchy(1, (parent,))
                 _try_child(found)
                 return found, found.describe()
             except OSError as exc:
-                reasons.append(f"cgroup v1 at {memory}, {pids}: {exc}")
+                reasons.append(f"cgroup v1 at {memory}: {exc}")
         else:
-            reasons.append(f"no cgroup v2 controllers and no v1 memory+pids under {ROOT}")
+            reasons.append(f"no cgroup v2 controllers and no v1 memory hierarchy under {ROOT}")
     return None, "; ".join(reasons)
 
 
@@ -151,12 +150,11 @@ class RunCgroup:
                 _write(group / "memory.oom.group", "1")
             _write(group / "pids.max", str(max_processes))
             return
-        memory, pids = self.dirs
+        (memory,) = self.dirs
         _write(memory / "memory.limit_in_bytes", str(memory_bytes))
         swap = memory / "memory.memsw.limit_in_bytes"
         if swap.exists():  # only with swap accounting on; must not be below the limit
             _write(swap, str(memory_bytes))
-        _write(pids / "pids.max", str(max_processes))
 
     def add(self, pid: int) -> None:
         for directory in self.dirs:
@@ -212,7 +210,7 @@ class RunCgroup:
         except OSError:
             return
         try:
-            if any(str(pid) in (d / "cgroup.procs").read_text().split() for d in self.dirs[:1]):
+            if str(pid) in (self.dirs[0] / "cgroup.procs").read_text().split():
                 signal.pidfd_send_signal(handle, signal.SIGKILL)
         except OSError:
             pass

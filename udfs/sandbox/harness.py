@@ -35,15 +35,19 @@ generic ways (scanning /proc/self/fd, frame locals, an exec'd interpreter) find 
 
 from __future__ import annotations
 
-import ast
 import builtins
-import contextlib
 import os
 import resource
 import sys
 import types
-from collections.abc import Callable
-from typing import NoReturn
+
+# typing, contextlib and ast cost milliseconds to import, paid by every program: the
+# annotations are only for the type checker, and ast is needed after a SystemExit only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
+    from collections.abc import Callable
+    from typing import NoReturn
 
 PROGRAM_NAME = "program.py"
 
@@ -107,8 +111,10 @@ def make_finisher(marker: bytes) -> Callable[[], NoReturn]:
 
     def finish() -> NoReturn:
         for flush in flushes:
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105 - contextlib would be one more import per program
                 flush()
+            except Exception:
+                pass
         write(1, marker)
         leave(0)
 
@@ -116,6 +122,8 @@ def make_finisher(marker: bytes) -> Callable[[], NoReturn]:
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
+    import ast
+
     test = getattr(node, "test", None)
     return (
         isinstance(node, ast.If) and isinstance(test, ast.Compare)
@@ -127,6 +135,8 @@ def _is_main_guard(node: ast.stmt) -> bool:
 
 def last_statement_lines(source: bytes) -> tuple[int, int]:
     """First and last line of the program's last statement ((0, 0) if it has none)."""
+    import ast
+
     try:
         body = ast.parse(source).body
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -31,10 +31,12 @@ RANGES: dict[str, tuple[float, float]] = {
 class Limits:
     """Limits for one program as a whole: all its processes and all its files.
 
-    memory_bytes and max_processes hold for the whole program through a cgroup where the
-    machine gives one (the level then says "+cgroup"); RLIMIT_AS and RLIMIT_NPROC hold per
-    process in any case. disk_bytes is the size of each tmpfs the program can write (its
-    dir, /tmp, /dev/shm); under a cgroup their pages count as its memory too.
+    memory_bytes holds for the whole program through a cgroup where the machine gives one
+    (level bwrap+cgroup), and per process (RLIMIT_AS) in any case. max_processes holds for
+    the whole program through RLIMIT_NPROC, which counts the tasks of the run's own uid
+    (as root) or user namespace, and through pids.max under cgroup v2. disk_bytes is the
+    size of each tmpfs the program can write (its dir, /tmp, /dev/shm); under a cgroup
+    their pages count as its memory too.
     """
 
     cpu_seconds: int = 10

@@ -44,7 +44,7 @@ run: $(STAMP) sysdeps-run
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check .
 	# Resolve the Delta jars into ./.ivy now (Maven Central), so no test downloads them.
-	$(BIN)/python -m jobs.session
+	$(BIN)/python -m jobs.core.session
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

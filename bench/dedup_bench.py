@@ -66,8 +66,8 @@ def load_lake(ctx: Any, rows: list[tuple[Function, str, int]]) -> None:
 def timed_stage(cfg: Any, rows: list[tuple[Function, str, int]]) -> tuple[float, Any, int]:
     from pyspark.sql import functions as F
 
-    from jobs import dedup
-    from jobs.context import Context
+    from jobs.core.context import Context
+    from jobs.stages import dedup
     from schemas import CLUSTERS
 
     ctx = Context.create(cfg)
@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from jobs.config import load_config
+    from jobs.core.config import load_config
 
     rows = corpus(4 * args.n)
     if len(rows) < 4 * args.n:

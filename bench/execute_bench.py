@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp lake")
     args = parser.parse_args(argv)
 
-    from jobs import execute
-    from jobs.config import load_config
-    from jobs.context import Context
+    from jobs.core.config import load_config
+    from jobs.core.context import Context
+    from jobs.stages import execute
     from schemas import EXECUTIONS
 
     logging.basicConfig(level=logging.WARNING)

@@ -43,9 +43,9 @@ def stage(glob: str, lake: Path) -> tuple[int, int, float, float]:
     """(files, functions, transform-only seconds, full stage seconds with Delta commits)."""
     from pyspark.sql import functions as F
 
-    from jobs import extract
-    from jobs.config import load_config
-    from jobs.context import Context
+    from jobs.core.config import load_config
+    from jobs.core.context import Context
+    from jobs.stages import extract
 
     cfg = load_config(None, [f"input.path={glob}", f"lake.root={lake}"])
     ctx = Context.create(cfg)

@@ -47,9 +47,9 @@ def spark_respond(overrides: list[str], rows: list[tuple[str, str]], lake: Path)
     """Seconds for the respond stage over `rows`, and output tokens it recorded."""
     from pyspark.sql import functions as F
 
-    from jobs import respond
-    from jobs.config import load_config
-    from jobs.context import Context
+    from jobs.core.config import load_config
+    from jobs.core.context import Context
+    from jobs.stages import respond
     from schemas import RESPONSES
 
     ctx = Context.create(load_config(None, [f"lake.root={lake}", *overrides]))
@@ -76,8 +76,8 @@ def start_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def bench_openai(n: int, latency_ms: float, concurrency: int) -> None:
-    from jobs.config import LLMConfig, load_config
-    from jobs.generation import sampling
+    from jobs.core.config import LLMConfig, load_config
+    from jobs.stages.generation import sampling
     from udfs.llm_openai import OpenAIEngine
     from udfs.prompts import load_prompts, respond_prompt
 

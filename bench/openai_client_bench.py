@@ -24,7 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.config import LLMConfig  # noqa: E402
+from jobs.core.config import LLMConfig  # noqa: E402
 from udfs.llm import SamplingParams  # noqa: E402
 from udfs.llm_openai import OpenAIEngine, request_body  # noqa: E402
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.config import ExtractConfig, TypecheckConfig
+from jobs.core.config import ExtractConfig, TypecheckConfig
 from udfs.extract import RuleSet, check_rules, extract_file
 from udfs.typecheck import (
     Verdict,

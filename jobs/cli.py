@@ -1,4 +1,8 @@
-"""`selfalign` command line: sample, run, status, benchmarks, and per-stage entry points."""
+"""`selfalign` command line: sample, run, status, report, export, evaluate, benchmarks.
+
+The one way to launch anything: `selfalign ...` locally and on Databricks (wheel entry
+point), `spark-submit jobs/submit.py ...` on EMR and other spark-submit clusters.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from jobs.config import ConfigError, PipelineConfig, load_config
-from jobs.failures import StageError, describe_failure
+from jobs.core.config import ConfigError, PipelineConfig, load_config
+from jobs.core.failures import StageError, describe_failure
 
 if TYPE_CHECKING:
-    from jobs.context import Context
+    from jobs.core.context import Context
 
 log = logging.getLogger("selfalign")
 
@@ -40,7 +44,7 @@ def _load(args: argparse.Namespace) -> PipelineConfig:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from jobs.sample import run_sample
+    from jobs.tools.sample import run_sample
 
     stats = run_sample(_load(args))
     print(f"sample: {stats}")
@@ -48,8 +52,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from jobs.context import Context
-    from jobs.pipeline import ENGINE_STAGES, select_stages, stage_runner
+    from jobs.core.context import Context
+    from jobs.core.registry import ENGINE_STAGES, select_stages, stage_runner
 
     cfg = _load(args)
     try:
@@ -87,7 +91,7 @@ def _report_failure(stage: str, exc: Exception) -> int:
 
 
 def _print_status_safely(ctx: Context) -> None:
-    from jobs.status import print_status
+    from jobs.tools.status import print_status
 
     try:
         print_status(ctx)
@@ -96,16 +100,16 @@ def _print_status_safely(ctx: Context) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from jobs.context import Context
-    from jobs.status import print_status
+    from jobs.core.context import Context
+    from jobs.tools.status import print_status
 
     print_status(Context.create(_load(args)))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from jobs.context import Context
-    from jobs.report import build_report
+    from jobs.core.context import Context
+    from jobs.tools.report import build_report
 
     index = build_report(Context.create(_load(args)), args.run_id, args.out)
     print(f"report: {index}")
@@ -113,8 +117,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from jobs.context import Context
-    from jobs.export import export_dataset
+    from jobs.core.context import Context
+    from jobs.stages.export import export_dataset
 
     info = export_dataset(Context.create(_load(args)), args.format, args.out)
     counts = ", ".join(f"{name} {split['num_examples']}" for name, split in info["splits"].items())
@@ -123,9 +127,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from jobs.context import Context
-    from jobs.evaluate import load, report
-    from jobs.evaluate import run as run_evaluate
+    from jobs.core.context import Context
+    from jobs.stages.evaluate import load, report
+    from jobs.stages.evaluate import run as run_evaluate
 
     overrides = list(args.overrides)
     if args.reference:
@@ -145,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jobs.benchmarks import download_command
+    from jobs.tools.benchmarks import download_command
 
     return download_command(Path(args.dir or _load(args).decontaminate.benchmarks_dir))
 
@@ -222,29 +226,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     _setup_logging()
     args = build_parser().parse_args(argv)
     sys.exit(guarded(lambda: args.func(args)))
-
-
-def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
-    """Entry point of `spark-submit jobs/<stage>.py --config conf/x.yaml`."""
-    _setup_logging()
-    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py")
-    _config_options(parser)
-    args = parser.parse_args(argv)
-
-    def action() -> int:
-        from jobs.context import Context
-        from jobs.pipeline import stage_runner
-
-        cfg = _load(args)
-        try:
-            stage_runner(stage)(Context.create(cfg))
-        except (ConfigError, StageError):
-            raise
-        except Exception as exc:  # exit non-zero with one readable line for the scheduler
-            return _report_failure(stage, exc)
-        return 0
-
-    sys.exit(guarded(action))
 
 
 if __name__ == "__main__":

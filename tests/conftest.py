@@ -29,8 +29,8 @@ def benchmarks_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
-    from jobs.config import load_config
-    from jobs.session import get_spark
+    from jobs.core.config import load_config
+    from jobs.core.session import get_spark
 
     cfg = load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}", "spark.master=local[2]"])
     session = get_spark(cfg.spark)
@@ -41,8 +41,8 @@ def spark() -> Iterator:
 @pytest.fixture
 def make_ctx(spark, tmp_path: Path):
     """Build a Context on a fresh lake under tmp_path, with optional config overrides."""
-    from jobs.config import load_config
-    from jobs.context import Context
+    from jobs.core.config import load_config
+    from jobs.core.context import Context
 
     def build(*overrides: str, lake: Path | None = None):
         root = lake or tmp_path / "lake"

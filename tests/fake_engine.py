@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from udfs.llm import Completion, Generation, SamplingParams, params_per_prompt
 
 if TYPE_CHECKING:
-    from jobs.config import LLMConfig
+    from jobs.core.config import LLMConfig
 
 Responder = Callable[[str, SamplingParams], "str | list[str]"]
 

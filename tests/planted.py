@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.context import Context
+from jobs.core.context import Context
 from schemas import CLUSTERS, FUNCTIONS
 from udfs.extract import FileReject, extract_file
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobs.config import BenchmarkFile, DecontaminateConfig
+    from jobs.core.config import BenchmarkFile, DecontaminateConfig
 
 KINDS = ("solution", "prompt", "docstring", "test")
 FORMATS = ("humaneval", "mbpp", "evalplus", "jsonl")

@@ -42,7 +42,7 @@ import numpy as np
 from udfs.benchmarks import BenchmarkItem, load_benchmarks
 
 if TYPE_CHECKING:
-    from jobs.config import DecontaminateConfig
+    from jobs.core.config import DecontaminateConfig
 
 # Kinds whose text a leaked seed would contain; tests are code a seed never holds.
 INDEXED_KINDS = frozenset({"solution", "prompt", "docstring"})

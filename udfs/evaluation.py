@@ -1,6 +1,6 @@
 """HumanEval, HumanEval+, MBPP and MBPP+ as one kind of Problem, the programs that test a
 completion in the sandbox, and the unbiased pass@k estimator. Plain Python; the evaluate
-stage (jobs/evaluate.py) wraps it.
+stage (jobs/stages/evaluate.py) wraps it.
 
 The four sets
 -------------

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from jobs.config import LLMConfig
+    from jobs.core.config import LLMConfig
 
 PYTHON_PREFIX = "python:"
 HOW_TO_CONFIGURE = (

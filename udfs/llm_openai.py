@@ -49,7 +49,7 @@ from udfs.llm import (
 )
 
 if TYPE_CHECKING:
-    from jobs.config import LLMConfig
+    from jobs.core.config import LLMConfig
 
 RETRY_STATUSES = frozenset({408, 429})  # plus every 5xx
 PROMPT_STATUSES = frozenset({400, 413, 422})  # this prompt's problem: per-prompt error

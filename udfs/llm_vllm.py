@@ -31,7 +31,7 @@ from udfs.llm import (
 )
 
 if TYPE_CHECKING:
-    from jobs.config import LLMConfig
+    from jobs.core.config import LLMConfig
 
 INSTALL_HINT = "pip install 'selfalign[gpu]' on a CUDA machine"
 

@@ -324,7 +324,7 @@ def connected_components(
     return {node: find(node) for node in list(parent)}
 
 
-# --- helpers for the Spark wrapper (jobs/dedup.py) ---------------------------------
+# --- helpers for the Spark wrapper (jobs/stages/dedup.py) ---------------------------------
 
 @functools.lru_cache(maxsize=4)
 def cached_hasher(num_perm: int, seed: int) -> MinHasher:

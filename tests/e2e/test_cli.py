@@ -1,4 +1,4 @@
-"""The `selfalign` command and `spark-submit jobs/<stage>.py`, as an operator runs them."""
+"""The `selfalign` command and `spark-submit jobs/submit.py`, as an operator runs them."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def test_spark_submit_runs_a_stage(tmp_path: Path):
                  "--conf", f"spark.pyspark.python={sys.executable}",
                  "--conf", f"spark.pyspark.driver.python={sys.executable}",
                  "--conf", f"spark.jars.ivy={REPO / '.ivy'}",
-                 "jobs/extract.py", "--config", "conf/local.yaml",
+                 "jobs/submit.py", "run", "--stages", "extract", "--no-status",
+                 "--config", "conf/local.yaml",
                  "--set", f"input.path={src}", "--set", f"lake.root={lake}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (lake / "functions" / "_delta_log").is_dir()

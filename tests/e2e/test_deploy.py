@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.config import load_config
-from jobs.pipeline import STAGES
+from jobs.core.config import load_config
+from jobs.core.registry import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 DATABRICKS = REPO / "conf" / "databricks"
 EMR = REPO / "conf" / "emr"
-# Stage modules as spark-submit entry points: jobs/<module>.py for every stage.
-STAGE_SCRIPTS = {f"jobs/{module.split('.')[-1]}.py": stage for stage, module in STAGES.items()}
+# The one spark-submit entry point (the selfalign CLI).
+SUBMIT = "jobs/submit.py"
 
 
 def console_scripts() -> dict[str, str]:
@@ -114,15 +114,18 @@ def test_databricks_pipeline_config_validates():
 
 # --- EMR -------------------------------------------------------------------------------
 
-def entry_script(path: str) -> str:
-    """The jobs/<stage>.py an S3 entry point names; it must exist in this repository."""
-    tail = "/".join(path.split("/")[-2:])
-    assert tail in STAGE_SCRIPTS, f"{path} is not a stage entry point ({sorted(STAGE_SCRIPTS)})"
-    assert (REPO / tail).is_file()
-    return STAGE_SCRIPTS[tail]
+def submitted_stage(path: str, arguments: list[str]) -> str:
+    """The stage an S3 entry point runs: it must be this repository's jobs/submit.py with
+    `run --stages <one known stage>`."""
+    assert path.endswith("/" + SUBMIT), f"{path} is not {SUBMIT}"
+    assert (REPO / SUBMIT).is_file()
+    assert arguments[0] == "run"
+    stage = option(arguments, "--stages")
+    assert stage in STAGES, f"unknown stage {stage!r}"
+    return stage
 
 
-def test_emr_steps_submit_existing_stage_scripts_in_dag_order():
+def test_emr_steps_submit_known_stages_in_dag_order():
     steps = json.loads((EMR / "step.json").read_text())
     assert isinstance(steps, list) and steps
     stages = []
@@ -135,8 +138,8 @@ def test_emr_steps_submit_existing_stage_scripts_in_dag_order():
         assert "#environment" in option(args, "--archives")
         assert any(a.startswith("spark.pyspark.python=./environment/") for a in args)
         assert any(a.startswith("io.delta:delta-spark") for a in args)
-        script = next(a for a in args if a.endswith(".py"))
-        stages.append(entry_script(script))
+        at = next(i for i, a in enumerate(args) if a.endswith(".py"))
+        stages.append(submitted_stage(args[at], args[at + 1:]))
         assert option(args, "--config") == "emr.yaml"
         assert any(f.endswith("/emr.yaml") for f in option(args, "--files").split(","))
     order = list(STAGES)
@@ -148,7 +151,7 @@ def test_emr_serverless_request_has_the_required_fields():
     assert request["applicationId"]
     assert request["executionRoleArn"].startswith("arn:aws:iam::")
     submit = request["jobDriver"]["sparkSubmit"]
-    entry_script(submit["entryPoint"])
+    submitted_stage(submit["entryPoint"], submit["entryPointArguments"])
     assert option(submit["entryPointArguments"], "--config") == "emr.yaml"
     params = shlex.split(submit["sparkSubmitParameters"])
     confs = dict(params[i + 1].split("=", 1) for i, p in enumerate(params) if p == "--conf")
@@ -226,7 +229,7 @@ def test_wheel_holds_the_code_configs_and_entry_point(tmp_path: Path):
         scripts = wheel.read(entry_points).decode()
     for package in ("jobs", "udfs", "schemas"):
         assert f"{package}/__init__.py" in names
-    assert {"jobs/cli.py", "jobs/report.py", "udfs/report_charts.py"} <= names
+    assert {"jobs/cli.py", "jobs/tools/report.py", "udfs/report_charts.py"} <= names
     assert "conf/local.yaml" in names
     prompts = {p.name for p in (REPO / "conf" / "prompts").glob("*.yaml")}
     assert prompts and {f"conf/prompts/{p}" for p in prompts} <= names

@@ -18,9 +18,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import dedup
-from jobs.config import load_config
-from jobs.context import Context
+from jobs.core.config import load_config
+from jobs.core.context import Context
+from jobs.stages import dedup
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES, PROGRESS, REJECTS, TYPECHECK
 from udfs import minhash
 from udfs.extract import extract_file

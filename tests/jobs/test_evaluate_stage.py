@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import evaluate
-from jobs.config import load_config
-from jobs.context import Context
+from jobs.core.config import load_config
+from jobs.core.context import Context
+from jobs.stages import evaluate
 from schemas import EVAL_RESULTS, EVAL_SAMPLES, RUNS
 from tests.paths import BENCHMARKS
 

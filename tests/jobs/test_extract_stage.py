@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import extract
+from jobs.stages import extract
 from schemas import FUNCTIONS, PROGRESS, REJECTS, RUNS
 from tests.stack_rows import stack_row, write_stack
 from udfs.extract import function_id
@@ -126,7 +126,7 @@ def test_exact_copies_in_one_batch_keep_the_most_starred(make_ctx, tmp_path: Pat
 
 
 def test_missing_input_is_a_clear_error(make_ctx, tmp_path: Path):
-    from jobs.runner import StageError
+    from jobs.core.runner import StageError
 
     ctx = make_ctx(f"input.path={tmp_path / 'nowhere' / '*.parquet'}")
     with pytest.raises(StageError, match="cannot read input parquet"):

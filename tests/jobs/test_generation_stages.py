@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import concepts, instruct, judge, respond
-from jobs.config import load_config
-from jobs.context import Context
-from jobs.runner import StageError
+from jobs.core.config import load_config
+from jobs.core.context import Context
+from jobs.core.runner import StageError
+from jobs.stages import concepts, instruct, judge, respond
 from schemas import (
     CONCEPTS,
     ERRORS,

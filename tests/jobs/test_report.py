@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
 
-from jobs.report import CHARTS, PASS_BINS, render_report, safe_dir_name
+from jobs.tools.report import CHARTS, PASS_BINS, render_report, safe_dir_name
 from udfs import report_charts
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -122,9 +122,9 @@ def report(spark, tmp_path_factory) -> Path:
     Module-scoped, so it builds the Context the way the function-scoped `make_ctx`
     fixture does rather than requesting it.
     """
-    from jobs.config import load_config
-    from jobs.context import Context
-    from jobs.report import build_report
+    from jobs.core.config import load_config
+    from jobs.core.context import Context
+    from jobs.tools.report import build_report
 
     root = tmp_path_factory.mktemp("report")
     ctx = Context.create(load_config(None, [f"lake.root={root / 'lake'}"]))

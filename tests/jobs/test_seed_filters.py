@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import decontaminate, extract, typecheck
-from jobs.config import load_config
-from jobs.context import Context
+from jobs.core.config import load_config
+from jobs.core.context import Context
+from jobs.stages import decontaminate, extract, typecheck
 from schemas import DECONTAMINATION, REJECTS, TYPECHECK
 from tests.paths import BENCHMARKS
 from tests.stack_rows import stack_row, write_stack

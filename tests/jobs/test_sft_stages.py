@@ -11,12 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import execute, select_sft
 from jobs.cli import main as cli_main
-from jobs.config import load_config
-from jobs.context import Context
-from jobs.export import EXPORT_FIELDS, export_dataset, split_of
-from jobs.runner import StageError
+from jobs.core.config import load_config
+from jobs.core.context import Context
+from jobs.core.runner import StageError
+from jobs.stages import execute
+from jobs.stages import select as select_stage
+from jobs.stages.export import EXPORT_FIELDS, export_dataset, split_of
 from schemas import (
     ERRORS,
     EXECUTIONS,
@@ -261,9 +262,9 @@ def test_only_complete_instructions_are_ready(lake):
     put(ctx, PROGRESS, [("respond", late, "t")])  # `unanswered` is still being generated
     # One of the two runnable responses has a verdict: the other's chunk has not committed.
     put(ctx, EXECUTIONS, [(f"{late}#0", late, "pass", True, 0.1, "bwrap", 0, "", "", None, "t")])
-    assert select_sft.pending(ctx).count() == 0
+    assert select_stage.pending(ctx).count() == 0
     put(ctx, EXECUTIONS, [(f"{late}#1", late, "fail", False, 0.1, "bwrap", 1, "", "", None, "t")])
-    assert [r["instruction_id"] for r in select_sft.pending(ctx).collect()] == [late]
+    assert [r["instruction_id"] for r in select_stage.pending(ctx).collect()] == [late]
 
 
 @pytest.mark.spark
@@ -271,7 +272,7 @@ def test_rerun_adds_nothing(lake):
     ctx, *_ = lake
     before = {spec.name: ctx.lake.read(spec).count() for spec in (EXECUTIONS, SFT, REJECTS)}
     assert execute.run(ctx).rows_in == 0
-    assert select_sft.run(ctx).rows_in == 0
+    assert select_stage.run(ctx).rows_in == 0
     assert {spec.name: ctx.lake.read(spec).count() for spec in (EXECUTIONS, SFT, REJECTS)} == before
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.benchmarks import DOWNLOADS, DownloadError, download_benchmarks, download_command
-from jobs.config import BenchmarkFile, DecontaminateConfig, load_config
+from jobs.core.config import BenchmarkFile, DecontaminateConfig, load_config
+from jobs.tools.benchmarks import DOWNLOADS, DownloadError, download_benchmarks, download_command
 from udfs.benchmarks import (
     KINDS,
     BenchmarkFormatError,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import ConfigError, load_config, parse_config
-from jobs.pipeline import STAGES, select_stages
+from jobs.core.config import ConfigError, load_config, parse_config
+from jobs.core.registry import STAGES, select_stages
 
 
 def test_packaged_default_loads_with_documented_values():

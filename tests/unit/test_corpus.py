@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.sample import main as sample_main
+from jobs.cli import main as cli_main
 from udfs.corpus import (
     Candidate,
     Source,
@@ -228,8 +228,10 @@ def test_build_is_deterministic(built: tuple[Path, Path]) -> None:
 def test_cli_with_another_seed_picks_other_files(built: tuple[Path, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "nested" / "other.parquet"
-    sample_main(["--set", f"sample.out={out}", "--set", f"sample.files={SMALL}",
-                 "--set", "sample.seed=1"])
+    with pytest.raises(SystemExit) as done:
+        cli_main(["sample", "--set", f"sample.out={out}", "--set", f"sample.files={SMALL}",
+                  "--set", "sample.seed=1"])
+    assert done.value.code == 0
     assert f"files={SMALL}" in capsys.readouterr().out
     seed0 = set(pq.read_table(built[0])["hexsha"].to_pylist())
     seed1 = set(pq.read_table(out)["hexsha"].to_pylist())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import DecontaminateConfig, load_config
+from jobs.core.config import DecontaminateConfig, load_config
 from udfs.decontam import (
     BenchmarkIndex,
     build_index,

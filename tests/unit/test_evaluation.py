@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from jobs.config import EvaluateConfig, load_config
+from jobs.core.config import EvaluateConfig, load_config
 from tests.paths import BENCHMARKS
 from udfs.benchmarks import BenchmarkMissing
 from udfs.evaluation import (
@@ -303,7 +303,7 @@ def test_results_table_puts_sets_side_by_side():
 
 
 def test_stage_summary_counts_tasks_variants_and_missing_ones():
-    from jobs.evaluate import summarize
+    from jobs.stages.evaluate import summarize
 
     def row(benchmark, task, index, base, plus=None):
         passed = base if plus is None else plus

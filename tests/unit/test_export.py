@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.config import ExportConfig
-from jobs.export import (
+from jobs.core.config import ExportConfig
+from jobs.stages.export import (
     EXPORT_FIELDS,
     Stats,
     dataset_card,

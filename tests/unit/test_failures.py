@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from jobs.failures import describe_failure, root_cause
+from jobs.core.failures import describe_failure, root_cause
 from tests.paths import REPO
 
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from jobs.concepts import concept_rows
-from jobs.config import load_config
-from jobs.instruct import instruction_id, instruction_rows
-from jobs.judge import judge_rows
-from jobs.respond import response_id, response_rows
+from jobs.core.config import load_config
+from jobs.stages.concepts import concept_rows
+from jobs.stages.instruct import instruction_id, instruction_rows
+from jobs.stages.judge import judge_rows
+from jobs.stages.respond import response_id, response_rows
 from tests.stage_engine import StageEngine
 from udfs.prompts import load_prompts
 

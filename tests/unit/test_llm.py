@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs.config import LLMConfig, load_config
+from jobs.core.config import LLMConfig, load_config
 from tests.fake_engine import FakeEngine, FakeFailure, prompt_kind
 from tests.llm_server import LLMServer
 from udfs import llm_vllm

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from jobs.config import DedupConfig
+from jobs.core.config import DedupConfig
 from udfs.extract import extract_file
 from udfs.minhash import (
     MinHasher,

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from jobs.config import SandboxConfig
+from jobs.core.config import SandboxConfig
 from udfs import sandbox
 from udfs.sandbox import (
     TAIL_BYTES,

@@ -1,6 +1,6 @@
 """What one program may use, and the range each limit may be configured in.
 
-The ranges are the one place that bounds `sandbox.*` (jobs/config.py reads them): a
+The ranges are the one place that bounds `sandbox.*` (jobs/core/config.py reads them): a
 value outside them would make every run fail (an output budget too small for the
 completion marker), a kernel refuse the limit on each run (open files past any hard
 limit), or overflow inside the run (an infinite wall time).
@@ -57,7 +57,7 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: object) -> Limits:
-        """From any object with these attribute names, e.g. jobs.config.SandboxConfig."""
+        """From any object with these attribute names, e.g. jobs.core.config.SandboxConfig."""
         return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
 
 

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
 
-from jobs.config import PipelineConfig
-from jobs.lake import Lake
-from jobs.session import get_spark
+from jobs.core.config import PipelineConfig
+from jobs.core.lake import Lake
+from jobs.core.session import get_spark
 
 
 def new_run_id() -> str:

@@ -200,7 +200,7 @@ class SandboxConfig(Section):
     open_files: int = 256
     output_bytes: int = 1 << 20  # stdout + stderr
     # Programs run at once per execute task (threads waiting on sandbox processes);
-    # None: two per executor core, shared by the tasks it runs at once (jobs/execute.py).
+    # None: two per executor core, shared by the tasks it runs at once (jobs/stages/execute.py).
     parallelism: int | None = Field(default=None, ge=1, le=1024)
 
     @field_validator(*LIMIT_RANGES, mode="before")
@@ -436,4 +436,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 def default_config_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
+    return Path(__file__).resolve().parents[2] / "conf" / "local.yaml"

@@ -15,9 +15,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 from pyspark.sql.utils import AnalysisException
 
-from jobs.config import ExtractConfig
-from jobs.context import Context
-from jobs.runner import (
+from jobs.core.config import ExtractConfig
+from jobs.core.context import Context
+from jobs.core.runner import (
     ITEM_ID,
     OUTCOME_COLUMNS,
     REJECT_DETAIL,
@@ -160,13 +160,3 @@ def run(ctx: Context) -> StageSummary:
         ctx, STAGE, FUNCTIONS, pending(ctx), KEY,
         transform=lambda part: transform(part, known, ctx.cfg.extract),
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -37,9 +37,9 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.config import SandboxConfig
-from jobs.context import Context
-from jobs.runner import (
+from jobs.core.config import SandboxConfig
+from jobs.core.context import Context
+from jobs.core.runner import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
@@ -233,13 +233,3 @@ def run(ctx: Context) -> StageSummary:
     return run_stage(ctx, STAGE, EXECUTIONS, pending(ctx), KEY,
                      transform=lambda part: transform(part, ctx, plan),
                      chunk_rows=ctx.cfg.execute.chunk_rows, verdicts=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

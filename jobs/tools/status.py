@@ -7,8 +7,8 @@ import importlib
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from jobs.context import Context
-from jobs.pipeline import STAGES
+from jobs.core.context import Context
+from jobs.core.registry import STAGES
 from schemas import REJECTS, RUNS, TABLES
 
 

@@ -1,8 +1,5 @@
 """select: one passing response per instruction, deduplicated, as an SFT pair (`sft`).
 
-(Named select_sft, not select: `spark-submit jobs/select.py` would put jobs/ first on
-sys.path, and a select.py there shadows the standard library's `select` module.)
-
 Ready input: an instruction is judged only once it is complete, i.e. the respond stage
 has committed it (all its samples are in `responses`) and every runnable response
 of it has an `executions` verdict. A response the sandbox has yet to run, or must
@@ -37,18 +34,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from jobs.config import DedupConfig, SelectConfig
-from jobs.context import Context
-from jobs.dedup import (
-    band_keys,
-    candidate_pairs,
-    confirmed_edges,
-    connected_components,
-    signatures,
-    with_jaccard,
-)
-from jobs.execute import runnable
-from jobs.runner import (
+from jobs.core.config import DedupConfig, SelectConfig
+from jobs.core.context import Context
+from jobs.core.runner import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
@@ -58,6 +46,15 @@ from jobs.runner import (
     pending_input,
     run_stage,
 )
+from jobs.stages.dedup import (
+    band_keys,
+    candidate_pairs,
+    confirmed_edges,
+    connected_components,
+    signatures,
+    with_jaccard,
+)
+from jobs.stages.execute import runnable
 from schemas import EXECUTIONS, FUNCTIONS, INSTRUCTIONS, PROGRESS, RESPONSES, SFT
 from udfs.parse import clean_response
 
@@ -268,13 +265,3 @@ def run(ctx: Context) -> StageSummary:
 
     return run_stage(ctx, STAGE, SFT, pending(ctx), KEY, transform=stage_transform,
                      chunk_rows=sys.maxsize)  # dedup is global: one chunk
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -12,8 +12,9 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from jobs.context import Context
-from jobs.generation import (
+from jobs.core.context import Context
+from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.stages.generation import (
     failure,
     generate,
     lineage,
@@ -22,7 +23,6 @@ from jobs.generation import (
     row_seed,
     sampling,
 )
-from jobs.runner import StageSummary, outcome_schema, pending_input, run_stage
 from schemas import INSTRUCTIONS, RESPONSES
 from udfs.llm import Engine
 from udfs.parse import parse_response, unrunnable_reason
@@ -83,13 +83,3 @@ def run(ctx: Context) -> StageSummary:
     return run_stage(ctx, STAGE, RESPONSES, pending(ctx), KEY,
                      transform=lambda part: transform(part, ctx, prompts),
                      chunk_rows=ctx.cfg.generation.chunk_rows, verdicts=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -6,9 +6,16 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from jobs.context import Context
-from jobs.generation import failure, generate, lineage, load_stage_prompts, require_engine, sampling
-from jobs.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.core.context import Context
+from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.stages.generation import (
+    failure,
+    generate,
+    lineage,
+    load_stage_prompts,
+    require_engine,
+    sampling,
+)
 from schemas import CONCEPTS
 from udfs.llm import Engine
 from udfs.parse import parse_concepts
@@ -47,7 +54,7 @@ def transform(seeds: DataFrame, ctx: Context, prompts: PromptSet) -> DataFrame:
 
 
 def pending(ctx: Context) -> DataFrame:
-    from jobs.judge import seeds
+    from jobs.stages.judge import seeds
 
     return pending_input(ctx, STAGE, seeds(ctx).selectExpr(f"function_id AS {KEY}", "code"), KEY)
 
@@ -58,13 +65,3 @@ def run(ctx: Context) -> StageSummary:
     return run_stage(ctx, STAGE, CONCEPTS, pending(ctx), KEY,
                      transform=lambda part: transform(part, ctx, prompts),
                      chunk_rows=ctx.cfg.generation.chunk_rows)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

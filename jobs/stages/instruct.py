@@ -7,9 +7,16 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from jobs.context import Context
-from jobs.generation import failure, generate, lineage, load_stage_prompts, require_engine, sampling
-from jobs.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.core.context import Context
+from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.stages.generation import (
+    failure,
+    generate,
+    lineage,
+    load_stage_prompts,
+    require_engine,
+    sampling,
+)
 from schemas import CONCEPTS, INSTRUCTIONS
 from udfs.llm import Engine
 from udfs.parse import parse_instruction
@@ -70,13 +77,3 @@ def run(ctx: Context) -> StageSummary:
     return run_stage(ctx, STAGE, INSTRUCTIONS, pending(ctx), KEY,
                      transform=lambda part: transform(part, ctx, prompts),
                      chunk_rows=ctx.cfg.generation.chunk_rows)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,8 +14,8 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.context import Context
-from jobs.runner import (
+from jobs.core.context import Context
+from jobs.core.runner import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
@@ -87,13 +87,3 @@ def clean_functions(ctx: Context) -> DataFrame:
     """Functions that passed decontamination: the next stage's input."""
     clean = ctx.lake.read(DECONTAMINATION).where(~F.col("contaminated")).select(KEY)
     return ctx.lake.read(FUNCTIONS).join(clean, on=KEY, how="inner")
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

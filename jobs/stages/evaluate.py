@@ -31,10 +31,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType
 
-from jobs.config import PipelineConfig
-from jobs.context import Context
-from jobs.generation import generate, lineage, require_engine, row_seed
-from jobs.runner import (
+from jobs.core.config import PipelineConfig
+from jobs.core.context import Context
+from jobs.core.runner import (
     ITEM_ID,
     RETRY_ERROR,
     SOURCE_KEY,
@@ -44,6 +43,7 @@ from jobs.runner import (
     pending_input,
     run_stage,
 )
+from jobs.stages.generation import generate, lineage, require_engine, row_seed
 from schemas import EVAL_RESULTS, EVAL_SAMPLES
 from udfs.evaluation import (
     PLUS_SETS,
@@ -422,15 +422,3 @@ def run(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
         # Keyed by run id: one write per run, so an append (a MERGE costs a table scan).
         ctx.lake.append(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
     return EvalOutcome(plan.eval_id, plan.model, summary, figures, failed, missing)
-
-
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    from jobs.cli import main as cli_main
-
-    cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()

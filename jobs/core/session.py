@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.config import SparkConfig
+from jobs.core.config import SparkConfig
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -96,12 +96,12 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
 
 
 def main() -> None:
-    """`python -m jobs.session`: resolve and remember the Delta jars of the default config.
+    """`python -m jobs.core.session`: resolve and remember the Delta jars of the default config.
 
     Run once when building an image or before parallel jobs share one Ivy cache, so
     two JVMs never resolve into it at the same time; later starts are offline.
     """
-    from jobs.config import load_config
+    from jobs.core.config import load_config
 
     cfg = load_config(None, [])
     if cached_jars(cfg.spark) is None:

@@ -33,8 +33,8 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from jobs.context import Context
-from jobs.failures import StageError  # noqa: F401  (re-exported: stages raise it)
+from jobs.core.context import Context
+from jobs.core.failures import StageError  # noqa: F401  (re-exported: stages raise it)
 from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
 
 log = logging.getLogger("selfalign")

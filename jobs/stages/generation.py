@@ -17,9 +17,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
-from jobs.config import LLMConfig, PipelineConfig, SamplingConfig
-from jobs.context import Context
-from jobs.runner import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, StageError, outcome_frame
+from jobs.core.config import LLMConfig, PipelineConfig, SamplingConfig
+from jobs.core.context import Context
+from jobs.core.runner import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, StageError, outcome_frame
 from udfs.llm import Engine, EngineError, Generation, SamplingParams, get_engine, make_engine
 from udfs.prompts import PromptSet, load_prompts, stop_sequences
 

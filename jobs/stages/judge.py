@@ -11,9 +11,16 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.context import Context
-from jobs.generation import failure, generate, lineage, load_stage_prompts, require_engine, sampling
-from jobs.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.core.context import Context
+from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.stages.generation import (
+    failure,
+    generate,
+    lineage,
+    load_stage_prompts,
+    require_engine,
+    sampling,
+)
 from schemas import FUNCTIONS, QUALITY
 from udfs.llm import Engine
 from udfs.parse import parse_judge
@@ -55,7 +62,7 @@ def transform(candidates: DataFrame, ctx: Context, prompts: PromptSet) -> DataFr
 
 
 def pending(ctx: Context) -> DataFrame:
-    from jobs.dedup import seeds as representatives
+    from jobs.stages.dedup import seeds as representatives
 
     return pending_input(ctx, STAGE, representatives(ctx).select(KEY, "code"), KEY)
 
@@ -72,13 +79,3 @@ def seeds(ctx: Context) -> DataFrame:
     """Functions the judge kept: the seeds of Self-OSS-Instruct (FUNCTIONS columns)."""
     good = ctx.lake.read(QUALITY).where(F.col("good")).select(KEY)
     return ctx.lake.read(FUNCTIONS).join(good, on=KEY, how="inner")
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

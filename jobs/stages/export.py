@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.config import ExportConfig
-from jobs.runner import StageSummary, run_step
+from jobs.core.config import ExportConfig
+from jobs.core.runner import StageSummary, run_step
 
 log = logging.getLogger("selfalign")
 
@@ -376,22 +376,3 @@ def run(ctx: Any) -> StageSummary:
         summary.rows_in = summary.rows_out = sum(s["num_examples"] for s in info["splits"].values())
 
     return run_step(ctx, "export", action)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`spark-submit jobs/export.py [--config ...]` exports to export.out like the DAG step;
-    with `--format`/`--out` it is the `selfalign export` command."""
-    import sys
-
-    from jobs.cli import main as cli_main
-    from jobs.cli import stage_main
-
-    args = sys.argv[1:] if argv is None else argv
-    if any(arg.split("=")[0] in ("--format", "--out") for arg in args):
-        cli_main(["export", *args])
-    else:
-        stage_main("export", args)
-
-
-if __name__ == "__main__":
-    main()

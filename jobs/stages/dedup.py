@@ -42,9 +42,9 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from jobs.config import DedupConfig
-from jobs.context import Context
-from jobs.runner import (
+from jobs.core.config import DedupConfig
+from jobs.core.context import Context
+from jobs.core.runner import (
     ITEM_ID,
     OUTCOME_COLUMNS,
     REJECT_DETAIL,
@@ -366,7 +366,7 @@ def transform(functions: DataFrame, seeds: DataFrame, cfg: DedupConfig) -> DataF
 
 def pending(ctx: Context) -> DataFrame:
     """Type-checked functions (FUNCTIONS columns) not clustered yet."""
-    from jobs.typecheck import passed_functions  # lazily: importing dedup needs no typecheck
+    from jobs.stages.typecheck import passed_functions  # lazily: importing dedup needs no typecheck
 
     return pending_input(ctx, STAGE, passed_functions(ctx), KEY)
 
@@ -439,13 +439,3 @@ def run(ctx: Context) -> StageSummary:
     if refreshed:
         log.info("[dedup] refreshed cluster_size of %d existing rows", refreshed)
     return summary
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -25,9 +25,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.context import Context
-from jobs.pipeline import STAGES
-from jobs.runner import StageError
+from jobs.core.context import Context
+from jobs.core.registry import STAGES
+from jobs.core.runner import StageError
 
 LATEST = "latest"
 TOP_CONCEPTS = 20

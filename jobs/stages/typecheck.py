@@ -14,9 +14,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.config import TypecheckConfig
-from jobs.context import Context
-from jobs.runner import (
+from jobs.core.config import TypecheckConfig
+from jobs.core.context import Context
+from jobs.core.runner import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
@@ -79,7 +79,7 @@ def transform(functions: DataFrame, cfg: TypecheckConfig, version: str, partitio
 
 
 def pending(ctx: Context) -> DataFrame:
-    from jobs.decontaminate import clean_functions
+    from jobs.stages.decontaminate import clean_functions
 
     return pending_input(ctx, STAGE, clean_functions(ctx).select(KEY, "imports", "code"), KEY)
 
@@ -102,13 +102,3 @@ def passed_functions(ctx: Context) -> DataFrame:
     """Functions that type-check: the dedup stage's input (FUNCTIONS columns)."""
     passed = ctx.lake.read(TYPECHECK).where(F.col("passed")).select(KEY)
     return ctx.lake.read(FUNCTIONS).join(passed, on=KEY, how="inner")
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jobs.cli import stage_main
-
-    stage_main(STAGE, argv)
-
-
-if __name__ == "__main__":
-    main()

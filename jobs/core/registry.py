@@ -5,22 +5,22 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from jobs.context import Context
-from jobs.runner import StageSummary
+from jobs.core.context import Context
+from jobs.core.runner import StageSummary
 
 # stage name -> module exposing `run(ctx) -> StageSummary`
 STAGES: dict[str, str] = {
-    "extract": "jobs.extract",
-    "decontaminate": "jobs.decontaminate",
-    "typecheck": "jobs.typecheck",
-    "dedup": "jobs.dedup",
-    "judge": "jobs.judge",
-    "concepts": "jobs.concepts",
-    "instruct": "jobs.instruct",
-    "respond": "jobs.respond",
-    "execute": "jobs.execute",
-    "select": "jobs.select_sft",
-    "export": "jobs.export",  # files, not a table: the sft table as the trainer reads it
+    "extract": "jobs.stages.extract",
+    "decontaminate": "jobs.stages.decontaminate",
+    "typecheck": "jobs.stages.typecheck",
+    "dedup": "jobs.stages.dedup",
+    "judge": "jobs.stages.judge",
+    "concepts": "jobs.stages.concepts",
+    "instruct": "jobs.stages.instruct",
+    "respond": "jobs.stages.respond",
+    "execute": "jobs.stages.execute",
+    "select": "jobs.stages.select",
+    "export": "jobs.stages.export",  # files, not a table: the sft table as the trainer reads it
 }
 
 # Stages that call the model: they need `llm.engine`.

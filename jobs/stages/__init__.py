@@ -1,0 +1,1 @@
+"""One module per pipeline stage: its declaration and its transform."""

@@ -1,0 +1,1 @@
+"""Operator tools: status, report, sample corpus, benchmark download."""

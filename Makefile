@@ -43,12 +43,14 @@ run: $(STAMP) sysdeps-run
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 	# Resolve the Delta jars into ./.ivy now (Maven Central), so no test downloads them.
 	$(BIN)/python -m jobs.core.session
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 
 clean:
 	rm -rf lake reports export spark-warehouse

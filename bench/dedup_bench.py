@@ -67,13 +67,14 @@ def timed_stage(cfg: Any, rows: list[tuple[Function, str, int]]) -> tuple[float,
     from pyspark.sql import functions as F
 
     from jobs.core.context import Context
+    from jobs.core.runner import run
     from jobs.stages import dedup
     from schemas import CLUSTERS
 
     ctx = Context.create(cfg)
     load_lake(ctx, rows)
     start = time.perf_counter()
-    summary = dedup.run(ctx)
+    summary = run(dedup.STAGE, ctx)
     seconds = time.perf_counter() - start
     multi = ctx.lake.read(CLUSTERS).where(F.col("cluster_size") > 1).select("cluster_id").distinct().count()
     return seconds, summary, multi

@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from jobs.core.config import load_config
     from jobs.core.context import Context
+    from jobs.core.runner import run
     from jobs.stages import execute
     from schemas import EXECUTIONS
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     ctx = Context.create(cfg)
     ctx.spark.sparkContext.setLogLevel("ERROR")
-    plan = execute.SandboxPlan.from_config(cfg.sandbox, execute.task_slots(ctx))
+    plan = execute.settings(ctx)
     print(f"isolation: {level}, os.cpu_count(): {cores}, master: {args.master}, "
           f"workers per task: {plan.pool_size()} ({plan.describe()}), "
           f"tasks per chunk: {ctx.spark.conf.get('spark.sql.shuffle.partitions')}, "
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ctx.lake.overwrite = timed_overwrite
     start = time.perf_counter()
-    summary = execute.run(ctx)
+    summary = run(execute.STAGE, ctx)
     wall = time.perf_counter() - start
     statuses = {r["status"]: r["count"] for r in ctx.lake.read(EXECUTIONS).groupBy("status").count().collect()}
     print(f"planted {args.n} responses in {planted:.1f} s")

@@ -45,6 +45,7 @@ def stage(glob: str, lake: Path) -> tuple[int, int, float, float]:
 
     from jobs.core.config import load_config
     from jobs.core.context import Context
+    from jobs.core.runner import run
     from jobs.stages import extract
 
     cfg = load_config(None, [f"input.path={glob}", f"lake.root={lake}"])
@@ -54,7 +55,7 @@ def stage(glob: str, lake: Path) -> tuple[int, int, float, float]:
     empty = ctx.spark.createDataFrame([], "function_id string")
 
     start = time.perf_counter()
-    outcomes = extract.transform(extract.read_files(ctx), empty, cfg.extract)
+    outcomes = extract.transform(extract.read_files(ctx), extract.ExtractSettings(cfg.extract, empty))
     counts = outcomes.agg(
         F.countDistinct("source_key").alias("files"),
         F.count("function_id").alias("functions"),
@@ -62,7 +63,7 @@ def stage(glob: str, lake: Path) -> tuple[int, int, float, float]:
     transform_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    extract.run(ctx)
+    run(extract.STAGE, ctx)
     full_s = time.perf_counter() - start
     return counts["files"], counts["functions"], transform_s, full_s
 

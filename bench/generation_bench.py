@@ -49,6 +49,7 @@ def spark_respond(overrides: list[str], rows: list[tuple[str, str]], lake: Path)
 
     from jobs.core.config import load_config
     from jobs.core.context import Context
+    from jobs.core.runner import run
     from jobs.stages import respond
     from schemas import RESPONSES
 
@@ -56,10 +57,10 @@ def spark_respond(overrides: list[str], rows: list[tuple[str, str]], lake: Path)
     # Warm-up run on one extra instruction: JVM, Python workers and the worker's cached
     # engine (a vLLM model load) are paid outside the timing, as in a long nightly run.
     plant_instructions(ctx, instructions(1, prefix="warm"))
-    respond.run(ctx)
+    run(respond.STAGE, ctx)
     plant_instructions(ctx, rows)
     start = time.perf_counter()
-    summary = respond.run(ctx)
+    summary = run(respond.STAGE, ctx)
     elapsed = time.perf_counter() - start
     assert summary.rows_failed == 0, f"{summary.rows_failed} rows failed"
     timed = [iid for iid, _ in rows]
@@ -76,9 +77,10 @@ def start_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def bench_openai(n: int, latency_ms: float, concurrency: int) -> None:
-    from jobs.core.config import LLMConfig, load_config
+    from jobs.core.config import load_config
     from jobs.stages.generation import sampling
-    from udfs.llm_openai import OpenAIEngine
+    from udfs.llm import EngineSettings
+    from udfs.llm.openai import OpenAIEngine
     from udfs.prompts import load_prompts, respond_prompt
 
     rows = instructions(n)
@@ -88,7 +90,7 @@ def bench_openai(n: int, latency_ms: float, concurrency: int) -> None:
         params = sampling(cfg.generation.respond, "respond", seed=1)
         prompts = load_prompts()
         texts = [respond_prompt(text, prompts) for _, text in rows]
-        engine = OpenAIEngine(LLMConfig(engine="openai", base_url=base_url, model="", concurrency=concurrency))
+        engine = OpenAIEngine(EngineSettings(engine="openai", base_url=base_url, model="", concurrency=concurrency))
         engine.check()
         start = time.perf_counter()
         results = engine.generate(texts, params)

@@ -24,9 +24,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.core.config import LLMConfig  # noqa: E402
-from udfs.llm import SamplingParams  # noqa: E402
-from udfs.llm_openai import OpenAIEngine, request_body  # noqa: E402
+from udfs.llm import EngineSettings, SamplingParams  # noqa: E402
+from udfs.llm.openai import OpenAIEngine, request_body  # noqa: E402
 
 MODEL = "test-model"
 PARAMS = SamplingParams(max_tokens=32, stop=("\n\n",))
@@ -58,7 +57,7 @@ def sequential_baseline(base_url: str, prompts: list[str]) -> float:
 
 
 def engine_run(base_url: str, prompts: list[str], concurrency: int) -> float:
-    cfg = LLMConfig(engine="openai", base_url=base_url, model=MODEL, concurrency=concurrency)
+    cfg = EngineSettings(engine="openai", base_url=base_url, model=MODEL, concurrency=concurrency)
     engine = OpenAIEngine(cfg)
     try:
         engine.check()  # also opens the client, outside the timing

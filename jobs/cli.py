@@ -53,7 +53,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.core.context import Context
-    from jobs.core.registry import ENGINE_STAGES, select_stages, stage_runner
+    from jobs.core.registry import ENGINE_STAGES, select_stages, stage_named
+    from jobs.core.runner import run
 
     cfg = _load(args)
     try:
@@ -65,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = 0
     for name in stages:
         try:
-            stage_runner(name)(ctx)
+            run(stage_named(name), ctx)
         except ConfigError:
             raise
         except StageError as exc:
@@ -128,8 +129,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from jobs.core.context import Context
-    from jobs.stages.evaluate import load, report
-    from jobs.stages.evaluate import run as run_evaluate
+    from jobs.stages.evaluate import load, report, run_evaluation
 
     overrides = list(args.overrides)
     if args.reference:
@@ -140,7 +140,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overrides.append(f"evaluate.limit={args.limit}")
     cfg = load_config(args.config, overrides)
     problems = load(cfg)  # a missing benchmark file fails here, before Spark starts
-    outcome = run_evaluate(Context.create(cfg), problems)
+    outcome = run_evaluation(Context.create(cfg), problems)
     print(report(outcome))
     # The self-test fails when any reference solution fails.
     return 1 if cfg.evaluate.reference and outcome.failures else 0

@@ -1,7 +1,7 @@
 """The test-double Engine: deterministic fixture completions, no model, no network.
 
 Configured as `llm.engine=python:tests.fake_engine:FakeEngine`, so Spark
-executors build it themselves from the LLMConfig (udfs.llm.get_engine).
+executors build it themselves from the EngineSettings (udfs.llm.get_engine).
 
 The default responder guesses which stage asked from the prompt's last section
 marker (judge / concepts / instruct / respond) and answers a fixed text of that
@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from udfs.llm import Completion, Generation, SamplingParams, params_per_prompt
-
-if TYPE_CHECKING:
-    from jobs.core.config import LLMConfig
+from udfs.llm import Completion, EngineSettings, Generation, SamplingParams, params_per_prompt
 
 Responder = Callable[[str, SamplingParams], "str | list[str]"]
 
@@ -119,7 +116,7 @@ class FakeEngine:
 
     responder: Responder = staticmethod(fixture_responder)
 
-    def __init__(self, cfg: LLMConfig | None = None, responder: Responder | None = None) -> None:
+    def __init__(self, cfg: EngineSettings | None = None, responder: Responder | None = None) -> None:
         self.cfg = cfg
         if responder is not None:
             self.responder = responder

@@ -4,6 +4,10 @@ Decontamination only needs text: what a leaked seed would contain. Each task
 yields its solution as a whole function (so an exact copy of it can be found
 inside a seed), its prompt, its docstring (the part most often copied into real
 code) and its tests. Files are read where they are; nothing is copied.
+
+Which files to read comes in as `BenchmarkSpec`s, plain values built from the
+driver's config (`BenchmarkSpec.from_settings`), so this module needs no config
+classes and runs the same on the driver, in tests and in benches.
 """
 
 from __future__ import annotations
@@ -12,16 +16,18 @@ import ast
 import gzip
 import io
 import json
+import sys
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from jobs.core.config import BenchmarkFile, DecontaminateConfig
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # Python 3.10
+    from importlib.abc import Traversable
 
 KINDS = ("solution", "prompt", "docstring", "test")
 FORMATS = ("humaneval", "mbpp", "evalplus", "jsonl")
@@ -34,6 +40,22 @@ class BenchmarkMissing(FileNotFoundError):
 
 class BenchmarkFormatError(ValueError):
     """A benchmark file is present but not in the configured format."""
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One benchmark file to read: its name in matches, its path and its format."""
+
+    name: str
+    path: str  # relative to the benchmarks dir, absolute, or package:<pkg>/<path>
+    format: str  # one of FORMATS; "jsonl" reads the two fields below
+    prompt_field: str = "prompt"
+    solution_field: str = "canonical_solution"
+
+    @classmethod
+    def from_settings(cls, settings: object) -> BenchmarkSpec:
+        """From any object with these attribute names, e.g. jobs.core.config.BenchmarkFile."""
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -236,7 +258,7 @@ def jsonl_items(
     return items
 
 
-def load_benchmark(spec: BenchmarkFile, benchmarks_dir: str | Path) -> list[BenchmarkItem]:
+def load_benchmark(spec: BenchmarkSpec, benchmarks_dir: str | Path) -> list[BenchmarkItem]:
     """All items of one configured benchmark file."""
     location = resolve_path(spec.path, benchmarks_dir)
     if not location.is_file():
@@ -255,9 +277,9 @@ def load_benchmark(spec: BenchmarkFile, benchmarks_dir: str | Path) -> list[Benc
     return readers[spec.format]()
 
 
-def load_benchmarks(cfg: DecontaminateConfig) -> list[BenchmarkItem]:
-    """Items of every configured benchmark, in configuration order."""
+def load_benchmarks(specs: Iterable[BenchmarkSpec], benchmarks_dir: str | Path) -> list[BenchmarkItem]:
+    """Items of every given benchmark, in the order given (configuration order)."""
     items: list[BenchmarkItem] = []
-    for spec in cfg.benchmarks:
-        items += load_benchmark(spec, cfg.benchmarks_dir)
+    for spec in specs:
+        items += load_benchmark(spec, benchmarks_dir)
     return items

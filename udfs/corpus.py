@@ -257,7 +257,7 @@ def package_sources(site_dirs: set[Path] | None = None) -> Iterator[Source]:
     seen: set[str] = set()
     for dist in metadata.distributions():
         name = normalize_dist_name(dist.metadata["Name"] or "")
-        base = Path(dist.locate_file("")).resolve()
+        base = Path(str(dist.locate_file(""))).resolve()
         # distributions() also scans sys.path entries such as the working directory.
         if not name or name in seen or name in OWN_DISTRIBUTIONS or base not in site_dirs:
             continue

@@ -20,7 +20,9 @@ holds a non-generic name (`min_distinctive_tokens`) and occurs in at most
 one task.
 
 The index is plain data (ints, strs, lists, dicts) so Spark can broadcast it;
-`find_contamination` is the per-row function the Spark wrapper calls.
+`find_contamination` is the per-row function the Spark wrapper calls. Its
+settings come in as `DecontamSettings`, a plain value the driver builds from its
+config (`DecontamSettings.from_settings(cfg.decontaminate)`).
 """
 
 from __future__ import annotations
@@ -34,15 +36,11 @@ import re
 import tokenize
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from udfs.benchmarks import BenchmarkItem, load_benchmarks
-
-if TYPE_CHECKING:
-    from jobs.core.config import DecontaminateConfig
+from udfs.benchmarks import BenchmarkItem, BenchmarkSpec, load_benchmarks
 
 # Kinds whose text a leaked seed would contain; tests are code a seed never holds.
 INDEXED_KINDS = frozenset({"solution", "prompt", "docstring"})
@@ -85,22 +83,13 @@ def strip_comments_regex(text: str) -> str:
     return _STRING_OR_COMMENT.sub(lambda m: m.group("string") or "", text)
 
 
-def strip_comments_exact(text: str) -> str:
-    """The tokenizer's answer where it can tokenize, the regex scanner's elsewhere."""
-    try:
-        return strip_comments_tokenize(text)
-    except (tokenize.TokenError, SyntaxError, ValueError, RecursionError):
-        return strip_comments_regex(text)
-
-
 def strip_comments(text: str) -> str:
     """Remove `#` comments, keeping `#` inside strings and docstrings.
 
     The regex scanner, not the tokenizer: on 3.11 `tokenize` is pure Python and
     nearly halved whole-seed throughput (about 2k vs 3.5k seeds/s per core on
     stdlib functions), while the two agree on every commented stdlib function
-    tests/unit/test_decontam.py tries. `strip_comments_exact` is the tokenizer
-    path (regex fallback) for callers that want it.
+    tests/unit/test_decontam.py tries (`strip_comments_tokenize` is kept for that check).
     """
     return strip_comments_regex(text) if "#" in text else text
 
@@ -178,6 +167,30 @@ def distinctive_count(window: Sequence[str]) -> int:
 
 
 # --- the index --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DecontamSettings:
+    """Which benchmark files to index and the rule thresholds (see the module docstring).
+
+    No defaults: it is always built from the config, which holds them (`build_index`
+    has its own for callers that index items directly).
+    """
+
+    benchmarks_dir: str
+    benchmarks: tuple[BenchmarkSpec, ...]
+    ngram_tokens: int
+    min_substring_chars: int
+    min_ngram_hits: int
+    max_ngram_tasks: int
+    min_distinctive_tokens: int
+
+    @classmethod
+    def from_settings(cls, settings: object) -> DecontamSettings:
+        """From any object with these attribute names, e.g. jobs.core.config.DecontaminateConfig."""
+        values = {item.name: getattr(settings, item.name) for item in fields(cls)}
+        values["benchmarks"] = tuple(BenchmarkSpec.from_settings(spec) for spec in values["benchmarks"])
+        return cls(**values)
+
 
 @dataclass
 class BenchmarkIndex:
@@ -294,15 +307,15 @@ def build_index(
     return index
 
 
-def build_index_from_config(cfg: DecontaminateConfig) -> BenchmarkIndex:
+def build_index_from_config(settings: DecontamSettings) -> BenchmarkIndex:
     """Load the configured benchmark files and index them (driver side, once per run)."""
     return build_index(
-        load_benchmarks(cfg),
-        ngram_tokens=cfg.ngram_tokens,
-        min_substring_chars=cfg.min_substring_chars,
-        min_ngram_hits=cfg.min_ngram_hits,
-        max_ngram_tasks=cfg.max_ngram_tasks,
-        min_distinctive_tokens=cfg.min_distinctive_tokens,
+        load_benchmarks(settings.benchmarks, settings.benchmarks_dir),
+        ngram_tokens=settings.ngram_tokens,
+        min_substring_chars=settings.min_substring_chars,
+        min_ngram_hits=settings.min_ngram_hits,
+        max_ngram_tasks=settings.max_ngram_tasks,
+        min_distinctive_tokens=settings.min_distinctive_tokens,
     )
 
 

@@ -1,11 +1,11 @@
 """MinHash-LSH near-duplicate detection for the `dedup` stage, as plain Python + numpy.
 
-The Spark job wraps these functions (signatures and band hashes in a pandas UDF,
-components as a DataFrame loop); the pure versions here are what it is tested
-against. Signatures are bit-identical to `datasketch.MinHash(num_perm, seed)`
-fed the same shingles, so sketches stay interchangeable with datasketch tools,
-but they are computed for all shingles of a batch at once instead of one
-`update()` per shingle.
+The Spark job wraps these functions (signatures and band hashes in pandas UDFs);
+its candidate, confirmation and component steps are DataFrame code, tested
+against the pure references in tests/minhash_reference.py. Signatures are
+bit-identical to `datasketch.MinHash(num_perm, seed)` fed the same shingles, so
+sketches stay interchangeable with datasketch tools, but they are computed for
+all shingles of a batch at once instead of one `update()` per shingle.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 
 _TOKEN = re.compile(r"\w+")
 
 # datasketch 2.0.0 schemes: name -> (input hash bytes, signature dtype, empty-slot value).
+# datasketch's permutation schemes
+Scheme = Literal["affine32", "affine64", "legacy"]
 _SCHEMES: dict[str, tuple[int, type[np.unsignedinteger], int]] = {
     "affine32": (4, np.uint32, (1 << 32) - 1),
     "affine64": (8, np.uint64, (1 << 64) - 1),
@@ -85,7 +87,7 @@ class MinHasher:
         self,
         num_perm: int = 256,
         seed: int = 1,
-        scheme: str = "affine32",
+        scheme: Scheme = "affine32",
         chunk_rows: int = 2048,
     ) -> None:
         if scheme not in _SCHEMES:
@@ -184,12 +186,6 @@ def jaccard_estimate(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
 
 # --- banding ----------------------------------------------------------------------
 
-def collision_probability(similarity: np.ndarray | float, bands: int, rows: int) -> np.ndarray:
-    """The LSH S-curve: P(at least one band identical) for a pair at this Jaccard."""
-    s = np.asarray(similarity, dtype=np.float64)
-    return 1.0 - (1.0 - s**rows) ** bands
-
-
 def _simpson(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Composite Simpson's rule along the last axis (an even number of intervals)."""
     intervals = values.shape[-1] - 1
@@ -266,65 +262,7 @@ def band_hashes(signature: np.ndarray, bands: int, rows: int) -> list[int]:
     return band_hash_matrix(np.asarray(signature).reshape(1, -1), bands, rows)[0].tolist()
 
 
-# --- candidates, confirmation, components (pure references for the Spark job) -----
-
-def _pair(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a <= b else (b, a)
-
-
-def candidate_pairs(
-    ids: Sequence[str], signatures: np.ndarray, bands: int, rows: int
-) -> set[tuple[str, str]]:
-    """Every (smaller id, larger id) pair that shares at least one band key."""
-    if len(ids) != len(signatures):
-        raise ValueError(f"{len(ids)} ids but {len(signatures)} signatures")
-    buckets: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for doc_id, keys in zip(ids, band_hash_matrix(signatures, bands, rows).tolist(), strict=True):
-        for band, key in enumerate(keys):
-            buckets[(band, key)].append(doc_id)
-    pairs: set[tuple[str, str]] = set()
-    for members in buckets.values():
-        for i, first in enumerate(members):
-            pairs.update(_pair(first, second) for second in members[i + 1 :] if second != first)
-    return pairs
-
-
-def confirmed_edges(
-    pairs: Iterable[tuple[str, str]], sig_by_id: Mapping[str, np.ndarray], threshold: float
-) -> set[tuple[str, str]]:
-    """Candidate pairs whose estimated Jaccard reaches the threshold: banding alone
-    lets through pairs well below it (the S-curve is not a step)."""
-    return {
-        _pair(a, b)
-        for a, b in pairs
-        if jaccard_estimate(sig_by_id[a], sig_by_id[b]) >= threshold
-    }
-
-
-def connected_components(
-    edges: Iterable[tuple[str, str]], nodes: Iterable[str]
-) -> dict[str, str]:
-    """Each node (from `nodes` or any edge) -> the smallest id in its component."""
-    parent: dict[str, str] = {node: node for node in nodes}
-
-    def find(node: str) -> str:
-        root = parent.setdefault(node, node)
-        while parent[root] != root:
-            root = parent[root]
-        while parent[node] != root:  # path compression keeps later finds O(1)-ish
-            parent[node], node = root, parent[node]
-        return root
-
-    for a, b in edges:
-        root_a, root_b = find(a), find(b)
-        if root_a != root_b:
-            # The smaller id always wins the root, so the root is the component's label.
-            low, high = sorted((root_a, root_b))
-            parent[high] = low
-    return {node: find(node) for node in list(parent)}
-
-
-# --- helpers for the Spark wrapper (jobs/stages/dedup.py) ---------------------------------
+# --- helpers for the Spark side (jobs/ops/lsh.py) ---------------------------------------
 
 @functools.lru_cache(maxsize=4)
 def cached_hasher(num_perm: int, seed: int) -> MinHasher:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from udfs.evaluation import SETS as EVAL_SETS
 from udfs.sandbox.limits import RANGES as LIMIT_RANGES
 from udfs.sandbox.limits import allowed_range
 
@@ -142,7 +143,7 @@ _ENGINE_RE = re.compile(r"none|openai|vllm|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class LLMConfig(Section):
-    """The generation engine (udfs/llm.py). Engine-relevant: any change builds a new engine."""
+    """The generation engine (udfs/llm). Engine-relevant: any change builds a new engine."""
 
     # "none" (generation stages refuse to run), "openai" (an OpenAI-compatible server),
     # "vllm" (in-process on a GPU executor) or "python:<module>:<Class>" (a class
@@ -287,9 +288,6 @@ class ExportConfig(Section):
     # Parquet: rows per file (train-00000.parquet, train-00001.parquet, ...).
     rows_per_file: int = Field(default=100_000, ge=1)
     name: str = "selfalign-sft"
-
-
-EVAL_SETS = ("humaneval", "humanevalplus", "mbpp", "mbppplus")
 
 
 class EvaluateConfig(Section):

@@ -1,36 +1,47 @@
-"""The stage DAG, in execution order (cheap filters first, GPU stages last)."""
+"""The stage DAG, in execution order (cheap filters first, GPU stages last), read from the
+stages' declarations: the CLI, `status` and `report` iterate over it."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from typing import Any
 
-from jobs.core.context import Context
-from jobs.core.runner import StageSummary
+from jobs.core.stage import Stage, Step
+from jobs.stages import (
+    concepts,
+    decontaminate,
+    dedup,
+    execute,
+    export,
+    extract,
+    instruct,
+    judge,
+    respond,
+    select,
+    typecheck,
+)
 
-# stage name -> module exposing `run(ctx) -> StageSummary`
-STAGES: dict[str, str] = {
-    "extract": "jobs.stages.extract",
-    "decontaminate": "jobs.stages.decontaminate",
-    "typecheck": "jobs.stages.typecheck",
-    "dedup": "jobs.stages.dedup",
-    "judge": "jobs.stages.judge",
-    "concepts": "jobs.stages.concepts",
-    "instruct": "jobs.stages.instruct",
-    "respond": "jobs.stages.respond",
-    "execute": "jobs.stages.execute",
-    "select": "jobs.stages.select",
-    "export": "jobs.stages.export",  # files, not a table: the sft table as the trainer reads it
-}
-
+DAG: tuple[Stage[Any] | Step, ...] = (
+    extract.STAGE,
+    decontaminate.STAGE,
+    typecheck.STAGE,
+    dedup.STAGE,
+    judge.STAGE,
+    concepts.STAGE,
+    instruct.STAGE,
+    respond.STAGE,
+    execute.STAGE,
+    select.STAGE,
+    export.STEP,  # files, not a table: the sft table as the trainer reads it
+)
+STAGES: dict[str, Stage[Any] | Step] = {stage.name: stage for stage in DAG}
 # Stages that call the model: they need `llm.engine`.
-ENGINE_STAGES = frozenset({"judge", "concepts", "instruct", "respond"})
+ENGINE_STAGES = frozenset(stage.name for stage in DAG if stage.needs_engine)
+# Stages that write a table from pending input (not steps): what `status` counts.
+TABLE_STAGES: dict[str, Stage[Any]] = {s.name: s for s in DAG if isinstance(s, Stage)}
 
 
-def stage_runner(name: str) -> Callable[[Context], StageSummary]:
-    if name not in STAGES:
-        raise KeyError(name)
-    return importlib.import_module(STAGES[name]).run
+def stage_named(name: str) -> Stage[Any] | Step:
+    return STAGES[name]
 
 
 def select_stages(only: str | None = None, until: str | None = None,

@@ -1,20 +1,15 @@
-"""Shared stage plumbing: pending input, chunked commits, rejects, progress, the run log.
+"""Runs any declared stage (jobs/core/stage.py) the same way.
 
-A stage's `transform` returns *outcome rows*: the output table's columns plus
-
-- `source_key`    the input key the row came from (every pending input key must
-                  yield at least one outcome row: kept or rejected, never silence),
-- `item_id`       the id of the dropped item, for rejects,
-- `reject_reason` null for kept rows, a machine-readable reason otherwise,
-- `reject_detail` a human-readable detail for rejects,
-- `retry_error`   (optional) set on rows that failed transiently: logged in `errors`,
-                  and their input key stays pending so the next run retries it.
-
-`run_stage` writes the outcomes to a staging table once (so the transform, which
-may be expensive, runs exactly once per chunk), then merges kept rows into the
-output table and rejects into `rejects` (insert-only MERGEs), and finally appends
-the input keys to `progress`. Progress is written last: a crash anywhere before it
-only means redoing idempotent merges on the next run, never a lost or duplicated row.
+`run(stage, ctx)`: build the stage's settings (a stage that cannot start says so here,
+before anything is recorded), then inside one recorded block (a `runs` row: running,
+then succeeded or failed with counts) run its `before` hooks, read its pending input
+(keys not yet in `progress`), cut it into chunks, and for each chunk write the
+transform's outcome rows (schemas/outcome.py) to a staging table once (so the
+transform, which may be expensive, runs exactly once per chunk), merge kept rows into
+the output table and rejects into `rejects` (insert-only MERGEs), log transient
+failures in `errors`, and append the chunk's input keys to `progress` last; then its
+`after` hooks. Progress is written last: a crash anywhere before it only means redoing
+idempotent merges on the next run, never a lost or duplicated row.
 """
 
 from __future__ import annotations
@@ -23,30 +18,21 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
-import pandas as pd
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.core.context import Context
-from jobs.core.failures import StageError  # noqa: F401  (re-exported: stages raise it)
+from jobs.core.stage import Stage, Step
 from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
+from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, SOURCE_KEY
 
 log = logging.getLogger("selfalign")
-
-SOURCE_KEY = "source_key"
-ITEM_ID = "item_id"
-REJECT_REASON = "reject_reason"
-REJECT_DETAIL = "reject_detail"
-OUTCOME_COLUMNS = (SOURCE_KEY, ITEM_ID, REJECT_REASON, REJECT_DETAIL)
-# Optional outcome column: a transient failure (an LLM request that failed after its
-# retries). Such rows go to `errors`, and their input key is not marked done.
-RETRY_ERROR = "retry_error"
 
 
 @dataclass
@@ -58,19 +44,6 @@ class StageSummary:
     rows_failed: int = 0
     seconds: float = 0.0
     chunks: int = 0
-
-
-def outcome_schema(output: TableSpec) -> StructType:
-    """Outcome rows of a stage writing `output`: its columns (nullable, no run_id) + outcome ones."""
-    fields = [StructField(f.name, f.dataType, True) for f in output.schema.fields if f.name != "run_id"]
-    extra = [StructField(name, StringType(), True) for name in (*OUTCOME_COLUMNS, RETRY_ERROR)]
-    return StructType(fields + extra)
-
-
-def outcome_frame(rows: list[dict], schema: StructType) -> pd.DataFrame:
-    """A pandas batch with exactly the schema's columns; absent keys become nulls (None)."""
-    names = schema.fieldNames()
-    return pd.DataFrame([{name: row.get(name) for name in names} for row in rows], columns=names)
 
 
 def pending_input(ctx: Context, stage: str, inputs: DataFrame, key: str) -> DataFrame:
@@ -112,7 +85,7 @@ def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> Dat
     a program that always breaks the sandbox) would be retried by every nightly run forever.
     """
     earlier = (ctx.lake.read(ERRORS).where(F.col("stage") == stage)
-               .groupBy(F.col("item_id").alias(ITEM_ID)).agg(F.countDistinct("run_id").alias("_failed_runs")))
+               .groupBy(F.col("item_id").alias(ITEM_ID)).agg(F.count_distinct("run_id").alias("_failed_runs")))
     attempts = F.coalesce(F.col("_failed_runs"), F.lit(0)) + 1
     give_up = F.col(RETRY_ERROR).isNotNull() & (attempts >= ctx.cfg.run.max_attempts)
     joined = outcomes.join(F.broadcast(earlier), on=ITEM_ID, how="left")
@@ -209,53 +182,68 @@ def _recorded(ctx: Context, stage: str) -> Iterator[StageSummary]:
     _record_run(ctx, stage, "succeeded", started, summary)
 
 
-def run_step(ctx: Context, stage: str, action: Callable[[StageSummary], None]) -> StageSummary:
-    """A DAG step that writes no table of its own, logged in `runs` like a stage."""
-    with _recorded(ctx, stage) as summary:
-        log.info("[%s] start run=%s", stage, ctx.run_id)
-        action(summary)
-    log.info("[%s] done in=%d out=%d %.1fs", stage, summary.rows_in, summary.rows_out, summary.seconds)
-    return summary
+def pending_of(stage: Stage[Any], ctx: Context) -> DataFrame:
+    """The stage's input rows whose key it has not committed yet."""
+    return pending_input(ctx, stage.name, stage.read(ctx), stage.key)
 
 
-def run_stage(
-    ctx: Context,
-    stage: str,
-    output: TableSpec,
-    pending: DataFrame,
-    key: str,
-    transform: Callable[[DataFrame], DataFrame],
-    chunk_rows: int | None = None,
-    verdicts: bool = False,
-) -> StageSummary:
-    """Transform the pending input chunk by chunk and commit each chunk idempotently.
-
-    With `verdicts=True` the output table receives rejected rows too (it is the
-    stage's verdict on every input), and rejects still get their copy.
-    """
-    with _recorded(ctx, stage) as summary:
-        _describe_job(ctx, f"{stage}: count pending input")
-        summary.rows_in = pending.count()
-        log.info("[%s] start run=%s pending=%d", stage, ctx.run_id, summary.rows_in)
-        limit = chunk_rows or ctx.cfg.run.chunk_rows
-        chunks = max(1, math.ceil(summary.rows_in / limit)) if summary.rows_in else 0
-        staging = f"{ctx.lake.root}/_staging/{stage}"
-        for index in range(chunks):
-            part = pending if chunks == 1 else pending.where(
-                F.pmod(F.xxhash64(F.col(key)), F.lit(chunks)) == F.lit(index)
-            )
-            _describe_job(ctx, f"{stage}: chunk {index + 1}/{chunks}")
-            kept, rejected, failed = _commit_chunk(ctx, stage, output, transform(part), staging, verdicts)
-            summary.rows_out += kept
-            summary.rows_rejected += rejected
-            summary.rows_failed += failed
-            summary.chunks += 1
-            if chunks > 1:
-                log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d",
-                         stage, index + 1, chunks, kept, rejected, failed)
-    log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage, summary.rows_in,
+def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
+    """Run one declared stage or step: see the module docstring."""
+    if isinstance(stage, Step):
+        return _run_step(stage, ctx)
+    settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
+    with _recorded(ctx, stage.name) as summary:
+        for hook in stage.before:
+            hook(ctx, settings, summary)
+        _run_chunks(stage, ctx, settings, summary)
+        for hook in stage.after:
+            hook(ctx, settings, summary)
+    log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage.name, summary.rows_in,
              summary.rows_out, summary.rows_rejected, summary.seconds)
     if summary.rows_failed:
         log.warning("[%s] %d rows failed transiently (see `errors`); the next run retries them",
-                    stage, summary.rows_failed)
+                    stage.name, summary.rows_failed)
     return summary
+
+
+def _run_step(step: Step, ctx: Context) -> StageSummary:
+    with _recorded(ctx, step.name) as summary:
+        log.info("[%s] start run=%s", step.name, ctx.run_id)
+        step.action(ctx, summary)
+    log.info("[%s] done in=%d out=%d %.1fs", step.name, summary.rows_in, summary.rows_out,
+             summary.seconds)
+    return summary
+
+
+def _chunk_count(stage: Stage[Any], ctx: Context, rows: int) -> int:
+    if not rows:
+        return 0
+    if stage.chunking.whole:
+        return 1
+    limit = stage.chunking.rows(ctx.cfg) or ctx.cfg.run.chunk_rows
+    return max(1, math.ceil(rows / limit))
+
+
+def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSummary) -> None:
+    """Transform the pending input chunk by chunk and commit each chunk idempotently."""
+    pending = pending_of(stage, ctx)
+    _describe_job(ctx, f"{stage.name}: count pending input")
+    summary.rows_in = pending.count()
+    log.info("[%s] start run=%s pending=%d", stage.name, ctx.run_id, summary.rows_in)
+    chunks = _chunk_count(stage, ctx, summary.rows_in)
+    staging = f"{ctx.lake.root}/_staging/{stage.name}"
+    for index in range(chunks):
+        part = pending if chunks == 1 else pending.where(
+            F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)) == F.lit(index)
+        )
+        _describe_job(ctx, f"{stage.name}: chunk {index + 1}/{chunks}")
+        outcomes = stage.transform(part, settings)
+        kept, rejected, failed = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,
+                                               stage.verdicts)
+        summary.rows_out += kept
+        summary.rows_rejected += rejected
+        summary.rows_failed += failed
+        summary.chunks += 1
+        if chunks > 1:
+            log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d",
+                     stage.name, index + 1, chunks, kept, rejected, failed)

@@ -7,27 +7,27 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from jobs.core.context import Context
-from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.core.readers import SEEDS, functions_through
 from jobs.stages.generation import (
+    GenerationSettings,
     failure,
-    generate,
     lineage,
-    load_stage_prompts,
-    require_engine,
+    llm_stage,
     sampling,
 )
 from schemas import CONCEPTS
 from udfs.llm import Engine
 from udfs.parse import parse_concepts
-from udfs.prompts import PromptSet, concepts_prompt, prompt_version
+from udfs.prompts import concepts_prompt, prompt_version
 
-STAGE = "concepts"
+NAME = "concepts"
 KEY = "seed_id"
-OUTCOME_SCHEMA = outcome_schema(CONCEPTS)
 
 
-def concept_rows(records: list[dict[str, Any]], engine: Engine, prompts: PromptSet,
-                 cfg: Any) -> list[dict[str, Any]]:
+def concept_rows(records: list[dict[str, Any]], engine: Engine,
+        settings: GenerationSettings) -> list[dict[str, Any]]:
+    prompts, cfg = settings.prompts, settings.sampling
+    assert prompts is not None and cfg is not None
     params = sampling(cfg, "concepts")
     texts = [concepts_prompt(r["code"], prompts, r[KEY]) for r in records]
     made_by = lineage(engine, prompt_version("concepts", prompts), params)
@@ -47,21 +47,9 @@ def concept_rows(records: list[dict[str, Any]], engine: Engine, prompts: PromptS
     return rows
 
 
-def transform(seeds: DataFrame, ctx: Context, prompts: PromptSet) -> DataFrame:
-    cfg = ctx.cfg.generation.concepts
-    return generate(ctx, seeds, KEY, OUTCOME_SCHEMA,
-                    lambda records, engine: concept_rows(records, engine, prompts, cfg))
+def read(ctx: Context) -> DataFrame:
+    """The seeds: representatives the judge accepted."""
+    return functions_through(ctx, SEEDS).selectExpr(f"function_id AS {KEY}", "code")
 
 
-def pending(ctx: Context) -> DataFrame:
-    from jobs.stages.judge import seeds
-
-    return pending_input(ctx, STAGE, seeds(ctx).selectExpr(f"function_id AS {KEY}", "code"), KEY)
-
-
-def run(ctx: Context) -> StageSummary:
-    require_engine(ctx.cfg, STAGE)
-    prompts = load_stage_prompts(ctx.cfg)
-    return run_stage(ctx, STAGE, CONCEPTS, pending(ctx), KEY,
-                     transform=lambda part: transform(part, ctx, prompts),
-                     chunk_rows=ctx.cfg.generation.chunk_rows)
+STAGE = llm_stage(NAME, CONCEPTS, KEY, read, concept_rows)

@@ -12,26 +12,28 @@ from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from jobs.core.context import Context
-from jobs.core.runner import (
+from jobs.core.failures import StageError
+from jobs.core.stage import Stage
+from schemas import DECONTAMINATION, FUNCTIONS
+from schemas.outcome import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
     SOURCE_KEY,
-    StageError,
-    StageSummary,
     outcome_frame,
     outcome_schema,
-    pending_input,
-    run_stage,
 )
-from schemas import DECONTAMINATION, FUNCTIONS
 from udfs.benchmarks import BenchmarkMissing
-from udfs.decontam import BenchmarkIndex, build_index_from_config, find_contamination
+from udfs.decontam import (
+    BenchmarkIndex,
+    DecontamSettings,
+    build_index_from_config,
+    find_contamination,
+)
 
-STAGE = "decontaminate"
+NAME = "decontaminate"
 KEY = "function_id"
 
 OUTCOME_SCHEMA = outcome_schema(DECONTAMINATION)
@@ -66,24 +68,18 @@ def transform(functions: DataFrame, index: BenchmarkIndex) -> DataFrame:
 
 def load_index(ctx: Context) -> BenchmarkIndex:
     try:
-        return build_index_from_config(ctx.cfg.decontaminate)
+        return build_index_from_config(DecontamSettings.from_settings(ctx.cfg.decontaminate))
     except BenchmarkMissing as exc:
-        raise StageError(f"decontaminate: {exc}") from None
+        raise StageError(f"{NAME}: {exc}") from None
 
 
-def pending(ctx: Context) -> DataFrame:
-    return pending_input(ctx, STAGE, ctx.lake.read(FUNCTIONS).select(KEY, "code"), KEY)
+def read(ctx: Context) -> DataFrame:
+    return ctx.lake.read(FUNCTIONS).select(KEY, "code")
 
 
-def run(ctx: Context) -> StageSummary:
-    index = load_index(ctx)  # fail at stage start on a missing benchmark file
-    return run_stage(
-        ctx, STAGE, DECONTAMINATION, pending(ctx), KEY,
-        transform=lambda part: transform(part, index), verdicts=True,
-    )
-
-
-def clean_functions(ctx: Context) -> DataFrame:
-    """Functions that passed decontamination: the next stage's input."""
-    clean = ctx.lake.read(DECONTAMINATION).where(~F.col("contaminated")).select(KEY)
-    return ctx.lake.read(FUNCTIONS).join(clean, on=KEY, how="inner")
+# The settings are the index itself: built at stage start, so a missing benchmark file
+# stops the stage before any task runs.
+STAGE = Stage(
+    name=NAME, output=DECONTAMINATION, key=KEY, read=read, settings=load_index,
+    transform=transform, verdicts=True,
+)

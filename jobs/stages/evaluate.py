@@ -33,18 +33,18 @@ from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, S
 
 from jobs.core.config import PipelineConfig
 from jobs.core.context import Context
-from jobs.core.runner import (
-    ITEM_ID,
-    RETRY_ERROR,
-    SOURCE_KEY,
-    StageError,
-    StageSummary,
-    outcome_schema,
-    pending_input,
-    run_stage,
+from jobs.core.failures import StageError
+from jobs.core.runner import StageSummary, run
+from jobs.core.stage import Chunking, Stage
+from jobs.stages.generation import (
+    GenerationSettings,
+    generate,
+    generation_settings,
+    lineage,
+    row_seed,
 )
-from jobs.stages.generation import generate, lineage, require_engine, row_seed
 from schemas import EVAL_RESULTS, EVAL_SAMPLES
+from schemas.outcome import ITEM_ID, RETRY_ERROR, SOURCE_KEY, outcome_schema
 from udfs.evaluation import (
     PLUS_SETS,
     ExecSettings,
@@ -55,12 +55,12 @@ from udfs.evaluation import (
     load_problems,
     mean_pass_at_k,
 )
-from udfs.llm import Engine, SamplingParams, make_engine
+from udfs.llm import Engine, EngineSettings, SamplingParams, make_engine
 from udfs.sandbox import Limits, choose_isolation
 
 log = logging.getLogger("selfalign")
 
-STAGE = "evaluate"
+NAME = "evaluate"
 KEY = "eval_key"
 # Prompt format and harness version: a change makes a new eval id (a fresh evaluation).
 FORMAT_VERSION = "eval-v1"
@@ -143,7 +143,7 @@ def exec_settings(cfg: PipelineConfig) -> ExecSettings:
 def model_name(cfg: PipelineConfig) -> str:
     if cfg.evaluate.reference:
         return REFERENCE
-    described = make_engine(cfg.llm).describe()
+    described = make_engine(EngineSettings.from_settings(cfg.llm)).describe()
     return str(described.get("model") or described.get("engine") or cfg.llm.model)
 
 
@@ -204,10 +204,10 @@ def completion_rows(records: list[dict[str, Any]], engine: Engine, plan: Plan) -
     return rows
 
 
-def with_completions(tasks: DataFrame, ctx: Context, plan: Plan) -> DataFrame:
+def with_completions(tasks: DataFrame, plan: Plan, generation: GenerationSettings) -> DataFrame:
     """tasks + completions, finish_reasons (arrays in sample order), model, sampling, errors."""
-    generated = generate(ctx, tasks.select(KEY, "decoding", "prompt", "stop"), KEY, GENERATED_SCHEMA,
-                         lambda records, engine: completion_rows(records, engine, plan))
+    generated = generate(tasks.select(KEY, "decoding", "prompt", "stop"), KEY, GENERATED_SCHEMA,
+                         generation, lambda records, engine: completion_rows(records, engine, plan))
     sample = F.struct("sample_index", "completion", "finish_reason")
     grouped = generated.groupBy(KEY).agg(
         F.array_sort(F.collect_list(F.when(F.col("sample_index").isNotNull(), sample))).alias("s"),
@@ -278,20 +278,27 @@ def task_rows(record: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
-def transform(tasks: DataFrame, ctx: Context, plan: Plan) -> DataFrame:
+@dataclass(frozen=True)
+class EvalSettings:
+    plan: Plan
+    generation: GenerationSettings | None  # None for the reference self-test (no engine)
+    partitions: int  # tasks the evaluation's rows are spread over
+
+
+def transform(tasks: DataFrame, settings: EvalSettings) -> DataFrame:
     """Input rows (INPUT_SCHEMA) -> one outcome row per tested completion."""
-    if REFERENCE not in plan.params:
-        tasks = with_completions(tasks, ctx, plan)
+    plan = settings.plan
+    if settings.generation is not None:
+        tasks = with_completions(tasks, plan, settings.generation)
     names = OUTCOME_SCHEMA.fieldNames()
 
     def run_tasks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             for record in batch.to_dict("records"):
                 rows = task_rows(record, plan)
-                yield pd.DataFrame([{n: r.get(n) for n in names} for r in rows], columns=names)
+                yield pd.DataFrame([{n: r.get(n) for n in names} for r in rows], columns=pd.Index(names))
 
-    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
-    return tasks.repartition(partitions, KEY).mapInPandas(run_tasks, schema=OUTCOME_SCHEMA)
+    return tasks.repartition(settings.partitions, KEY).mapInPandas(run_tasks, schema=OUTCOME_SCHEMA)
 
 
 # --- results (driver) ------------------------------------------------------------------------
@@ -397,28 +404,54 @@ def plan_for(cfg: PipelineConfig) -> Plan:
                 seed=cfg.run.seed)
 
 
-def run(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
+def settings(ctx: Context) -> EvalSettings:
+    """The plan; fails here when no engine is configured or the sandbox is refused."""
     cfg = ctx.cfg
-    problems = list(problems) if problems is not None else load(cfg)
-    if not cfg.evaluate.reference:
-        require_engine(cfg, STAGE)
+    generation = None if cfg.evaluate.reference else generation_settings(ctx, NAME)
     _, refusal = choose_isolation(cfg.sandbox.isolation, cfg.sandbox.allow_weaker,
                                   cfg.sandbox.cgroup_parent)
     if refusal is not None:
-        raise StageError(f"{STAGE}: {refusal}")
+        raise StageError(f"{NAME}: {refusal}")
+    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+    return EvalSettings(plan_for(cfg), generation, partitions)
+
+
+def asked(problems: Sequence[Problem], plan: Plan) -> list[tuple[str, str, str]]:
+    return [(p.benchmark, p.task_id, decoding) for decoding in plan.params for p in problems]
+
+
+def stage_for(problems: Sequence[Problem]) -> Stage[EvalSettings]:
+    """The evaluate stage over these problems (its input is chosen per invocation, so the
+    declaration is made per invocation too; it is not a DAG stage)."""
+
+    def read(ctx: Context) -> DataFrame:
+        return ctx.spark.createDataFrame(input_rows(problems, plan_for(ctx.cfg)), INPUT_SCHEMA)
+
+    def record_results(ctx: Context, settings: EvalSettings, summary: StageSummary) -> None:
+        plan = settings.plan
+        figures, _, _ = summarize(read_samples(ctx, plan, False), asked(problems, plan),
+                                  ctx.cfg.evaluate.k, False)
+        if figures:
+            rows = [(ctx.run_id, plan.eval_id, plan.model, r["benchmark"], r["variant"],
+                     r["decoding"], r["k"], float(r["pass_at_k"]), r["n_tasks"], r["n_samples"])
+                    for r in figures]
+            # Keyed by run id: one write per run, so an append (a MERGE costs a table scan).
+            ctx.lake.append(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
+
+    return Stage(name=NAME, output=EVAL_SAMPLES, key=KEY, read=read, settings=settings,
+                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.evaluate.chunk_rows),
+                 after=(record_results,))
+
+
+def run_evaluation(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
+    """Run the evaluation (resuming any earlier run of the same eval id) and read back its
+    figures, what is missing, and (self-test) what failed."""
+    cfg = ctx.cfg
+    problems = list(problems) if problems is not None else load(cfg)
     plan = plan_for(cfg)
-    tasks = ctx.spark.createDataFrame(input_rows(problems, plan), INPUT_SCHEMA)
-    log.info("[%s] eval %s: model %s, %d tasks x %s", STAGE, plan.eval_id, plan.model,
+    log.info("[%s] eval %s: model %s, %d tasks x %s", NAME, plan.eval_id, plan.model,
              len(problems), ", ".join(plan.params))
-    summary = run_stage(ctx, STAGE, EVAL_SAMPLES, pending_input(ctx, STAGE, tasks, KEY), KEY,
-                        transform=lambda part: transform(part, ctx, plan),
-                        chunk_rows=cfg.evaluate.chunk_rows)
-    asked = [(p.benchmark, p.task_id, decoding) for decoding in plan.params for p in problems]
-    figures, missing, failed = summarize(read_samples(ctx, plan, cfg.evaluate.reference), asked,
-                                         cfg.evaluate.k, cfg.evaluate.reference)
-    if figures:
-        rows = [(ctx.run_id, plan.eval_id, plan.model, r["benchmark"], r["variant"], r["decoding"],
-                 r["k"], float(r["pass_at_k"]), r["n_tasks"], r["n_samples"]) for r in figures]
-        # Keyed by run id: one write per run, so an append (a MERGE costs a table scan).
-        ctx.lake.append(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
+    summary = run(stage_for(problems), ctx)
+    figures, missing, failed = summarize(read_samples(ctx, plan, cfg.evaluate.reference),
+                                         asked(problems, plan), cfg.evaluate.k, cfg.evaluate.reference)
     return EvalOutcome(plan.eval_id, plan.model, summary, figures, failed, missing)

@@ -30,34 +30,32 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame
 
 from jobs.core.config import SandboxConfig
 from jobs.core.context import Context
-from jobs.core.runner import (
+from jobs.core.failures import StageError
+from jobs.core.readers import runnable
+from jobs.core.stage import Chunking, Stage
+from schemas import EXECUTIONS, RESPONSES
+from schemas.outcome import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
     RETRY_ERROR,
     SOURCE_KEY,
-    StageError,
-    StageSummary,
     outcome_schema,
-    pending_input,
-    run_stage,
 )
-from schemas import EXECUTIONS, RESPONSES
-from udfs.parse import ASSERTIONS, ParsedResponse, program_for
+from udfs.parse import ParsedResponse, program_for
 from udfs.sandbox import Limits, Outcome, choose_isolation, run_program
 
 log = logging.getLogger("selfalign")
 
-STAGE = "execute"
+NAME = "execute"
 KEY = "response_id"
 OUTCOME_SCHEMA = outcome_schema(EXECUTIONS)
 OUTPUT_ROWS = 64  # outcome rows per pandas frame handed back to Spark
@@ -75,6 +73,7 @@ class SandboxPlan:
     workers: int | None  # sandbox.parallelism; None: from the executor's cores
     task_slots: int = 1  # tasks an executor runs at once, sharing its cores
     cgroup_parent: str | None = None  # sandbox.cgroup_parent
+    partitions: int = 2  # tasks the responses are spread over
 
     @classmethod
     def from_config(cls, cfg: SandboxConfig, task_slots: int = 1) -> SandboxPlan:
@@ -159,10 +158,10 @@ def _frames(rows: Iterator[dict[str, Any]], names: list[str]) -> Iterator[pd.Dat
     for row in rows:
         group.append(row)
         if len(group) >= OUTPUT_ROWS:
-            yield pd.DataFrame([{n: r.get(n) for n in names} for r in group], columns=names)
+            yield pd.DataFrame([{n: r.get(n) for n in names} for r in group], columns=pd.Index(names))
             group = []
     if group:
-        yield pd.DataFrame([{n: r.get(n) for n in names} for r in group], columns=names)
+        yield pd.DataFrame([{n: r.get(n) for n in names} for r in group], columns=pd.Index(names))
 
 
 # --- the stage ---------------------------------------------------------------------------
@@ -185,7 +184,7 @@ def task_slots(ctx: Context) -> int:
     return max(1, cores // max(1, per_task)) if cores else 1
 
 
-def transform(responses: DataFrame, ctx: Context, plan: SandboxPlan) -> DataFrame:
+def transform(responses: DataFrame, plan: SandboxPlan) -> DataFrame:
     """(response_id, instruction_id, code, tests) -> one outcome row per response."""
     names = OUTCOME_SCHEMA.fieldNames()
 
@@ -193,43 +192,32 @@ def transform(responses: DataFrame, ctx: Context, plan: SandboxPlan) -> DataFram
         records = (record for batch in batches for record in batch.to_dict("records"))
         yield from _frames(execution_rows(records, plan), names)
 
-    tasks = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
     return (
         responses.select(KEY, "instruction_id", "code", "tests")
-        .repartition(tasks, KEY)
+        .repartition(plan.partitions, KEY)
         .mapInPandas(run_batches, schema=OUTCOME_SCHEMA)
     )
 
 
-def _present(column: str) -> Column:
-    return F.col(column).isNotNull() & (F.length(F.trim(F.col(column))) > 0)
+def read(ctx: Context) -> DataFrame:
+    return runnable(ctx.lake.read(RESPONSES)).select(KEY, "instruction_id", "code", "tests")
 
 
-def runnable(responses: DataFrame) -> DataFrame:
-    """Responses with an implementation and tests that can fail: what the sandbox can judge."""
-    tests_can_fail = ~F.array_contains(F.col("missing"), ASSERTIONS)
-    return responses.where(_present("code") & _present("tests") & tests_can_fail)
-
-
-def pending(ctx: Context) -> DataFrame:
-    responses = runnable(ctx.lake.read(RESPONSES)).select(KEY, "instruction_id", "code", "tests")
-    return pending_input(ctx, STAGE, responses, KEY)
-
-
-def require_sandbox(cfg: SandboxConfig) -> str:
-    """The isolation level runs will get here; stops the stage when the config refuses it."""
+def settings(ctx: Context) -> SandboxPlan:
+    """The plan executors get; stops the stage when the config refuses this machine's level."""
+    cfg = ctx.cfg.sandbox
     level, refusal = choose_isolation(cfg.isolation, cfg.allow_weaker, cfg.cgroup_parent)
     if refusal is not None:
-        raise StageError(f"{STAGE}: {refusal}")
+        raise StageError(f"{NAME}: {refusal}")
     if level == "process":
-        log.warning("[%s] isolation 'process': programs see the host's network and files", STAGE)
-    return level
+        log.warning("[%s] isolation 'process': programs see the host's network and files", NAME)
+    tasks = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+    plan = replace(SandboxPlan.from_config(cfg, task_slots(ctx)), partitions=tasks)
+    log.info("[%s] isolation %s; %s", NAME, level, plan.describe())
+    return plan
 
 
-def run(ctx: Context) -> StageSummary:
-    level = require_sandbox(ctx.cfg.sandbox)
-    plan = SandboxPlan.from_config(ctx.cfg.sandbox, task_slots(ctx))
-    log.info("[%s] isolation %s; %s", STAGE, level, plan.describe())
-    return run_stage(ctx, STAGE, EXECUTIONS, pending(ctx), KEY,
-                     transform=lambda part: transform(part, ctx, plan),
-                     chunk_rows=ctx.cfg.execute.chunk_rows, verdicts=True)
+STAGE = Stage(
+    name=NAME, output=EXECUTIONS, key=KEY, read=read, settings=settings, transform=transform,
+    chunking=Chunking(rows=lambda cfg: cfg.execute.chunk_rows), verdicts=True,
+)

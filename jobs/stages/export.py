@@ -35,10 +35,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.core.config import ExportConfig
-from jobs.core.runner import StageSummary, run_step
+from jobs.core.stage import Step
+
+if TYPE_CHECKING:
+    from jobs.core.runner import StageSummary
 
 log = logging.getLogger("selfalign")
 
@@ -283,6 +286,7 @@ class ParquetWriter:
 
         if self.writer is None:
             self._open()
+        assert self.writer is not None
         if self.buffer:
             self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
             self.buffer = []
@@ -369,10 +373,10 @@ def export_dataset(ctx: Any, fmt: str, out: str | Path) -> dict[str, Any]:
     return info
 
 
-def run(ctx: Any) -> StageSummary:
+def export_step(ctx: Any, summary: StageSummary) -> None:
     """The DAG's last step: export.format files of the whole sft table into export.out."""
-    def action(summary: StageSummary) -> None:
-        info = export_dataset(ctx, ctx.cfg.export.format, ctx.cfg.export.out)
-        summary.rows_in = summary.rows_out = sum(s["num_examples"] for s in info["splits"].values())
+    info = export_dataset(ctx, ctx.cfg.export.format, ctx.cfg.export.out)
+    summary.rows_in = summary.rows_out = sum(s["num_examples"] for s in info["splits"].values())
 
-    return run_step(ctx, "export", action)
+
+STEP = Step(name="export", action=export_step)

@@ -7,37 +7,32 @@ functions (kept or rejected by a heuristic rule) or one file-level reject.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
-from pyspark.sql.utils import AnalysisException
 
 from jobs.core.config import ExtractConfig
 from jobs.core.context import Context
-from jobs.core.runner import (
+from jobs.core.failures import StageError
+from jobs.core.stage import Stage
+from schemas import FUNCTIONS
+from schemas.outcome import (
     ITEM_ID,
-    OUTCOME_COLUMNS,
     REJECT_DETAIL,
     REJECT_REASON,
     SOURCE_KEY,
-    StageError,
-    StageSummary,
-    pending_input,
-    run_stage,
+    outcome_frame,
+    outcome_schema,
 )
-from schemas import FUNCTIONS
 from udfs.extract import KNOWN_RULES, FileReject, RuleSet, check_rules, extract_file
 
-STAGE = "extract"
+NAME = "extract"
 KEY = "hexsha"
-
-OUTCOME_SCHEMA = StructType(
-    [StructField(f.name, f.dataType, True) for f in FUNCTIONS.schema.fields if f.name != "run_id"]
-    + [StructField(name, StringType(), True) for name in OUTCOME_COLUMNS]
-)
+OUTCOME_SCHEMA = outcome_schema(FUNCTIONS)
 SOURCE_COLUMNS = ("hexsha", "repo", "path", "licenses", "stars")
 
 
@@ -48,10 +43,10 @@ def read_files(ctx: Context) -> DataFrame:
         raw = ctx.spark.read.parquet(path)
     except AnalysisException as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StageError(f"extract: cannot read input parquet '{path}': {first_line}") from None
+        raise StageError(f"{NAME}: cannot read input parquet '{path}': {first_line}") from None
     missing = {"hexsha", "content"} - set(raw.columns)
     if missing:
-        raise StageError(f"extract: input '{path}' lacks The Stack column(s): {', '.join(sorted(missing))}")
+        raise StageError(f"{NAME}: input '{path}' lacks The Stack column(s): {', '.join(sorted(missing))}")
 
     def column(name: str, default: Any = None) -> Any:
         return F.col(name) if name in raw.columns else F.lit(default)
@@ -72,7 +67,7 @@ def read_files(ctx: Context) -> DataFrame:
 def _rule_set(cfg: ExtractConfig) -> RuleSet:
     unknown = sorted(set(cfg.rules) - set(KNOWN_RULES))
     if unknown:
-        raise StageError(f"extract: unknown rule(s) {unknown}; known: {list(KNOWN_RULES)}")
+        raise StageError(f"{NAME}: unknown rule(s) {unknown}; known: {list(KNOWN_RULES)}")
     return RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports))
 
 
@@ -111,7 +106,6 @@ def _licenses(value: Any) -> list[str] | None:
 def extract_batches(batches: Iterator[pd.DataFrame], cfg: ExtractConfig) -> Iterator[pd.DataFrame]:
     rules = _rule_set(cfg)
     marker_re = rules.marker_pattern
-    names = OUTCOME_SCHEMA.fieldNames()
     for batch in batches:
         rows: list[dict[str, Any]] = []
         for record in batch.to_dict("records"):
@@ -119,19 +113,32 @@ def extract_batches(batches: Iterator[pd.DataFrame], cfg: ExtractConfig) -> Iter
             if record.get("stars") is not None and pd.isna(record["stars"]):
                 record["stars"] = None
             rows.extend(outcomes_of_file(record, rules, marker_re, cfg.max_file_bytes))
-        yield pd.DataFrame(rows, columns=names).astype({"line_count": "Int32", "arg_count": "Int32", "stars": "Int64"})
+        # Absent keys become None (a column of NaN floats would not convert to strings).
+        yield outcome_frame(rows, OUTCOME_SCHEMA).astype(
+            {"line_count": "Int32", "arg_count": "Int32", "stars": "Int64"})
 
 
-def transform(files: DataFrame, known_ids: DataFrame, cfg: ExtractConfig) -> DataFrame:
+@dataclass(frozen=True)
+class ExtractSettings:
+    cfg: ExtractConfig
+    known_ids: DataFrame  # function_id of every function already in the lake
+
+
+def settings(ctx: Context) -> ExtractSettings:
+    _rule_set(ctx.cfg.extract)  # an unknown rule fails on the driver, before any task starts
+    return ExtractSettings(ctx.cfg.extract, ctx.lake.read(FUNCTIONS).select("function_id"))
+
+
+def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
     """Files -> outcome rows; exact duplicate functions keep one copy (most stars, then hexsha)."""
-    _rule_set(cfg)  # fail on the driver, before any task starts
+    cfg = settings.cfg
     outcomes = files.mapInPandas(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
 
     kept = F.col(REJECT_REASON).isNull()
     first_copy = Window.partitionBy("function_id").orderBy(
         F.col("stars").desc_nulls_last(), F.col("hexsha").asc()
     )
-    known = known_ids.select(F.col("function_id"), F.lit(True).alias("_known"))
+    known = settings.known_ids.select(F.col("function_id"), F.lit(True).alias("_known"))
     ranked = (
         outcomes.withColumn("_rank", F.when(kept, F.row_number().over(first_copy)))
         .withColumn("_first_hexsha", F.when(kept, F.first("hexsha").over(first_copy)))
@@ -150,13 +157,6 @@ def transform(files: DataFrame, known_ids: DataFrame, cfg: ExtractConfig) -> Dat
     )
 
 
-def pending(ctx: Context) -> DataFrame:
-    return pending_input(ctx, STAGE, read_files(ctx), KEY)
-
-
-def run(ctx: Context) -> StageSummary:
-    known = ctx.lake.read(FUNCTIONS).select("function_id")
-    return run_stage(
-        ctx, STAGE, FUNCTIONS, pending(ctx), KEY,
-        transform=lambda part: transform(part, known, ctx.cfg.extract),
-    )
+STAGE = Stage(
+    name=NAME, output=FUNCTIONS, key=KEY, read=read_files, settings=settings, transform=transform,
+)

@@ -1,26 +1,39 @@
-"""Shared plumbing of the LLM stages (judge, concepts, instruct, respond).
+"""Shared plumbing of the LLM stages (judge, concepts, instruct, respond): each is a row
+handler plus a declaration made by `llm_stage`.
 
-A stage supplies `handle(records, engine) -> outcome rows`: pure Python that builds
-prompts, calls the engine once for the whole group and parses the answers. This
-module runs it inside `mapInPandas` with one engine per Python worker, groups
-rows into large engine calls (continuous batching), places tasks on GPUs, and
-fails the stage on the driver when no engine is configured.
+A stage supplies `rows(records, engine, settings) -> outcome rows`: pure Python that
+builds prompts, calls the engine once for the whole group and parses the answers. This
+module runs it inside `mapInPandas` with one engine per Python worker, groups rows into
+large engine calls (continuous batching), places tasks on GPUs, and fails the stage on
+the driver when no engine is configured.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
-from jobs.core.config import LLMConfig, PipelineConfig, SamplingConfig
+from jobs.core.config import PipelineConfig, SamplingConfig
 from jobs.core.context import Context
-from jobs.core.runner import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, StageError, outcome_frame
-from udfs.llm import Engine, EngineError, Generation, SamplingParams, get_engine, make_engine
+from jobs.core.failures import StageError
+from jobs.core.stage import Chunking, Stage
+from schemas import TableSpec
+from schemas.outcome import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, outcome_frame, outcome_schema
+from udfs.llm import (
+    Engine,
+    EngineError,
+    EngineSettings,
+    Generation,
+    SamplingParams,
+    get_engine,
+    make_engine,
+)
 from udfs.prompts import PromptSet, load_prompts, stop_sequences
 
 Handler = Callable[[list[dict[str, Any]], Engine], list[dict[str, Any]]]
@@ -57,13 +70,37 @@ def failure(generation: Generation) -> dict[str, Any]:
 def require_engine(cfg: PipelineConfig, stage: str) -> None:
     """Fail the stage at its start, with the message saying how to configure an engine."""
     try:
-        make_engine(cfg.llm).check()
+        make_engine(EngineSettings.from_settings(cfg.llm)).check()
     except EngineError as exc:
         raise StageError(f"{stage}: {exc}") from None
 
 
 def load_stage_prompts(cfg: PipelineConfig) -> PromptSet:
     return load_prompts(cfg.generation.prompts_dir)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What an LLM stage's tasks need: plain values pickled into them."""
+
+    engine: EngineSettings
+    group_size: int  # rows per engine call (generation.batch_rows)
+    tasks: int  # tasks the rows are spread over
+    gpu_profile: bool  # ask Spark for one GPU per task (classic Spark clusters)
+    sampling: SamplingConfig | None = None  # the stage's generation.<stage> section
+    prompts: PromptSet | None = None
+    seed: int = 0  # run.seed: per-row sampling seeds derive from it
+
+
+def generation_settings(ctx: Context, stage: str, sampling: SamplingConfig | None = None,
+                        prompts: PromptSet | None = None) -> GenerationSettings:
+    """Settings of an LLM stage; fails here, at its start, when no engine is configured."""
+    require_engine(ctx.cfg, stage)
+    return GenerationSettings(
+        engine=EngineSettings.from_settings(ctx.cfg.llm), group_size=ctx.cfg.generation.batch_rows,
+        tasks=_task_count(ctx), gpu_profile=ctx.cfg.generation.gpu_resource_profile,
+        sampling=sampling, prompts=prompts, seed=ctx.cfg.run.seed,
+    )
 
 
 def _regroup(batches: Iterator[pd.DataFrame], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -91,10 +128,10 @@ def _gpu_profile() -> Any:
     return ResourceProfileBuilder().require(TaskResourceRequests().cpus(1).resource("gpu", 1)).build
 
 
-def generate(ctx: Context, rows: DataFrame, key: str, schema: StructType, handle: Handler) -> DataFrame:
+def generate(rows: DataFrame, key: str, schema: StructType, settings: GenerationSettings,
+             handle: Handler) -> DataFrame:
     """Run `handle` over `rows` on executors, one cached engine per Python worker."""
-    llm: LLMConfig = ctx.cfg.llm
-    group_size = ctx.cfg.generation.batch_rows
+    llm, group_size = settings.engine, settings.group_size
 
     def run_groups(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         engine = get_engine(llm)
@@ -102,7 +139,28 @@ def generate(ctx: Context, rows: DataFrame, key: str, schema: StructType, handle
             outcomes = handle(records, engine)
             yield outcome_frame(outcomes, schema)
 
-    spread = rows.repartition(_task_count(ctx), key)
-    if ctx.cfg.generation.gpu_resource_profile:
+    spread = rows.repartition(settings.tasks, key)
+    if settings.gpu_profile:
         return spread.mapInPandas(run_groups, schema=schema, profile=_gpu_profile())
     return spread.mapInPandas(run_groups, schema=schema)
+
+
+RowHandler = Callable[[list[dict[str, Any]], Engine, GenerationSettings], list[dict[str, Any]]]
+
+
+def llm_stage(name: str, output: TableSpec, key: str, read: Callable[[Context], DataFrame],
+              rows: RowHandler, verdicts: bool = False) -> Stage[GenerationSettings]:
+    """The declaration of an LLM stage: its sampling is generation.<name>, its prompts
+    generation.prompts_dir, its chunks generation.chunk_rows."""
+    schema = outcome_schema(output)
+
+    def settings(ctx: Context) -> GenerationSettings:
+        return generation_settings(ctx, name, getattr(ctx.cfg.generation, name),
+                                   load_stage_prompts(ctx.cfg))
+
+    def transform(part: DataFrame, settings: GenerationSettings) -> DataFrame:
+        return generate(part, key, schema, settings, lambda records, engine: rows(records, engine, settings))
+
+    return Stage(name=name, output=output, key=key, read=read, settings=settings,
+                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.generation.chunk_rows),
+                 verdicts=verdicts, needs_engine=True)

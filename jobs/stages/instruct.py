@@ -8,31 +8,30 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from jobs.core.context import Context
-from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
 from jobs.stages.generation import (
+    GenerationSettings,
     failure,
-    generate,
     lineage,
-    load_stage_prompts,
-    require_engine,
+    llm_stage,
     sampling,
 )
 from schemas import CONCEPTS, INSTRUCTIONS
 from udfs.llm import Engine
 from udfs.parse import parse_instruction
-from udfs.prompts import PromptSet, instruct_prompt, pick_category_difficulty, prompt_version
+from udfs.prompts import instruct_prompt, pick_category_difficulty, prompt_version
 
-STAGE = "instruct"
+NAME = "instruct"
 KEY = "seed_id"
-OUTCOME_SCHEMA = outcome_schema(INSTRUCTIONS)
 
 
 def instruction_id(seed_id: str, instruction: str) -> str:
     return hashlib.sha256(f"{seed_id}\n{instruction}".encode()).hexdigest()
 
 
-def instruction_rows(records: list[dict[str, Any]], engine: Engine, prompts: PromptSet,
-                     cfg: Any) -> list[dict[str, Any]]:
+def instruction_rows(records: list[dict[str, Any]], engine: Engine,
+        settings: GenerationSettings) -> list[dict[str, Any]]:
+    prompts, cfg = settings.prompts, settings.sampling
+    assert prompts is not None and cfg is not None
     params = sampling(cfg, "instruct")
     picks = [pick_category_difficulty(r[KEY], prompts) for r in records]
     texts = [
@@ -61,19 +60,8 @@ def instruction_rows(records: list[dict[str, Any]], engine: Engine, prompts: Pro
     return rows
 
 
-def transform(concepts: DataFrame, ctx: Context, prompts: PromptSet) -> DataFrame:
-    cfg = ctx.cfg.generation.instruct
-    return generate(ctx, concepts, KEY, OUTCOME_SCHEMA,
-                    lambda records, engine: instruction_rows(records, engine, prompts, cfg))
+def read(ctx: Context) -> DataFrame:
+    return ctx.lake.read(CONCEPTS).select(KEY, "concepts")
 
 
-def pending(ctx: Context) -> DataFrame:
-    return pending_input(ctx, STAGE, ctx.lake.read(CONCEPTS).select(KEY, "concepts"), KEY)
-
-
-def run(ctx: Context) -> StageSummary:
-    require_engine(ctx.cfg, STAGE)
-    prompts = load_stage_prompts(ctx.cfg)
-    return run_stage(ctx, STAGE, INSTRUCTIONS, pending(ctx), KEY,
-                     transform=lambda part: transform(part, ctx, prompts),
-                     chunk_rows=ctx.cfg.generation.chunk_rows)
+STAGE = llm_stage(NAME, INSTRUCTIONS, KEY, read, instruction_rows)

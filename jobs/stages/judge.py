@@ -9,30 +9,29 @@ from __future__ import annotations
 from typing import Any
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from jobs.core.context import Context
-from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
+from jobs.core.readers import REPRESENTATIVES, functions_through
 from jobs.stages.generation import (
+    GenerationSettings,
     failure,
-    generate,
     lineage,
-    load_stage_prompts,
-    require_engine,
+    llm_stage,
     sampling,
 )
-from schemas import FUNCTIONS, QUALITY
+from schemas import QUALITY
 from udfs.llm import Engine
 from udfs.parse import parse_judge
-from udfs.prompts import PromptSet, judge_prompt, prompt_version
+from udfs.prompts import judge_prompt, prompt_version
 
-STAGE = "judge"
+NAME = "judge"
 KEY = "function_id"
-OUTCOME_SCHEMA = outcome_schema(QUALITY)
 
 
-def judge_rows(records: list[dict[str, Any]], engine: Engine, prompts: PromptSet,
-               cfg: Any) -> list[dict[str, Any]]:
+def judge_rows(records: list[dict[str, Any]], engine: Engine,
+        settings: GenerationSettings) -> list[dict[str, Any]]:
+    prompts, cfg = settings.prompts, settings.sampling
+    assert prompts is not None and cfg is not None
     """Outcome rows for a group of candidates (plain Python; unit-tested with a fake engine)."""
     params = sampling(cfg, "judge")
     texts = [judge_prompt(r["code"], prompts, r[KEY]) for r in records]
@@ -55,27 +54,9 @@ def judge_rows(records: list[dict[str, Any]], engine: Engine, prompts: PromptSet
     return rows
 
 
-def transform(candidates: DataFrame, ctx: Context, prompts: PromptSet) -> DataFrame:
-    cfg = ctx.cfg.generation.judge
-    return generate(ctx, candidates, KEY, OUTCOME_SCHEMA,
-                    lambda records, engine: judge_rows(records, engine, prompts, cfg))
+def read(ctx: Context) -> DataFrame:
+    """Dedup's cluster representatives: the seed candidates."""
+    return functions_through(ctx, REPRESENTATIVES).select(KEY, "code")
 
 
-def pending(ctx: Context) -> DataFrame:
-    from jobs.stages.dedup import seeds as representatives
-
-    return pending_input(ctx, STAGE, representatives(ctx).select(KEY, "code"), KEY)
-
-
-def run(ctx: Context) -> StageSummary:
-    require_engine(ctx.cfg, STAGE)
-    prompts = load_stage_prompts(ctx.cfg)
-    return run_stage(ctx, STAGE, QUALITY, pending(ctx), KEY,
-                     transform=lambda part: transform(part, ctx, prompts),
-                     chunk_rows=ctx.cfg.generation.chunk_rows, verdicts=True)
-
-
-def seeds(ctx: Context) -> DataFrame:
-    """Functions the judge kept: the seeds of Self-OSS-Instruct (FUNCTIONS columns)."""
-    good = ctx.lake.read(QUALITY).where(F.col("good")).select(KEY)
-    return ctx.lake.read(FUNCTIONS).join(good, on=KEY, how="inner")
+STAGE = llm_stage(NAME, QUALITY, KEY, read, judge_rows, verdicts=True)

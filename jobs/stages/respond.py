@@ -13,32 +13,32 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from jobs.core.context import Context
-from jobs.core.runner import StageSummary, outcome_schema, pending_input, run_stage
 from jobs.stages.generation import (
+    GenerationSettings,
     failure,
-    generate,
     lineage,
-    load_stage_prompts,
-    require_engine,
+    llm_stage,
     row_seed,
     sampling,
 )
 from schemas import INSTRUCTIONS, RESPONSES
 from udfs.llm import Engine
 from udfs.parse import parse_response, unrunnable_reason
-from udfs.prompts import PromptSet, prompt_version, respond_prompt
+from udfs.prompts import prompt_version, respond_prompt
 
-STAGE = "respond"
+NAME = "respond"
 KEY = "instruction_id"
-OUTCOME_SCHEMA = outcome_schema(RESPONSES)
 
 
 def response_id(instruction_id: str, index: int) -> str:
     return hashlib.sha256(f"{instruction_id}#{index}".encode()).hexdigest()
 
 
-def response_rows(records: list[dict[str, Any]], engine: Engine, prompts: PromptSet,
-                  cfg: Any, base_seed: int) -> list[dict[str, Any]]:
+def response_rows(records: list[dict[str, Any]], engine: Engine,
+        settings: GenerationSettings) -> list[dict[str, Any]]:
+    prompts, cfg = settings.prompts, settings.sampling
+    assert prompts is not None and cfg is not None
+    base_seed = settings.seed
     params = [sampling(cfg, "respond", row_seed(r[KEY], base_seed)) for r in records]
     texts = [respond_prompt(r["instruction"], prompts) for r in records]
     version = prompt_version("respond", prompts)
@@ -66,20 +66,8 @@ def response_rows(records: list[dict[str, Any]], engine: Engine, prompts: Prompt
     return rows
 
 
-def transform(instructions: DataFrame, ctx: Context, prompts: PromptSet) -> DataFrame:
-    cfg = ctx.cfg.generation.respond
-    base_seed = ctx.cfg.run.seed
-    return generate(ctx, instructions, KEY, OUTCOME_SCHEMA,
-                    lambda records, engine: response_rows(records, engine, prompts, cfg, base_seed))
+def read(ctx: Context) -> DataFrame:
+    return ctx.lake.read(INSTRUCTIONS).select(KEY, "instruction")
 
 
-def pending(ctx: Context) -> DataFrame:
-    return pending_input(ctx, STAGE, ctx.lake.read(INSTRUCTIONS).select(KEY, "instruction"), KEY)
-
-
-def run(ctx: Context) -> StageSummary:
-    require_engine(ctx.cfg, STAGE)
-    prompts = load_stage_prompts(ctx.cfg)
-    return run_stage(ctx, STAGE, RESPONSES, pending(ctx), KEY,
-                     transform=lambda part: transform(part, ctx, prompts),
-                     chunk_rows=ctx.cfg.generation.chunk_rows, verdicts=True)
+STAGE = llm_stage(NAME, RESPONSES, KEY, read, response_rows, verdicts=True)

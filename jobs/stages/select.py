@@ -27,38 +27,31 @@ headings and any leaked continuation. A global operation: one chunk per run.
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from jobs.core.config import DedupConfig, SelectConfig
 from jobs.core.context import Context
-from jobs.core.runner import (
-    ITEM_ID,
-    REJECT_DETAIL,
-    REJECT_REASON,
-    SOURCE_KEY,
-    StageSummary,
-    outcome_schema,
-    pending_input,
-    run_stage,
-)
-from jobs.stages.dedup import (
+from jobs.core.pandas_udf import series_udf
+from jobs.core.readers import runnable
+from jobs.core.stage import WHOLE_INPUT, Stage
+from jobs.ops.components import connected_components
+from jobs.ops.lsh import (
+    LSHParams,
     band_keys,
     candidate_pairs,
     confirmed_edges,
-    connected_components,
     signatures,
     with_jaccard,
 )
-from jobs.stages.execute import runnable
 from schemas import EXECUTIONS, FUNCTIONS, INSTRUCTIONS, PROGRESS, RESPONSES, SFT
+from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
 from udfs.parse import clean_response
 
-STAGE = "select"
+NAME = "select"
 KEY = "instruction_id"
 OUTCOME_SCHEMA = outcome_schema(SFT)
 
@@ -68,20 +61,16 @@ DUPLICATE_RESPONSE = "duplicate_response"
 NEAR_DUPLICATE = "near_duplicate_instruction"
 
 
-def minhash_config(cfg: SelectConfig) -> DedupConfig:
-    """The dedup stage's settings type, for reusing its LSH functions on instructions."""
-    return DedupConfig(threshold=cfg.instruction_threshold, num_perm=cfg.num_perm,
-                       shingle_size=cfg.shingle_size, seed=cfg.seed, max_iterations=cfg.max_iterations)
-
-
 def normalized(column: str) -> Column:
     """Whitespace-normalized text: runs of whitespace become one space, ends trimmed."""
     return F.trim(F.regexp_replace(F.col(column), r"\s+", " "))
 
 
-@F.pandas_udf(StringType())
-def _clean(responses: pd.Series) -> pd.Series:
+def _clean_series(responses: pd.Series) -> pd.Series:
     return responses.map(clean_response)
+
+
+_clean = series_udf(_clean_series, StringType())
 
 
 # --- step 1: choose ----------------------------------------------------------------------
@@ -138,32 +127,28 @@ def exact_duplicates(nodes: DataFrame, text: str) -> DataFrame:
     )
 
 
-def near_duplicates(nodes: DataFrame, cfg: DedupConfig) -> DataFrame:
+def near_duplicates(nodes: DataFrame, cfg: LSHParams) -> DataFrame:
     """(instruction_id, kept_id, jaccard) of new nodes in a near-duplicate group led by another.
 
     `nodes`: instruction_id, is_new, instruction. Candidates need a new node on one side;
     two existing rows are never compared again. The group's keeper: its smallest
     existing id if any, else its smallest new id.
     """
-    as_functions = nodes.select(F.col(KEY).alias("function_id"), F.col("instruction").alias("code"), "is_new")
-    sigs = signatures(as_functions, cfg).join(
-        as_functions.select("function_id", "is_new"), on="function_id", how="inner"
-    ).localCheckpoint()
-    edges = confirmed_edges(candidate_pairs(band_keys(sigs, cfg)), sigs.select("function_id", "signature"),
+    items = nodes.select(F.col(KEY).alias("id"), F.col("instruction").alias("text"), "is_new")
+    sigs = signatures(items, cfg).join(items.select("id", "is_new"), on="id", how="inner").localCheckpoint()
+    edges = confirmed_edges(candidate_pairs(band_keys(sigs, cfg)), sigs.select("id", "signature"),
                             cfg).localCheckpoint()
     labels, _ = connected_components(edges, cfg.max_iterations)
-    members = labels.join(sigs.select("function_id", "is_new"), on="function_id", how="inner")
-    keepers = members.groupBy("component").agg(
-        F.min(F.struct(F.col("is_new"), F.col("function_id"))).alias("_keep"))
+    members = labels.join(sigs.select("id", "is_new"), on="id", how="inner")
+    keepers = members.groupBy("component").agg(F.min(F.struct(F.col("is_new"), F.col("id"))).alias("_keep"))
     dropped = (
         members.where(F.col("is_new"))
         .join(keepers, on="component", how="inner")
-        .where(F.col("function_id") != F.col("_keep.function_id"))
-        .select("function_id", F.col("_keep.function_id").alias("kept_id"))
+        .where(F.col("id") != F.col("_keep.id"))
+        .select("id", F.col("_keep.id").alias("kept_id"))
     )
-    scored = with_jaccard(dropped, "function_id", "kept_id", sigs.select("function_id", "signature"),
-                          cfg.num_perm)
-    return scored.select(F.col("function_id").alias(KEY), "kept_id", "jaccard")
+    scored = with_jaccard(dropped, "id", "kept_id", sigs.select("id", "signature"), cfg.num_perm)
+    return scored.select(F.col("id").alias(KEY), "kept_id", "jaccard")
 
 
 # --- the transform -----------------------------------------------------------------------
@@ -172,10 +157,30 @@ def _rejects(rows: DataFrame, reason: str, detail: Column) -> DataFrame:
     return rows.select(KEY, F.lit(reason).alias(REJECT_REASON), detail.alias(REJECT_DETAIL))
 
 
-def transform(instructions: DataFrame, responses: DataFrame, executions: DataFrame,
-              functions: DataFrame, existing: DataFrame, cfg: SelectConfig, seed: int) -> DataFrame:
-    """Ready instructions (INSTRUCTIONS columns), all responses and executions, the source
-    functions, and the `sft` rows of earlier runs -> one outcome row per instruction."""
+@dataclass(frozen=True)
+class SelectSettings:
+    params: LSHParams  # near-duplicate instructions
+    seed: int  # run.seed: the draw among passing responses
+    # Lazy tables: all responses and executions, the source functions, and the `sft`
+    # rows of earlier runs.
+    responses: DataFrame
+    executions: DataFrame
+    functions: DataFrame
+    existing: DataFrame
+
+
+def settings(ctx: Context) -> SelectSettings:
+    lake = ctx.lake
+    return SelectSettings(
+        LSHParams.from_config(ctx.cfg.select, threshold="instruction_threshold"), ctx.cfg.run.seed,
+        lake.read(RESPONSES), lake.read(EXECUTIONS), lake.read(FUNCTIONS), lake.read(SFT),
+    )
+
+
+def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
+    """Ready instructions (INSTRUCTIONS columns) -> one outcome row per instruction."""
+    responses, executions, seed = settings.responses, settings.executions, settings.seed
+    functions, existing = settings.functions, settings.existing
     ids = instructions.select(KEY)
     theirs = responses.join(ids, on=KEY, how="inner")
     chosen = choose(theirs, executions, seed).select(
@@ -200,7 +205,7 @@ def transform(instructions: DataFrame, responses: DataFrame, executions: DataFra
     left = nodes.join(same_instruction.select(KEY), on=KEY, how="left_anti")
     same_response = exact_duplicates(left.select(KEY, "is_new", "_response"), "_response")
     left = left.join(same_response.select(KEY), on=KEY, how="left_anti")
-    near = near_duplicates(left.select(KEY, "is_new", "instruction"), minhash_config(cfg))
+    near = near_duplicates(left.select(KEY, "is_new", "instruction"), settings.params)
 
     rejected = (
         _rejects(no_passing, NO_PASSING, F.coalesce(F.col("detail"), F.lit("no responses")))
@@ -210,7 +215,7 @@ def transform(instructions: DataFrame, responses: DataFrame, executions: DataFra
             "same chosen response (whitespace-normalized) as %s", F.col("kept_id"))))
         .unionByName(_rejects(near, NEAR_DUPLICATE, F.format_string(
             "near duplicate of %s: estimated Jaccard %.3f (threshold %.2f)", F.col("kept_id"),
-            F.col("jaccard"), F.lit(cfg.instruction_threshold))))
+            F.col("jaccard"), F.lit(settings.params.threshold))))
     )
     sources = functions.select(
         F.col("function_id").alias("seed_id"), "hexsha", "repo", "path", "licenses")
@@ -251,17 +256,7 @@ def ready(ctx: Context) -> DataFrame:
     )
 
 
-def pending(ctx: Context) -> DataFrame:
-    return pending_input(ctx, STAGE, ready(ctx), KEY)
-
-
-def run(ctx: Context) -> StageSummary:
-    def stage_transform(part: DataFrame) -> DataFrame:
-        lake = ctx.lake
-        return transform(
-            part, lake.read(RESPONSES), lake.read(EXECUTIONS), lake.read(FUNCTIONS), lake.read(SFT),
-            ctx.cfg.select, ctx.cfg.run.seed,
-        )
-
-    return run_stage(ctx, STAGE, SFT, pending(ctx), KEY, transform=stage_transform,
-                     chunk_rows=sys.maxsize)  # dedup is global: one chunk
+STAGE = Stage(
+    name=NAME, output=SFT, key=KEY, read=ready, settings=settings, transform=transform,
+    chunking=WHOLE_INPUT,  # duplicates are found across all ready instructions: one chunk
+)

@@ -8,27 +8,26 @@ that isolates a function that crashes or hangs pyright).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from jobs.core.config import TypecheckConfig
 from jobs.core.context import Context
-from jobs.core.runner import (
+from jobs.core.failures import StageError
+from jobs.core.readers import DECONTAMINATED, functions_through
+from jobs.core.stage import Stage
+from schemas import TYPECHECK
+from schemas.outcome import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
     SOURCE_KEY,
-    StageError,
-    StageSummary,
     outcome_frame,
     outcome_schema,
-    pending_input,
-    run_stage,
 )
-from schemas import FUNCTIONS, TYPECHECK
 from udfs.typecheck import (
     RULE_CRASH,
     RULE_TIMEOUT,
@@ -39,7 +38,7 @@ from udfs.typecheck import (
     function_source,
 )
 
-STAGE = "typecheck"
+NAME = "typecheck"
 KEY = "function_id"
 
 OUTCOME_SCHEMA = outcome_schema(TYPECHECK)
@@ -58,7 +57,25 @@ def outcome(function_id: str, verdict: Verdict, version: str) -> dict[str, Any]:
     }
 
 
-def transform(functions: DataFrame, cfg: TypecheckConfig, version: str, partitions: int) -> DataFrame:
+@dataclass(frozen=True)
+class TypecheckSettings:
+    cfg: TypecheckConfig
+    pyright_version: str
+    partitions: int  # tasks at once: one pyright process each
+
+
+def settings(ctx: Context) -> TypecheckSettings:
+    try:
+        version = ensure_pyright()  # a missing node/pyright fails here, not in a task
+    except PyrightUnavailable as exc:
+        raise StageError(f"{NAME}: {exc}") from None
+    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+    return TypecheckSettings(ctx.cfg.typecheck, version, partitions)
+
+
+def transform(functions: DataFrame, settings: TypecheckSettings) -> DataFrame:
+    cfg, version, partitions = settings.cfg, settings.pyright_version, settings.partitions
+
     def check_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         pairs = (
             (fid, function_source(imports, code))
@@ -78,27 +95,11 @@ def transform(functions: DataFrame, cfg: TypecheckConfig, version: str, partitio
     return spread.mapInPandas(check_batches, schema=OUTCOME_SCHEMA)
 
 
-def pending(ctx: Context) -> DataFrame:
-    from jobs.stages.decontaminate import clean_functions
-
-    return pending_input(ctx, STAGE, clean_functions(ctx).select(KEY, "imports", "code"), KEY)
+def read(ctx: Context) -> DataFrame:
+    return functions_through(ctx, DECONTAMINATED).select(KEY, "imports", "code")
 
 
-def run(ctx: Context) -> StageSummary:
-    try:
-        version = ensure_pyright()  # a missing node/pyright fails here, not in a task
-    except PyrightUnavailable as exc:
-        raise StageError(f"typecheck: {exc}") from None
-    # One pyright process per task at a time: as many tasks as the session runs in parallel.
-    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
-    return run_stage(
-        ctx, STAGE, TYPECHECK, pending(ctx), KEY,
-        transform=lambda part: transform(part, ctx.cfg.typecheck, version, partitions),
-        verdicts=True,
-    )
-
-
-def passed_functions(ctx: Context) -> DataFrame:
-    """Functions that type-check: the dedup stage's input (FUNCTIONS columns)."""
-    passed = ctx.lake.read(TYPECHECK).where(F.col("passed")).select(KEY)
-    return ctx.lake.read(FUNCTIONS).join(passed, on=KEY, how="inner")
+STAGE = Stage(
+    name=NAME, output=TYPECHECK, key=KEY, read=read, settings=settings, transform=transform,
+    verdicts=True,
+)

@@ -26,8 +26,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.core.context import Context
+from jobs.core.failures import StageError
+from jobs.core.readers import DECONTAMINATED, REPRESENTATIVES, SEEDS, TYPECHECKED, Gate
 from jobs.core.registry import STAGES
-from jobs.core.runner import StageError
 
 LATEST = "latest"
 TOP_CONCEPTS = 20
@@ -56,18 +57,19 @@ class FunnelStep:
     distinct: str | None = None
 
 
+def gated(gate: Gate, label: str, stage: str) -> FunnelStep:
+    """A funnel step counting a verdict table's kept rows, as the next stage reads them."""
+    return FunnelStep(gate.name, label, stage, gate.table.name, gate.kept, (gate.column,))
+
+
 FUNNEL: tuple[FunnelStep, ...] = (
     FunnelStep("files", "files read", "extract", "progress",
                lambda: F.col("stage") == F.lit("extract"), ("stage", "input_key"), "input_key"),
     FunnelStep("functions", "functions extracted", "extract", "functions"),
-    FunnelStep("decontaminated", "not contaminated", "decontaminate", "decontamination",
-               lambda: ~F.col("contaminated"), ("contaminated",)),
-    FunnelStep("typechecked", "type-check passed", "typecheck", "typecheck",
-               lambda: F.col("passed"), ("passed",)),
-    FunnelStep("representatives", "dedup representatives", "dedup", "clusters",
-               lambda: F.col("is_representative"), ("is_representative",)),
-    FunnelStep("seeds", "judged good (seeds)", "judge", "quality",
-               lambda: F.col("good"), ("good",)),
+    gated(DECONTAMINATED, "not contaminated", "decontaminate"),
+    gated(TYPECHECKED, "type-check passed", "typecheck"),
+    gated(REPRESENTATIVES, "dedup representatives", "dedup"),
+    gated(SEEDS, "judged good (seeds)", "judge"),
     FunnelStep("concepts", "seeds with concepts", "concepts", "concepts"),
     FunnelStep("instructions", "instructions", "instruct", "instructions"),
     FunnelStep("responses", "responses", "respond", "responses"),
@@ -95,7 +97,7 @@ def _funnel(ctx: Context, tables: dict[str, DataFrame | None]) -> list[dict[str,
             continue
         readable.add(step.key)
         rows = df.where(step.where()) if step.where else df
-        counted = F.countDistinct(step.distinct) if step.distinct else F.count(F.lit(1))
+        counted = F.count_distinct(step.distinct) if step.distinct else F.count(F.lit(1))
         parts.append(rows.agg(counted.cast("long").alias("n")).select(F.lit(step.key).alias("key"), "n"))
     counts: dict[str, int] = {}
     if parts:
@@ -229,7 +231,7 @@ def _top_concepts(concepts: DataFrame | None, limit: int = TOP_CONCEPTS) -> list
     )
     top = (
         named.groupBy("concept")
-        .agg(F.countDistinct("seed_id").alias("seeds"))
+        .agg(F.count_distinct("seed_id").alias("seeds"))
         .orderBy(F.col("seeds").desc(), F.col("concept"))
         .limit(limit)
     )
@@ -244,7 +246,7 @@ def _run(runs: DataFrame | None, run_id: str | None) -> tuple[str, list[dict[str
         newest = runs.orderBy(F.col("started_at").desc(), F.col("run_id").desc()).select("run_id").first()
         if newest is None:
             return LATEST, []
-        run_id = newest["run_id"]
+        run_id = str(newest["run_id"])
     latest: dict[str, dict[str, Any]] = {}
     for r in runs.where(F.col("run_id") == F.lit(run_id)).collect():
         row = r.asDict()

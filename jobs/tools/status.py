@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from jobs.core.context import Context
 from jobs.core.registry import STAGES
+from jobs.core.runner import pending_of
+from jobs.core.stage import Stage
 from schemas import REJECTS, RUNS, TABLES
 
 
@@ -42,11 +42,11 @@ def _top_reasons(ctx: Context, per_stage: int = 3) -> dict[str, list[tuple[str, 
 
 
 def _pending(ctx: Context, stage: str) -> str:
-    module = importlib.import_module(STAGES[stage])
-    if not hasattr(module, "pending"):  # export rewrites its files from the table each run
+    declared = STAGES[stage]
+    if not isinstance(declared, Stage):  # a step (export) rewrites its files each run
         return "-"
     try:
-        return f"{module.pending(ctx).count():,}"
+        return f"{pending_of(declared, ctx).count():,}"
     except Exception as exc:  # an unreadable input is itself status worth showing
         return f"? ({type(exc).__name__})"
 

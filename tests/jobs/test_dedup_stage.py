@@ -20,8 +20,20 @@ from pyspark.sql import functions as F
 
 from jobs.core.config import load_config
 from jobs.core.context import Context
+from jobs.core.readers import REPRESENTATIVES, functions_through
+from jobs.core.runner import run
+from jobs.ops.components import connected_components
+from jobs.ops.lsh import (
+    BAND_SCHEMA,
+    LSHParams,
+    band_choice,
+    band_keys,
+    candidate_pairs,
+    confirmed_edges,
+)
 from jobs.stages import dedup
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES, PROGRESS, REJECTS, TYPECHECK
+from tests import minhash_reference
 from udfs import minhash
 from udfs.extract import extract_file
 
@@ -205,7 +217,7 @@ def lake(spark, tmp_path_factory) -> dict[str, Any]:
     ctx = context(root)
     load_snapshot(ctx, FIRST_SNAPSHOT)
     state: dict[str, Any] = {"root": root, "ctx": ctx}
-    state["first"] = dedup.run(ctx)
+    state["first"] = run(dedup.STAGE, ctx)
     state["first_clusters"] = cluster_rows(ctx)
     state["first_rejects"] = sorted(tuple(r) for r in ctx.lake.read(REJECTS).drop("run_id").collect())
     state["first_signatures"] = sorted(
@@ -214,7 +226,7 @@ def lake(spark, tmp_path_factory) -> dict[str, Any]:
     state["first_minhashes"] = len(state["first_signatures"])
     state["first_progress"] = ctx.lake.read(PROGRESS).count()
 
-    state["rerun"] = dedup.run(context(root))
+    state["rerun"] = run(dedup.STAGE, context(root))
     state["rerun_clusters"] = cluster_rows(ctx)
     state["rerun_rejects"] = sorted(tuple(r) for r in ctx.lake.read(REJECTS).drop("run_id").collect())
     state["rerun_minhashes"] = ctx.lake.read(MINHASHES).count()
@@ -222,7 +234,7 @@ def lake(spark, tmp_path_factory) -> dict[str, Any]:
 
     second = context(root)
     load_snapshot(second, SECOND_SNAPSHOT)
-    state["second"] = dedup.run(second)
+    state["second"] = run(dedup.STAGE, second)
     return state
 
 
@@ -263,23 +275,24 @@ def test_spark_components_equal_the_pure_reference(lake, spark):
     ctx = lake["ctx"]
     cfg = ctx.cfg.dedup
     rows = lake["first_signatures"]  # the first snapshot's, before the second one arrived
-    stored = spark.createDataFrame(rows, "function_id string, signature binary")
+    params = LSHParams.from_config(cfg)
+    stored = spark.createDataFrame(rows, "id string, signature binary")
     nodes = stored.withColumn("is_new", F.lit(True))
-    edges = dedup.confirmed_edges(dedup.candidate_pairs(dedup.band_keys(nodes, cfg)), stored, cfg)
+    edges = confirmed_edges(candidate_pairs(band_keys(nodes, params)), stored, params)
     spark_edges = {(r["lo"], r["hi"]) for r in edges.collect()}
 
     ids = [i for i, _ in rows]
     sigs = minhash.signatures_from_bytes([s for _, s in rows], cfg.num_perm)
-    bands, band_rows = dedup.band_choice(cfg)
-    pairs = minhash.candidate_pairs(ids, sigs, bands, band_rows)
-    pure_edges = minhash.confirmed_edges(pairs, dict(zip(ids, sigs, strict=True)), cfg.threshold)
+    bands, band_rows = band_choice(params)
+    pairs = minhash_reference.candidate_pairs(ids, sigs, bands, band_rows)
+    pure_edges = minhash_reference.confirmed_edges(pairs, dict(zip(ids, sigs, strict=True)), cfg.threshold)
     assert spark_edges == pure_edges
     assert len(pure_edges) >= sum(len(m) - 1 for m in FAMILIES.values())
 
-    labels, _ = dedup.connected_components(edges, cfg.max_iterations)
+    labels, _ = connected_components(edges, cfg.max_iterations)
     on_edges = {node for edge in pure_edges for node in edge}
-    pure = minhash.connected_components(pure_edges, ids)
-    assert {r["function_id"]: r["component"] for r in labels.collect()} == {
+    pure = minhash_reference.connected_components(pure_edges, ids)
+    assert {r["id"]: r["component"] for r in labels.collect()} == {
         node: label for node, label in pure.items() if node in on_edges
     }
     # And the stage's clusters are exactly those components.
@@ -301,9 +314,9 @@ def test_components_on_long_chains_converge_to_the_smallest_id(spark):
     edges += [(nodes[80], other) for other in nodes[81:90]]
     edges += [(rng.choice(nodes[:40]), rng.choice(nodes[:40])) for _ in range(5)]
     frame = spark.createDataFrame([(min(a, b), max(a, b)) for a, b in edges], "lo string, hi string")
-    labels, iterations = dedup.connected_components(frame, 50)
-    pure = minhash.connected_components(edges, [])
-    expected = spark.createDataFrame(sorted(pure.items()), "function_id string, component string")
+    labels, iterations = connected_components(frame, 50)
+    pure = minhash_reference.connected_components(edges, [])
+    expected = spark.createDataFrame(sorted(pure.items()), "id string, component string")
     assert_df_equality(labels, expected, ignore_row_order=True, ignore_nullable=True)
     assert 1 <= iterations < 20
 
@@ -313,9 +326,9 @@ def test_huge_buckets_link_to_their_smallest_member_and_skip_seed_pairs(spark):
         [*[(f"b{i}", True, 0, 7) for i in range(5)],  # one big bucket of new functions
          ("s1", False, 1, 9), ("s2", False, 1, 9), ("n1", True, 1, 9),  # two seeds and a new one
          ("s1", False, 2, 4), ("s2", False, 2, 4)],  # seeds only: ignored
-        dedup.BAND_SCHEMA,
+        BAND_SCHEMA,
     )
-    pairs = {(r["lo"], r["hi"]) for r in dedup.candidate_pairs(keys, max_full_bucket=3).collect()}
+    pairs = {(r["lo"], r["hi"]) for r in candidate_pairs(keys, max_full_bucket=3).collect()}
     assert pairs == {("b0", "b1"), ("b0", "b2"), ("b0", "b3"), ("b0", "b4"),
                      ("n1", "s1"), ("n1", "s2")}
 
@@ -356,7 +369,7 @@ def test_second_snapshot_joins_existing_seeds_and_keeps_them_representative(lake
         r for r in lake["first_clusters"] if r[0] in untouched
     ]
 
-    seed_rows = dedup.seeds(ctx).collect()
+    seed_rows = functions_through(ctx, REPRESENTATIVES).collect()
     assert list(seed_rows[0].asDict()) == FUNCTIONS.columns
     assert sorted(r["function_id"] for r in seed_rows) == sorted(
         i for i, row in clusters.items() if row["is_representative"]

@@ -35,7 +35,7 @@ def reference(spark, tmp_path_factory):
     lake = tmp_path_factory.mktemp("eval_ref") / "lake"
     overrides = ("evaluate.reference=true", "evaluate.limit=3")
     ctx = make(lake, *overrides)
-    return ctx, evaluate.run(ctx), lake, overrides
+    return ctx, evaluate.run_evaluation(ctx), lake, overrides
 
 
 def test_reference_solutions_score_100_on_every_set(reference):
@@ -68,7 +68,7 @@ def test_tables_hold_every_sample_and_figure(reference):
 def test_running_the_same_evaluation_again_reruns_nothing(reference):
     _, first, lake, overrides = reference
     ctx = make(lake, *overrides)
-    again = evaluate.run(ctx)
+    again = evaluate.run_evaluation(ctx)
     assert again.eval_id == first.eval_id and again.summary.rows_in == 0
     assert ctx.lake.read(EVAL_SAMPLES).count() == 12
     assert sorted(json.dumps(r, sort_keys=True) for r in again.results) == sorted(
@@ -78,7 +78,7 @@ def test_running_the_same_evaluation_again_reruns_nothing(reference):
 def test_wrong_code_scores_zero_greedy_and_sampled(spark, tmp_path):
     ctx = make(tmp_path / "lake", "llm.engine=python:tests.eval_engines:WrongEngine",
                "evaluate.limit=2", "evaluate.samples=2", "evaluate.k=[1, 2, 10]")
-    outcome = evaluate.run(ctx)
+    outcome = evaluate.run_evaluation(ctx)
     assert outcome.results and all(r["pass_at_k"] == 0.0 for r in outcome.results)
     ks = {(r["decoding"], r["k"]) for r in outcome.results}
     assert ks == {("greedy", 1), ("sampled", 1), ("sampled", 2)}  # k=10 needs 10 samples

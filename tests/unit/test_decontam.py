@@ -9,13 +9,15 @@ import json
 import pickle
 import sysconfig
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from jobs.core.config import DecontaminateConfig, load_config
+from jobs.core.config import load_config
 from udfs.decontam import (
     BenchmarkIndex,
+    DecontamSettings,
     build_index,
     build_index_from_config,
     find_contamination,
@@ -33,12 +35,13 @@ ORDINARY_FUNCTIONS = 1000
 
 
 @pytest.fixture(scope="module")
-def cfg(benchmarks_dir: Path) -> DecontaminateConfig:
-    return load_config().decontaminate.model_copy(update={"benchmarks_dir": str(benchmarks_dir)})
+def cfg(benchmarks_dir: Path) -> DecontamSettings:
+    settings = DecontamSettings.from_settings(load_config().decontaminate)
+    return replace(settings, benchmarks_dir=str(benchmarks_dir))
 
 
 @pytest.fixture(scope="module")
-def index(cfg: DecontaminateConfig) -> BenchmarkIndex:
+def index(cfg: DecontamSettings) -> BenchmarkIndex:
     return build_index_from_config(cfg)
 
 
@@ -160,7 +163,7 @@ def test_substring_rule_is_checked_first(index: BenchmarkIndex, humaneval: list[
 
 
 def test_mbpp_reference_code_reformatted_is_caught(
-    index: BenchmarkIndex, cfg: DecontaminateConfig, mbpp: list[dict]
+    index: BenchmarkIndex, cfg: DecontamSettings, mbpp: list[dict]
 ) -> None:
     """CRLF and tabs, as in MBPP's file, turned into what a repository would hold.
 

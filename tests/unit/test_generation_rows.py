@@ -8,14 +8,23 @@ import pytest
 
 from jobs.core.config import load_config
 from jobs.stages.concepts import concept_rows
+from jobs.stages.generation import GenerationSettings
 from jobs.stages.instruct import instruction_id, instruction_rows
 from jobs.stages.judge import judge_rows
 from jobs.stages.respond import response_id, response_rows
 from tests.stage_engine import StageEngine
+from udfs.llm import EngineSettings
 from udfs.prompts import load_prompts
 
 CFG = load_config(None, ["generation.respond.n=3"])
 PROMPTS = load_prompts()
+
+
+def settings(stage: str, seed: int = 0) -> GenerationSettings:
+    """What the stage's tasks get: its sampling section, the prompts and run.seed."""
+    return GenerationSettings(EngineSettings.from_settings(CFG.llm), group_size=8, tasks=1,
+                              gpu_profile=False, sampling=getattr(CFG.generation, stage),
+                              prompts=PROMPTS, seed=seed)
 
 
 def fn(name: str, doc: str) -> dict:
@@ -29,7 +38,7 @@ def engine() -> StageEngine:
 
 def test_judge_yes_no_and_unparseable(engine):
     records = [fn("good", "Return x."), fn("bad", "judged_bad"), fn("odd", "judged_weird")]
-    rows = {r["function_id"]: r for r in judge_rows(records, engine, PROMPTS, CFG.generation.judge)}
+    rows = {r["function_id"]: r for r in judge_rows(records, engine, settings("judge"))}
     good, bad, odd = (rows[r["function_id"]] for r in records)
     assert good["good"] is True and good.get("reject_reason") is None
     assert bad["good"] is False and bad["reject_reason"] == "judge_no"
@@ -42,11 +51,11 @@ def test_judge_yes_no_and_unparseable(engine):
 
 def test_concepts_then_instruction_rows(engine):
     seed = {"seed_id": "a" * 64, "code": fn("f", "Return x.")["code"]}
-    [concepts] = concept_rows([seed], engine, PROMPTS, CFG.generation.concepts)
+    [concepts] = concept_rows([seed], engine, settings("concepts"))
     # The double's answer: two fixed concepts and the seed's own name.
     assert concepts["concepts"] == ["arithmetic", "function definition", "f"]
     [instruction] = instruction_rows([{"seed_id": seed["seed_id"], "concepts": concepts["concepts"]}],
-                                     engine, PROMPTS, CFG.generation.instruct)
+                                     engine, settings("instruct"))
     assert instruction["instruction"].startswith("Write a function `double(x)`")
     assert "(concepts: arithmetic, function definition, f)" in instruction["instruction"]
     assert instruction["instruction_id"] == instruction_id(seed["seed_id"], instruction["instruction"])
@@ -60,7 +69,7 @@ def test_response_rows_samples_missing_parts_and_failures(engine):
         {"instruction_id": "2" * 64, "instruction": "Write `double(x)`. no_tests_please"},
         {"instruction_id": "3" * 64, "instruction": "Write `double(x)`. flaky_here"},
     ]
-    rows = response_rows(records, engine, PROMPTS, CFG.generation.respond, base_seed=42)
+    rows = response_rows(records, engine, settings("respond", seed=42))
     full = [r for r in rows if r["source_key"] == "1" * 64]
     assert [r["sample_index"] for r in full] == [0, 1, 2]
     assert [r["response_id"] for r in full] == [response_id("1" * 64, i) for i in range(3)]

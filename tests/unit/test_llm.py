@@ -1,11 +1,14 @@
-"""Engines behind udfs/llm.py: the openai engine against a real local HTTP server,
+"""Engines behind udfs/llm: the openai engine against a real local HTTP server,
 the test double loaded by dotted path, vLLM up to what runs without vllm."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import fields, replace
 from types import SimpleNamespace
 
 import pytest
@@ -13,10 +16,11 @@ import pytest
 from jobs.core.config import LLMConfig, load_config
 from tests.fake_engine import FakeEngine, FakeFailure, prompt_kind
 from tests.llm_server import LLMServer
-from udfs import llm_vllm
+from tests.paths import REPO
 from udfs.llm import (
     Engine,
     EngineError,
+    EngineSettings,
     EngineUnavailable,
     Generation,
     NoEngine,
@@ -25,7 +29,8 @@ from udfs.llm import (
     get_engine,
     make_engine,
 )
-from udfs.llm_openai import OpenAIEngine, request_body, retry_after_seconds
+from udfs.llm import vllm as llm_vllm
+from udfs.llm.openai import OpenAIEngine, request_body, retry_after_seconds
 
 FAST = {"backoff_seconds": 0.01, "backoff_max_seconds": 0.05, "check_timeout_seconds": 2.0}
 
@@ -42,9 +47,9 @@ def _fresh_cache() -> Iterator[None]:
     clear_engine_cache()
 
 
-def openai_cfg(server: LLMServer, **fields: object) -> LLMConfig:
+def openai_cfg(server: LLMServer, **overrides: object) -> EngineSettings:
     values = {"engine": "openai", "base_url": server.base_url, "model": "test-model", **FAST}
-    return LLMConfig(**{**values, **fields})
+    return EngineSettings(**{**values, **overrides})  # type: ignore[arg-type]
 
 
 def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
@@ -81,19 +86,36 @@ def test_config_default_is_none_and_engine_names_are_validated():
         load_config(None, ["llm.engine=vlm"])
 
 
+def test_engine_settings_mirror_the_llm_config():
+    """Every llm.* key reaches the engines, with the same defaults (the cache key is all of them)."""
+    assert {item.name for item in fields(EngineSettings)} == set(LLMConfig.model_fields)
+    assert EngineSettings.from_settings(LLMConfig()) == EngineSettings()
+    cfg = load_config(None, ["llm.engine=openai", "llm.api=chat", "llm.max_model_len=4096"])
+    settings = EngineSettings.from_settings(cfg.llm)
+    assert (settings.engine, settings.api, settings.max_model_len) == ("openai", "chat", 4096)
+
+
+@pytest.mark.parametrize(
+    "module", ["udfs.llm", "udfs.llm.base", "udfs.llm.openai", "udfs.llm.vllm", "udfs.llm.registry"]
+)
+def test_each_module_imports_first_without_a_cycle_or_jobs(module):
+    code = f"import sys, {module}; assert not [m for m in sys.modules if m.split('.')[0] == 'jobs']"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
 @pytest.mark.parametrize(
     ("engine", "cls"),
     [("none", NoEngine), ("openai", OpenAIEngine), ("vllm", llm_vllm.VLLMEngine),
      ("python:tests.fake_engine:FakeEngine", FakeEngine)],
 )
 def test_make_engine_builds_each_kind_without_side_effects(engine, cls):
-    built = make_engine(LLMConfig(engine=engine))
+    built = make_engine(EngineSettings(engine=engine))
     assert type(built) is cls and isinstance(built, Engine)
     assert built.describe()["engine"] in {engine, "fake"}
 
 
 def test_none_engine_says_how_to_configure_one():
-    engine = make_engine(LLMConfig())
+    engine = make_engine(EngineSettings())
     with pytest.raises(EngineUnavailable) as exc:
         engine.check()
     assert one_line(exc).startswith("llm.engine is 'none': set llm.engine=openai with llm.base_url=")
@@ -108,22 +130,22 @@ def test_none_engine_says_how_to_configure_one():
 )
 def test_python_engine_path_errors_name_the_key(spec, message):
     with pytest.raises(EngineUnavailable, match=message) as exc:
-        make_engine(LLMConfig(engine=spec))
+        make_engine(EngineSettings(engine=spec))
     assert f"llm.engine '{spec}'" in one_line(exc)
 
 
 def test_engine_cache_returns_one_engine_per_config():
-    cfg = LLMConfig(engine="python:tests.fake_engine:FakeEngine")
+    cfg = EngineSettings(engine="python:tests.fake_engine:FakeEngine")
     first = get_engine(cfg)
-    assert get_engine(LLMConfig(engine="python:tests.fake_engine:FakeEngine")) is first
-    assert get_engine(cfg.model_copy(update={"model": "other"})) is not first
+    assert get_engine(EngineSettings(engine="python:tests.fake_engine:FakeEngine")) is first
+    assert get_engine(replace(cfg, model="other")) is not first
 
 
 def test_vllm_cache_ignores_client_settings_and_keeps_one_model():
-    cfg = LLMConfig(engine="vllm")
+    cfg = EngineSettings(engine="vllm")
     first = get_engine(cfg)
-    assert get_engine(cfg.model_copy(update={"concurrency": 3})) is first
-    second = get_engine(cfg.model_copy(update={"dtype": "float16"}))
+    assert get_engine(replace(cfg, concurrency=3)) is first
+    second = get_engine(replace(cfg, dtype="float16"))
     assert second is not first
     assert get_engine(cfg) is not first  # evicted: one model per process
 
@@ -132,7 +154,7 @@ def test_vllm_cache_ignores_client_settings_and_keeps_one_model():
 
 
 def test_fake_engine_answers_by_prompt_kind_and_honours_stop_and_n():
-    engine = get_engine(LLMConfig(engine="python:tests.fake_engine:FakeEngine"))
+    engine = get_engine(EngineSettings(engine="python:tests.fake_engine:FakeEngine"))
     prompts = [
         "### Snippet\ndef f(): pass\n\n### Concepts\n",
         "### Concepts\nloops\n\n### Instruction\n",
@@ -152,7 +174,7 @@ def test_fake_engine_responder_is_pluggable_and_can_fail_a_prompt():
             raise FakeFailure("boom", transient=False)
         return [prompt.upper()]
 
-    engine = FakeEngine(LLMConfig(), responder=responder)
+    engine = FakeEngine(EngineSettings(), responder=responder)
     good, bad = engine.generate(["ok", "bad"], SamplingParams())
     assert good.texts == ["OK"]
     assert bad == Generation.failed("boom", transient=False)
@@ -296,7 +318,7 @@ def test_no_key_no_authorization_header(server, monkeypatch):
 
 def test_check_on_a_down_endpoint_is_one_line_naming_url_and_keys():
     url = f"http://127.0.0.1:{free_port()}/v1"
-    engine = make_engine(LLMConfig(engine="openai", base_url=url, check_timeout_seconds=2.0))
+    engine = make_engine(EngineSettings(engine="openai", base_url=url, check_timeout_seconds=2.0))
     with pytest.raises(EngineUnavailable) as exc:
         engine.check()
     message = one_line(exc)
@@ -333,7 +355,7 @@ def test_vllm_check_says_install_the_gpu_extra_when_vllm_is_absent(monkeypatch):
         llm_vllm.importlib.util, "find_spec",
         lambda name, *a: None if name == "vllm" else real_find_spec(name, *a),
     )
-    engine = make_engine(LLMConfig(engine="vllm"))
+    engine = make_engine(EngineSettings(engine="vllm"))
     with pytest.raises(EngineUnavailable) as exc:
         engine.check()
     assert one_line(exc).startswith("llm.engine is 'vllm' but vllm is not installed: pip install 'selfalign[gpu]'")
@@ -345,7 +367,7 @@ def test_vllm_check_without_cuda(monkeypatch):
     monkeypatch.setattr(llm_vllm.importlib.util, "find_spec", lambda name, *a: object())
     monkeypatch.setattr(llm_vllm, "_cuda_available", lambda: False)
     with pytest.raises(EngineUnavailable, match="no CUDA GPU"):
-        make_engine(LLMConfig(engine="vllm")).check()
+        make_engine(EngineSettings(engine="vllm")).check()
 
 
 def test_vllm_parameter_mapping():
@@ -353,12 +375,12 @@ def test_vllm_parameter_mapping():
     assert llm_vllm.vllm_sampling_kwargs(params) == {
         "n": 4, "temperature": 0.7, "top_p": 0.95, "max_tokens": 256, "stop": ["\n###"], "seed": 5,
     }
-    cfg = LLMConfig(engine="vllm", model="m", dtype="float16", tensor_parallel_size=2, seed=7)
+    cfg = EngineSettings(engine="vllm", model="m", dtype="float16", tensor_parallel_size=2, seed=7)
     assert llm_vllm.llm_kwargs(cfg) == {
         "model": "m", "dtype": "float16", "tensor_parallel_size": 2,
         "gpu_memory_utilization": 0.9, "seed": 7,
     }
-    assert llm_vllm.llm_kwargs(cfg.model_copy(update={"max_model_len": 4096}))["max_model_len"] == 4096
+    assert llm_vllm.llm_kwargs(replace(cfg, max_model_len=4096))["max_model_len"] == 4096
 
 
 def test_vllm_output_mapping_from_plain_stand_ins():
@@ -392,7 +414,7 @@ def test_vllm_generate_with_a_stand_in_llm_skips_too_long_prompts(monkeypatch):
                 for p in prompts]
 
     monkeypatch.setitem(__import__("sys").modules, "vllm", SimpleNamespace(SamplingParams=dict))
-    engine = llm_vllm.VLLMEngine(LLMConfig(engine="vllm"))
+    engine = llm_vllm.VLLMEngine(EngineSettings(engine="vllm"))
     engine._llm = StandInLLM()
     short, long_, other = engine.generate(["a b", "a b c d e", "c"], SamplingParams(seed=1))
     assert short.texts == ["A B"] and other.texts == ["C"]

@@ -19,14 +19,12 @@ import pytest
 from datasketch import MinHash
 
 from jobs.core.config import DedupConfig
+from tests.minhash_reference import candidate_pairs, confirmed_edges, connected_components
 from udfs.extract import extract_file
 from udfs.minhash import (
     MinHasher,
     band_hash_matrix,
     band_hashes,
-    candidate_pairs,
-    confirmed_edges,
-    connected_components,
     jaccard_estimate,
     optimal_bands,
     shingles,

@@ -184,7 +184,16 @@ def test_file_level_errors(tmp_path: Path):
 # --- judge ------------------------------------------------------------------------
 
 def test_judge_prompt_is_deterministic_per_key(real: PromptSet):
-    assert judge_prompt(FN, real, "42:abc") == judge_prompt(FN, real, "42:abc")
+    first = judge_prompt(FN, real, "42:abc")
+    # Prompts for other keys in between and a freshly loaded config change nothing: the
+    # order comes from the key, not from shared random state or the object identity.
+    others = [judge_prompt(FN, real, key) for key in KEYS]
+    assert judge_prompt(FN, load_prompts(), "42:abc") == first
+    assert any(prompt != first for prompt in others)  # yet another key may order them otherwise
+    # The key alone fixes the order: another function gets the examples in the same order.
+    other_fn = judge_prompt("def g():\n    return None\n", real, "42:abc")
+    assert other_fn != first
+    assert _blocks(other_fn, "Function") == _blocks(first, "Function")
 
 
 def test_judge_prompt_shows_all_seven_examples_in_a_per_key_order(real: PromptSet):

@@ -21,8 +21,8 @@ from udfs.sandbox import (
     choose_isolation,
     exit_code_from,
     judge,
-    levels,
     parse_report,
+    probe,
     probe_isolation,
     run_program,
     sandbox_env,
@@ -124,7 +124,7 @@ def test_limits_match_the_config_section() -> None:
 
 @pytest.fixture
 def only_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process",))
+    monkeypatch.setattr(probe, "available_levels", lambda cgroup_parent=None: ("process",))
 
 
 @pytest.mark.usefixtures("only_process")
@@ -152,8 +152,8 @@ def test_auto_refuses_generated_code_without_network_isolation_unless_allowed() 
 
 
 def test_auto_without_a_cgroup_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(levels, "available_levels", lambda cgroup_parent=None: ("process", "bwrap"))
-    monkeypatch.setattr(levels.cgroup, "probe", lambda parent=None: (None, "cgroup v1 at /x: denied"))
+    monkeypatch.setattr(probe, "available_levels", lambda cgroup_parent=None: ("process", "bwrap"))
+    monkeypatch.setattr(probe.cgroup, "probe", lambda parent=None: (None, "cgroup v1 at /x: denied"))
     level, refusal = choose_isolation("auto", allow_weaker=False)
     assert level == "bwrap" and refusal is not None
     assert "no cgroup for whole-program limits (cgroup v1 at /x: denied" in refusal

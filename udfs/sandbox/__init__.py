@@ -3,7 +3,8 @@
 Plain Python on plain values: `run_program(program, limits) -> Outcome`; the execute and
 evaluate stages wrap it. Unit- and security-tested with real processes, no Spark.
 
-Modules: `levels` (what each isolation level promises and how it starts a program),
+Modules: `levels` (what each isolation level promises and how it starts a program), `probe`
+(which levels this machine has, which one a config gets),
 `harness` (the program that runs first inside the sandbox), `run` (one run, start to
 cleanup), `cgroup` (whole-program limits), `cleanup` (link-safe removal), `verdict`
 (status rules), `limits` (the limits and their allowed ranges).
@@ -37,15 +38,13 @@ from udfs.sandbox.levels import (
     LEVELS,
     REQUESTS,
     SANDBOX_DIR,
-    available_levels,
     bwrap_command,
-    choose_isolation,
     netns_command,
-    probe_isolation,
     python_command,
     sandbox_env,
 )
 from udfs.sandbox.limits import RANGES, Limits, out_of_range
+from udfs.sandbox.probe import available_levels, choose_isolation, probe_isolation
 from udfs.sandbox.run import Files, run_at
 from udfs.sandbox.verdict import (
     STATUSES,

@@ -2,7 +2,7 @@
 
 vllm is imported lazily (it is the [gpu] extra, absent on CPU machines and in
 CI) and the model is loaded on the first generate(), once per Python worker:
-udfs.llm.get_engine caches this engine, and ONE_PER_PROCESS makes a change of
+udfs.llm.registry.get_engine caches this engine, and ONE_PER_PROCESS makes a change of
 model settings replace (and free) the previous model instead of loading a
 second one onto the same GPU.
 
@@ -13,6 +13,9 @@ Per-prompt errors: vLLM rejects a whole batch if one prompt is longer than the
 model's context, so such prompts are measured first with the model's tokenizer
 and answered with a non-transient per-prompt error; the rest are generated.
 Any other vLLM failure is an engine failure (the Spark task fails and retries).
+
+Importing this module imports only udfs.llm.base: vllm and torch are imported
+inside the functions that need them (CPU machines and CI do not have them).
 """
 
 from __future__ import annotations
@@ -20,24 +23,22 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from udfs.llm import (
+from udfs.llm.base import (
     Completion,
+    EngineSettings,
     EngineUnavailable,
     Generation,
     SamplingParams,
     params_per_prompt,
 )
 
-if TYPE_CHECKING:
-    from jobs.core.config import LLMConfig
-
 INSTALL_HINT = "pip install 'selfalign[gpu]' on a CUDA machine"
 
 
 class VLLMEngine:
-    # Only these fields change the loaded model (udfs.llm.cache_key).
+    # Only these fields change the loaded model (udfs.llm.registry.cache_key).
     CACHE_FIELDS = (
         "model",
         "dtype",
@@ -48,7 +49,7 @@ class VLLMEngine:
     )
     ONE_PER_PROCESS = True
 
-    def __init__(self, cfg: LLMConfig) -> None:
+    def __init__(self, cfg: EngineSettings) -> None:
         self.cfg = cfg
         self._llm: Any = None
 
@@ -87,11 +88,10 @@ class VLLMEngine:
             else:
                 keep.append(index)
         if keep:
-            from vllm import SamplingParams as VllmSamplingParams
-
+            vllm_params = _vllm().SamplingParams
             outputs = llm.generate(
                 [prompts[i] for i in keep],
-                [VllmSamplingParams(**vllm_sampling_kwargs(per_prompt[i])) for i in keep],
+                [vllm_params(**vllm_sampling_kwargs(per_prompt[i])) for i in keep],
                 use_tqdm=False,
             )
             # strict=False: a missing output becomes that prompt's error below.
@@ -108,7 +108,7 @@ class VLLMEngine:
         try:
             import gc
 
-            import torch
+            import torch  # pyright: ignore[reportMissingImports]
 
             gc.collect()
             torch.cuda.empty_cache()
@@ -121,17 +121,15 @@ class VLLMEngine:
             # vLLM's own workers must not fork a process that already holds CUDA
             # state (Spark's Python worker may have); spawn is the safe method.
             os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "spawn"
-            from vllm import LLM
-
-            self._llm = LLM(**llm_kwargs(self.cfg))
+            self._llm = _vllm().LLM(**llm_kwargs(self.cfg))
         return self._llm
 
 
 # --- mapping (pure, unit-tested with plain stand-ins for vLLM objects) -------------------
 
 
-def llm_kwargs(cfg: LLMConfig) -> dict[str, Any]:
-    """LLMConfig -> vllm.LLM(...) keyword arguments."""
+def llm_kwargs(cfg: EngineSettings) -> dict[str, Any]:
+    """EngineSettings -> vllm.LLM(...) keyword arguments."""
     kwargs: dict[str, Any] = {
         "model": cfg.model,
         "dtype": cfg.dtype,
@@ -184,7 +182,7 @@ def _prompt_lengths(llm: Any, prompts: Sequence[str], limit: int | None) -> list
     return [len(tokenizer.encode(prompt)) for prompt in prompts]
 
 
-def _context_limit(llm: Any, cfg: LLMConfig) -> int | None:
+def _context_limit(llm: Any, cfg: EngineSettings) -> int | None:
     """The model's context length: configured, else what vLLM derived from the model."""
     if cfg.max_model_len is not None:
         return cfg.max_model_len
@@ -192,6 +190,15 @@ def _context_limit(llm: Any, cfg: LLMConfig) -> int | None:
     model_config = getattr(engine, "model_config", None)
     value = getattr(model_config, "max_model_len", None)
     return value if isinstance(value, int) else None
+
+
+def _vllm() -> Any:
+    """The vllm package, imported on first use.
+
+    By name, not `from vllm import ...`: inside this module of the same name, a type
+    checker that cannot find vllm (CPU machines, CI) takes the name for this file.
+    """
+    return importlib.import_module("vllm")
 
 
 def _vllm_version() -> str | None:
@@ -207,7 +214,7 @@ def _vllm_version() -> str | None:
 
 def _cuda_available() -> bool:
     try:
-        import torch
+        import torch  # pyright: ignore[reportMissingImports]
     except ImportError:
         return False
     return bool(torch.cuda.is_available())

@@ -10,7 +10,7 @@ continuous-batching server needs to fill its GPU, without an event loop in
 the UDF. The pool is the concurrency bound: one thread has one request in
 flight, so the server sees at most llm.concurrency requests per task.
 
-Failures (see udfs/llm.py for the contract):
+Failures (see udfs/llm/__init__.py for the contract):
 - 429, 5xx, timeouts and connection errors are retried llm.max_retries times
   with exponential backoff and jitter (Retry-After honoured, capped by
   llm.backoff_max_seconds); a prompt still failing becomes a transient
@@ -35,21 +35,19 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from udfs.llm import (
+from udfs.llm.base import (
     Completion,
     EngineError,
+    EngineSettings,
     EngineUnavailable,
     Generation,
     SamplingParams,
     params_per_prompt,
 )
-
-if TYPE_CHECKING:
-    from jobs.core.config import LLMConfig
 
 RETRY_STATUSES = frozenset({408, 429})  # plus every 5xx
 PROMPT_STATUSES = frozenset({400, 413, 422})  # this prompt's problem: per-prompt error
@@ -66,7 +64,7 @@ class RequestFailed(Exception):
 
 
 class OpenAIEngine:
-    def __init__(self, cfg: LLMConfig) -> None:
+    def __init__(self, cfg: EngineSettings) -> None:
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self._model = cfg.model
@@ -253,7 +251,7 @@ class OpenAIEngine:
 # --- pure helpers (unit-tested without a server) ------------------------------------------
 
 
-def build_client(cfg: LLMConfig) -> httpx.Client:
+def build_client(cfg: EngineSettings) -> httpx.Client:
     headers = {"User-Agent": "selfalign"}
     key = os.environ.get(cfg.api_key_env, "")
     if key:

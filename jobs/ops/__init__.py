@@ -1,0 +1,1 @@
+"""Reusable Spark algorithms with neutral column names: MinHash-LSH, connected components."""

@@ -1,0 +1,187 @@
+"""MinHash-LSH over DataFrames with neutral column names, used by dedup (functions) and
+select (instructions): signatures, band keys, candidate pairs, confirmed edges.
+
+Columns: `id` (string), `text`, `signature` (bytes, see udfs.minhash), `is_new` (a node
+of this run: candidate pairs need one on one side, so earlier rows are never compared
+again), `band`, `key`; pairs and edges are (lo, hi) with lo < hi.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BinaryType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from jobs.core.pandas_udf import series_udf
+from udfs.minhash import (
+    band_hash_matrix,
+    cached_hasher,
+    jaccard_rows,
+    optimal_bands,
+    shingles,
+    signatures_from_bytes,
+    signatures_to_bytes,
+)
+
+# Buckets up to this size yield all their pairs; a larger bucket (boilerplate such as
+# trivial getters sharing a band) links each member to the bucket's smallest id only,
+# so a bucket of n costs n - 1 candidates instead of n^2 / 2. A member of a big bucket
+# still meets its real near-duplicates through its ~50 other bands.
+FULL_PAIRS_MAX_BUCKET = 50
+
+SIGNATURE_SCHEMA = StructType(
+    [
+        StructField("id", StringType(), False),
+        StructField("signature", BinaryType(), False),
+        StructField("num_perm", IntegerType(), False),
+    ]
+)
+BAND_SCHEMA = StructType(
+    [
+        StructField("id", StringType(), False),
+        StructField("is_new", BooleanType(), False),
+        StructField("band", IntegerType(), False),
+        StructField("key", LongType(), False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LSHParams:
+    """What the LSH functions need. Band/row choice leans to recall by default: every
+    candidate is confirmed on its estimated Jaccard anyway, so a false positive costs one
+    comparison while a false negative is a duplicate kept (0.2/0.8 at 0.5/256: 51x5)."""
+
+    threshold: float
+    num_perm: int
+    shingle_size: int
+    seed: int
+    max_iterations: int  # of connected components
+    fp_weight: float = 0.2
+    fn_weight: float = 0.8
+
+    @classmethod
+    def from_config(cls, section: Any, threshold: str = "threshold") -> LSHParams:
+        """From a config section (dedup, or select whose threshold is named differently)."""
+        return _from_config(section, threshold)
+
+
+def _from_config(section: Any, threshold: str = "threshold") -> LSHParams:
+    weights = {name: getattr(section, name) for name in ("fp_weight", "fn_weight") if hasattr(section, name)}
+    return LSHParams(getattr(section, threshold), section.num_perm,
+                     section.shingle_size, section.seed,
+                     section.max_iterations, **weights)
+
+
+def band_choice(cfg: LSHParams) -> tuple[int, int]:
+    """(bands, rows) minimising the weighted LSH error at the threshold."""
+    return optimal_bands(cfg.threshold, cfg.num_perm, cfg.fp_weight, cfg.fn_weight)
+
+
+def signature_batches(batches: Iterator[pd.DataFrame], cfg: LSHParams) -> Iterator[pd.DataFrame]:
+    hasher = cached_hasher(cfg.num_perm, cfg.seed)
+    for batch in batches:
+        sets = [shingles(text or "", cfg.shingle_size) for text in batch["text"]]
+        yield pd.DataFrame({
+            "id": batch["id"],
+            "signature": signatures_to_bytes(hasher.signatures(sets)),
+            "num_perm": np.full(len(batch), cfg.num_perm, dtype=np.int32),
+        })
+
+
+def signatures(items: DataFrame, cfg: LSHParams) -> DataFrame:
+    """(id, text) -> (id, signature, num_perm)."""
+    return items.select("id", "text").mapInPandas(
+        lambda it: signature_batches(it, cfg), schema=SIGNATURE_SCHEMA
+    )
+
+
+def band_key_batches(batches: Iterator[pd.DataFrame], num_perm: int, bands: int,
+                     rows: int) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        keys = band_hash_matrix(signatures_from_bytes(batch["signature"].tolist(), num_perm), bands, rows)
+        yield pd.DataFrame({
+            "id": np.repeat(batch["id"].to_numpy(), bands),
+            "is_new": np.repeat(batch["is_new"].to_numpy(dtype=bool), bands),
+            "band": np.tile(np.arange(bands, dtype=np.int32), len(batch)),
+            "key": keys.reshape(-1),
+        })
+
+
+def band_keys(nodes: DataFrame, cfg: LSHParams) -> DataFrame:
+    """(id, is_new, signature) -> one (id, is_new, band, key) row per band."""
+    bands, rows = band_choice(cfg)
+    return nodes.select("id", "is_new", "signature").mapInPandas(
+        lambda it: band_key_batches(it, cfg.num_perm, bands, rows), schema=BAND_SCHEMA
+    )
+
+
+def candidate_pairs(keys: DataFrame, max_full_bucket: int = FULL_PAIRS_MAX_BUCKET) -> DataFrame:
+    """(lo, hi) id pairs, lo < hi, sharing a band key, at least one of them new."""
+    buckets = (
+        keys.groupBy("band", "key")
+        .agg(
+            F.count(F.lit(1)).alias("size"),
+            F.min(F.struct("id", "is_new")).alias("anchor"),
+            F.max(F.col("is_new").cast("int")).alias("any_new"),
+        )
+        .where((F.col("size") >= 2) & (F.col("any_new") == 1))
+    )
+    members = keys.join(buckets, on=["band", "key"], how="inner")
+
+    small = members.where(F.col("size") <= max_full_bucket)
+    left = small.select("band", "key", F.col("id").alias("lo"), F.col("is_new").alias("lo_new"))
+    right = small.select("band", "key", F.col("id").alias("hi"), F.col("is_new").alias("hi_new"))
+    all_pairs = (
+        left.join(right, on=["band", "key"], how="inner")
+        .where((F.col("lo") < F.col("hi")) & (F.col("lo_new") | F.col("hi_new")))
+        .select("lo", "hi")
+    )
+
+    new_side = F.col("is_new") | F.col("anchor.is_new")
+    star = members.where(
+        (F.col("size") > max_full_bucket) & (F.col("id") != F.col("anchor.id")) & new_side
+    ).select(F.col("anchor.id").alias("lo"), F.col("id").alias("hi"))
+    return all_pairs.unionByName(star).distinct()
+
+
+def estimated_jaccard(num_perm: int) -> Callable[..., Column]:
+    def jaccard(left: pd.Series, right: pd.Series) -> pd.Series:
+        return pd.Series(jaccard_rows(signatures_from_bytes(left.tolist(), num_perm),
+                                      signatures_from_bytes(right.tolist(), num_perm)))
+
+    return series_udf(jaccard, DoubleType())
+
+
+def with_jaccard(pairs: DataFrame, left: str, right: str, sigs: DataFrame, num_perm: int) -> DataFrame:
+    """`pairs` plus `jaccard`, the signature-estimated similarity of columns left and right."""
+    jaccard = estimated_jaccard(num_perm)
+    return (
+        pairs.join(sigs.select(F.col("id").alias(left), F.col("signature").alias("_sig_l")),
+                   on=left, how="inner")
+        .join(sigs.select(F.col("id").alias(right), F.col("signature").alias("_sig_r")),
+              on=right, how="inner")
+        .withColumn("jaccard", jaccard(F.col("_sig_l"), F.col("_sig_r")))
+        .drop("_sig_l", "_sig_r")
+    )
+
+
+def confirmed_edges(pairs: DataFrame, sigs: DataFrame, cfg: LSHParams) -> DataFrame:
+    """Candidate (lo, hi) pairs whose estimated Jaccard reaches the threshold, with it."""
+    scored = with_jaccard(pairs, "lo", "hi", sigs, cfg.num_perm)
+    return scored.where(F.col("jaccard") >= F.lit(cfg.threshold)).select("lo", "hi", "jaccard")

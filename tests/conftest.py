@@ -38,15 +38,20 @@ def spark() -> Iterator:
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def lake_context(spark):
+    """The one way tests build a Context: `lake_context(root, *overrides)`, a lake at root
+    with config overrides, on the session's SparkSession (module fixtures use it too)."""
+    from tests.lakes import new_context
+
+    return new_context
+
+
 @pytest.fixture
-def make_ctx(spark, tmp_path: Path):
-    """Build a Context on a fresh lake under tmp_path, with optional config overrides."""
-    from jobs.core.config import load_config
-    from jobs.core.context import Context
+def make_ctx(lake_context, tmp_path: Path):
+    """A Context on a fresh lake under tmp_path (or `lake=`), with config overrides."""
 
     def build(*overrides: str, lake: Path | None = None):
-        root = lake or tmp_path / "lake"
-        cfg = load_config(None, [f"lake.root={root}", *overrides])
-        return Context.create(cfg)
+        return lake_context(lake or tmp_path / "lake", *overrides)
 
     return build

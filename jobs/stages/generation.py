@@ -34,7 +34,7 @@ from udfs.llm import (
     get_engine,
     make_engine,
 )
-from udfs.prompts import PromptSet, load_prompts, stop_sequences
+from udfs.prompts import PromptSet, load_prompts, prompt_version, stop_sequences
 
 Handler = Callable[[list[dict[str, Any]], Engine], list[dict[str, Any]]]
 
@@ -91,6 +91,11 @@ class GenerationSettings:
     prompts: PromptSet | None = None
     seed: int = 0  # run.seed: per-row sampling seeds derive from it
 
+    def inputs(self) -> tuple[PromptSet, SamplingConfig]:
+        """The prompts and sampling section a row handler needs (llm_stage sets both)."""
+        assert self.prompts is not None and self.sampling is not None
+        return self.prompts, self.sampling
+
 
 def generation_settings(ctx: Context, stage: str, sampling: SamplingConfig | None = None,
                         prompts: PromptSet | None = None) -> GenerationSettings:
@@ -143,6 +148,31 @@ def generate(rows: DataFrame, key: str, schema: StructType, settings: Generation
     if settings.gpu_profile:
         return spread.mapInPandas(run_groups, schema=schema, profile=_gpu_profile())
     return spread.mapInPandas(run_groups, schema=schema)
+
+
+Answer = Callable[[dict[str, Any], str], None]
+
+
+def one_answer_each(records: list[dict[str, Any]], engine: Engine, settings: GenerationSettings,
+                    kind: str, key: str, texts: list[str], answer: Answer,
+                    extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Outcome rows of a stage that takes one completion per record (judge, concepts,
+    instruct): `answer(row, raw)` fills the row from the model's text, or rejects it."""
+    prompts, cfg = settings.inputs()
+    params = sampling(cfg, kind)
+    made_by = lineage(engine, prompt_version(kind, prompts), params)
+    rows = []
+    generations = engine.generate(texts, params)
+    for index, (record, generation) in enumerate(zip(records, generations, strict=True)):
+        item = record[key]
+        row: dict[str, Any] = {key: item, "source_key": item, "item_id": item,
+                               **(extra[index] if extra else {}), **made_by}
+        if not generation.ok:
+            rows.append({**row, **failure(generation)})
+            continue
+        answer(row, generation.completions[0].text)
+        rows.append(row)
+    return rows
 
 
 RowHandler = Callable[[list[dict[str, Any]], Engine, GenerationSettings], list[dict[str, Any]]]

@@ -14,44 +14,33 @@ from jobs.core.context import Context
 from jobs.core.readers import REPRESENTATIVES, functions_through
 from jobs.stages.generation import (
     GenerationSettings,
-    failure,
-    lineage,
     llm_stage,
-    sampling,
+    one_answer_each,
 )
 from schemas import QUALITY
 from udfs.llm import Engine
 from udfs.parse import parse_judge
-from udfs.prompts import judge_prompt, prompt_version
+from udfs.prompts import judge_prompt
 
 NAME = "judge"
 KEY = "function_id"
 
 
 def judge_rows(records: list[dict[str, Any]], engine: Engine,
-        settings: GenerationSettings) -> list[dict[str, Any]]:
-    prompts, cfg = settings.prompts, settings.sampling
-    assert prompts is not None and cfg is not None
+               settings: GenerationSettings) -> list[dict[str, Any]]:
     """Outcome rows for a group of candidates (plain Python; unit-tested with a fake engine)."""
-    params = sampling(cfg, "judge")
+    prompts, _ = settings.inputs()
     texts = [judge_prompt(r["code"], prompts, r[KEY]) for r in records]
-    made_by = lineage(engine, prompt_version("judge", prompts), params)
-    rows = []
-    for record, generation in zip(records, engine.generate(texts, params), strict=True):
-        fid = record[KEY]
-        row: dict[str, Any] = {KEY: fid, "source_key": fid, "item_id": fid, **made_by}
-        if not generation.ok:
-            rows.append({**row, **failure(generation)})
-            continue
-        raw = generation.completions[0].text
-        good = parse_judge(raw)
-        row.update(good=good, raw_output=raw)
-        if good is None:
-            row.update(reject_reason="judge_unparseable", reject_detail=raw[:200])
-        elif not good:
-            row.update(reject_reason="judge_no", reject_detail="docstring judged not useful")
-        rows.append(row)
-    return rows
+    return one_answer_each(records, engine, settings, NAME, KEY, texts, _verdict)
+
+
+def _verdict(row: dict[str, Any], raw: str) -> None:
+    good = parse_judge(raw)
+    row.update(good=good, raw_output=raw)
+    if good is None:
+        row.update(reject_reason="judge_unparseable", reject_detail=raw[:200])
+    elif not good:
+        row.update(reject_reason="judge_no", reject_detail="docstring judged not useful")
 
 
 def read(ctx: Context) -> DataFrame:

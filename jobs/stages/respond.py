@@ -35,9 +35,8 @@ def response_id(instruction_id: str, index: int) -> str:
 
 
 def response_rows(records: list[dict[str, Any]], engine: Engine,
-        settings: GenerationSettings) -> list[dict[str, Any]]:
-    prompts, cfg = settings.prompts, settings.sampling
-    assert prompts is not None and cfg is not None
+                  settings: GenerationSettings) -> list[dict[str, Any]]:
+    prompts, cfg = settings.inputs()
     base_seed = settings.seed
     params = [sampling(cfg, "respond", row_seed(r[KEY], base_seed)) for r in records]
     texts = [respond_prompt(r["instruction"], prompts) for r in records]

@@ -34,6 +34,7 @@ from jobs.ops.lsh import (
 from jobs.stages import dedup
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES, PROGRESS, REJECTS, TYPECHECK
 from tests import minhash_reference
+from tests.lakes import new_context
 from udfs import minhash
 from udfs.extract import extract_file
 
@@ -193,7 +194,7 @@ def load_snapshot(ctx: Context, planted: list[Planted]) -> None:
 
 
 def context(lake: Path) -> Context:
-    return Context.create(load_config(None, [f"lake.root={lake}"]))
+    return new_context(lake)
 
 
 def cluster_rows(ctx: Context) -> list[tuple[Any, ...]]:

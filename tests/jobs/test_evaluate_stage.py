@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.core.config import load_config
 from jobs.core.context import Context
 from jobs.stages import evaluate
 from schemas import EVAL_RESULTS, EVAL_SAMPLES, RUNS
+from tests.lakes import new_context
 from tests.paths import BENCHMARKS
 
 pytestmark = pytest.mark.spark
@@ -26,8 +26,7 @@ COLUMNS = {("humaneval", "base"), ("humanevalplus", "base"), ("humanevalplus", "
 
 
 def make(lake: Path, *overrides: str) -> Context:
-    return Context.create(load_config(None, [
-        f"lake.root={lake}", f"evaluate.benchmarks_dir={BENCHMARKS}", *overrides]))
+    return new_context(lake, f"evaluate.benchmarks_dir={BENCHMARKS}", *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.core.config import load_config
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.runner import run
@@ -22,6 +21,7 @@ from schemas import (
     REJECTS,
     RESPONSES,
 )
+from tests.lakes import new_context
 from tests.planted import plant_seeds
 
 pytestmark = pytest.mark.spark
@@ -39,7 +39,7 @@ SEEDS = {
 
 
 def make(tmp: Path, *overrides: str) -> Context:
-    return Context.create(load_config(None, [f"lake.root={tmp / 'lake'}", *overrides]))
+    return new_context(tmp / "lake", *overrides)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,7 @@ def test_transient_failures_are_logged_and_retried_next_run(generated):
     assert ctx.lake.read(RESPONSES).count() == 6  # nothing duplicated
 
     # A later run that would be its run.max_attempts-th failure gives up: a reject, not a retry.
-    capped = Context.create(load_config(None, [f"lake.root={ctx.lake.root}", ENGINE,
-                                               "generation.respond.n=3", "run.max_attempts=2"]))
+    capped = new_context(ctx.lake.root, ENGINE, "generation.respond.n=3", "run.max_attempts=2")
     last = run(respond.STAGE, capped)
     assert (last.rows_in, last.rows_failed, last.rows_rejected) == (1, 0, 1)
     gave_up = ctx.lake.read(REJECTS).where(F.col("reason") == "gave_up_after_retries").collect()

@@ -16,7 +16,9 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
 
-from jobs.tools.report import CHARTS, PASS_BINS, render_report, safe_dir_name
+from jobs.tools.report import PASS_BINS
+from jobs.tools.report_html import CHARTS, render_report, safe_dir_name
+from tests.lakes import new_context
 from udfs import report_charts
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -122,12 +124,10 @@ def report(spark, tmp_path_factory) -> Path:
     Module-scoped, so it builds the Context the way the function-scoped `make_ctx`
     fixture does rather than requesting it.
     """
-    from jobs.core.config import load_config
-    from jobs.core.context import Context
     from jobs.tools.report import build_report
 
     root = tmp_path_factory.mktemp("report")
-    ctx = Context.create(load_config(None, [f"lake.root={root / 'lake'}"]))
+    ctx = new_context(root / "lake")
     plant(ctx)
     return build_report(ctx, out=root / "reports")
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.core.config import load_config
-from jobs.core.context import Context
 from jobs.core.runner import run
 from jobs.stages import decontaminate, extract, typecheck
 from schemas import DECONTAMINATION, REJECTS, TYPECHECK
+from tests.lakes import new_context
 from tests.paths import BENCHMARKS
 from tests.stack_rows import stack_row, write_stack
 from udfs.extract import FileReject, extract_file
@@ -68,9 +67,7 @@ def filtered(spark, tmp_path_factory):
         stack_row(humaneval_file(), path="leak.py", repo="someone/solutions"),
     ]
     src = write_stack(tmp / "in.parquet", rows)
-    cfg = load_config(None, [f"input.path={src}", f"lake.root={tmp / 'lake'}",
-                             f"decontaminate.benchmarks_dir={BENCHMARKS}"])
-    ctx = Context.create(cfg)
+    ctx = new_context(tmp / "lake", f"input.path={src}", f"decontaminate.benchmarks_dir={BENCHMARKS}")
     summaries = [run(stage.STAGE, ctx) for stage in (extract, decontaminate, typecheck)]
     return ctx, summaries
 

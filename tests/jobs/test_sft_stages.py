@@ -12,7 +12,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs.cli import main as cli_main
-from jobs.core.config import load_config
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.runner import pending_of, run
@@ -30,6 +29,7 @@ from schemas import (
     RUNS,
     SFT,
 )
+from tests.lakes import new_context
 from udfs.parse import MARKERS, parse_response
 from udfs.sandbox import Limits
 
@@ -124,7 +124,7 @@ def plant(ctx: Context) -> None:
 
 
 def make(root: Path, *overrides: str) -> Context:
-    return Context.create(load_config(None, [f"lake.root={root}", *OVERRIDES, *overrides]))
+    return new_context(root, *OVERRIDES, *overrides)
 
 
 @pytest.fixture(scope="module")

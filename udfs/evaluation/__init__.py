@@ -66,6 +66,7 @@ from udfs.evaluation.programs import (
     solution_code,
 )
 from udfs.evaluation.report import column_label, format_results, result_columns
+from udfs.evaluation.results import pass_at_k_rows, summarize
 from udfs.evaluation.running import (
     ExecSettings,
     Expected,
@@ -113,11 +114,13 @@ __all__ = [
     "oracle",
     "output_file",
     "pass_at_k",
+    "pass_at_k_rows",
     "problem_inputs",
     "program_with_tests",
     "result_columns",
     "run_in_dir",
     "shipped_source",
     "solution_code",
+    "summarize",
     "why",
 ]

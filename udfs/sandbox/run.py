@@ -15,14 +15,13 @@ import json
 import os
 import secrets
 import select
-import selectors
 import shutil
 import signal
 import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,89 +37,14 @@ from udfs.sandbox.levels import (
     sandbox_env,
 )
 from udfs.sandbox.limits import Limits
-from udfs.sandbox.verdict import Capture, Outcome, exit_code_from, judge, not_run, parse_report
+from udfs.sandbox.verdict import Outcome, exit_code_from, judge, not_run, parse_report
+from udfs.sandbox.watch import watch
 
-_CHUNK = 65536
-_EXIT_GRACE_S = 0.5  # after the program exits, for output still in the pipes
-_DRAIN_S = 2.0  # after a kill, for the pipes to close (they do once all holders died)
 _GONE_S = 10.0  # after the kill, for the kernel to finish every process of the run
-_POLL_S = 0.1  # exit polling when pidfd_open is missing
 _UID_RANGE = (1 << 30, 1 << 31)
 # The shell in front of the sandbox when a cgroup is used: it waits until its pid is in
 # the cgroup, so nothing the run starts can begin outside it.
 _WAIT_FOR_CGROUP = 'read -r _ && exec "$@" </dev/null'
-
-
-# --- watching one run -------------------------------------------------------------------
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # Python < 3.9 or Linux < 5.3: poll instead
-        return None
-
-
-def _has_exited(pid: int) -> bool:
-    # WNOWAIT leaves the child unreaped: the group id stays its own until Popen.wait.
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-
-
-def watch(
-    proc: subprocess.Popen[bytes], limits: Limits, kill: Callable[[], None],
-) -> tuple[Capture, str | None]:
-    """Read the run's output until it ends; (capture, "timeout" | "output" | None).
-
-    `kill` ends everything the run started. It is called at the wall deadline, past
-    the output budget, or when the program exited but something it left holds the
-    pipes open; the pipes are then drained, discarding, until every holder is gone or
-    _DRAIN_S passed.
-    """
-    assert proc.stdout is not None and proc.stderr is not None
-    capture = Capture(limits.output_bytes)
-    streams = {proc.stdout.fileno(): capture.stdout, proc.stderr.fileno(): capture.stderr}
-    pidfd = _pidfd(proc.pid)
-    selector = selectors.DefaultSelector()
-    for fd in streams:
-        selector.register(fd, selectors.EVENT_READ)
-    if pidfd is not None:
-        selector.register(pidfd, selectors.EVENT_READ)
-    reason: str | None = None
-    exited = killed = False
-    act_at = time.monotonic() + limits.wall_seconds
-    try:
-        while streams or not exited:
-            now = time.monotonic()
-            if now >= act_at:
-                if killed:
-                    break
-                reason = reason or (None if exited else "timeout")
-                kill()
-                killed, act_at = True, now + _DRAIN_S
-                continue
-            wait = act_at - now if pidfd is not None else min(act_at - now, _POLL_S)
-            events = selector.select(wait)
-            if pidfd is None and not exited and _has_exited(proc.pid):
-                exited, act_at = True, min(act_at, time.monotonic() + _EXIT_GRACE_S)
-            for key, _ in events:
-                if key.fd == pidfd:
-                    selector.unregister(key.fd)
-                    exited = True
-                    if not killed:
-                        act_at = min(act_at, time.monotonic() + _EXIT_GRACE_S)
-                    continue
-                chunk = os.read(key.fd, _CHUNK)
-                if not chunk:
-                    selector.unregister(key.fd)
-                    del streams[key.fd]
-                elif not killed and not capture.add(streams[key.fd], chunk):
-                    reason = "output"
-                    kill()
-                    killed, act_at = True, time.monotonic() + _DRAIN_S
-    finally:
-        selector.close()
-        if pidfd is not None:
-            os.close(pidfd)
-    return capture, reason
 
 
 # --- ending everything ---------------------------------------------------------------------

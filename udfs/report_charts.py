@@ -9,6 +9,7 @@ a broken image.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,11 +152,17 @@ def pass_rate_chart(pass_rates: Mapping[str, Any] | None, path: str | Path) -> P
     return _save(fig, path)
 
 
+def size_order(label: str) -> int:
+    """Where a cluster-size label sorts: "3" -> 3, "11-20" -> 11, "101+" -> 101."""
+    digits = re.match(r"\d+", label)
+    return int(digits.group()) if digits else 0
+
+
 def cluster_size_chart(sizes: Sequence[Mapping[str, int]], path: str | Path) -> Path:
     """Histogram of near-duplicate cluster sizes: {"size", "clusters"} rows."""
     if not sizes:
         return _placeholder("Cluster sizes", "no clusters yet", path)
-    ordered = sorted(sizes, key=lambda s: int(s["size"]))
+    ordered = sorted(sizes, key=lambda s: size_order(str(s["size"])))
     fig = _figure(8, 3.4)
     ax = fig.add_subplot()
     xs = [str(s["size"]) for s in ordered]

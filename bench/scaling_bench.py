@@ -1,29 +1,31 @@
-"""How much of the input each chunk reads: Spark's own scan metrics, summed over chunks.
+"""Does cost grow linearly with the input? Spark's own numbers, from real stage runs.
 
-For the extract stage's pending input (the sample corpus, or `--copies` deterministic
-variants of it), at 1, 4 and 16 chunks, two ways of cutting chunks are run side by side:
+Two measurements, each on deterministic variants of the 2,000-file sample (every copy
+renames its functions, so copies are distinct files with the same shape of work):
 
-  filter   chunk i = pending.where(pmod(xxhash64(key), n) == i): the plan the runner
-           used before; the filter is not pushed into the parquet scan
-  staged   the runner's way (jobs/core/runner.py, chunk_inputs): the pending rows are
-           written once to a staging table partitioned by chunk, and chunk i reads its
-           partition only
+scans   The extract stage runs for real (jobs/core/runner.py) at 1, 4 and 16 chunks,
+        each in a fresh lake. Afterwards the bench reads every SQL execution of the run
+        from Spark's status store (the data behind the SQL tab of the UI: plan graph
+        nodes with their scan location and metrics) and sums the rows and file bytes
+        scanned from the input corpus, and from the runner's scratch copies. Target:
+        input rows and bytes over all chunks <= 1.3x one full read.
 
-For every query it runs, the bench reads the executed plan's scan nodes (rows output and
-bytes of files read, per scanned location) and sums what came from the input corpus.
-Printed: input rows and bytes scanned over all chunks, as a multiple of one full read
-(target <= 1.3x). The pending count the runner makes first reads the key column only,
-and is shown apart.
+growth  extract, decontaminate and typecheck on N and 4N files (`--copies` and 4x that),
+        each stage timed; then each is run again with nothing pending, which is the
+        stage's fixed cost. Target: time(4N) / time(N) <= 4.5 for extract and typecheck,
+        at an N where the fixed cost is under 20% of the run (printed).
 
-    .venv/bin/python bench/scaling_bench.py [--copies 4]
+    .venv/bin/python bench/scaling_bench.py [--copies 2] [--growth-copies 1] [--skip-growth]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +39,13 @@ SAMPLE = REPO / "data" / "stack_sample" / "stack_sample.parquet"
 
 
 def variant_corpus(out: Path, copies: int) -> Path:
-    """The sample `copies` times, each copy's files with a distinct hexsha and a comment
-    line, so they are distinct files with the same content shape."""
+    """The sample `copies` times; copy i renames every function `v{i}_name` and gets its
+    own hexsha, so no two copies share a file or a function."""
     table = pq.read_table(SAMPLE)
     out.mkdir(parents=True, exist_ok=True)
     for copy in range(copies):
         hexsha = [f"{copy:04x}{h[4:]}" for h in table.column("hexsha").to_pylist()]
-        content = [f"# copy {copy}\n{c}" for c in table.column("content").to_pylist()]
+        content = [c.replace("def ", f"def v{copy}_") for c in table.column("content").to_pylist()]
         variant = table.set_column(table.schema.get_field_index("hexsha"), "hexsha", pa.array(hexsha))
         variant = variant.set_column(variant.schema.get_field_index("content"), "content",
                                      pa.array(content))
@@ -51,81 +53,147 @@ def variant_corpus(out: Path, copies: int) -> Path:
     return out
 
 
-def scans(df: Any) -> list[tuple[str, int, int]]:
-    """Run df's physical plan once; (location, rows output, bytes of files read) per scan."""
-    plan = df._jdf.queryExecution().executedPlan()
-    plan.executeCollect()
-    found = []
-    leaves = plan.collectLeaves()
-    for i in range(leaves.size()):
-        leaf = leaves.apply(i)
-        metrics = leaf.metrics()
-        if not metrics.contains("numOutputRows") or not metrics.contains("filesSize"):
+@dataclass
+class Scan:
+    execution: int
+    description: str
+    location: str
+    rows: int
+    bytes: int
+
+
+def _number(text: str | None) -> int:
+    """A metric as the UI prints it ("2,000", "6.9 MiB") as an int."""
+    if not text:
+        return 0
+    text = text.strip().split("\n")[0].replace(",", "")
+    units = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+    value, _, unit = text.partition(" ")
+    try:
+        return int(float(value) * units.get(unit.strip(), 1))
+    except ValueError:
+        return 0
+
+
+def executions_since(spark: Any, first: int) -> list[Scan]:
+    """Every file scan of the SQL executions numbered >= `first` (Spark's status store)."""
+    store = spark._jsparkSession.sharedState().statusStore()
+    found: list[Scan] = []
+    executions = store.executionsList()
+    for i in range(executions.size()):
+        execution = executions.apply(i)
+        number = execution.executionId()
+        if number < first:
             continue
-        location = str(leaf.relation().location().rootPaths().apply(0))
-        found.append((location, int(metrics.apply("numOutputRows").value()),
-                      int(metrics.apply("filesSize").value())))
+        values = store.executionMetrics(number)
+        nodes = store.planGraph(number).allNodes()
+        for j in range(nodes.size()):
+            node = nodes.apply(j)
+            desc = node.desc()
+            if "Location: " not in desc:
+                continue
+            location = desc.split("Location: ", 1)[1].split("[", 1)[1].split("]", 1)[0]
+            metrics = {}
+            node_metrics = node.metrics()
+            for k in range(node_metrics.size()):
+                metric = node_metrics.apply(k)
+                value = values.get(metric.accumulatorId())
+                metrics[metric.name()] = value.get() if value.isDefined() else None
+            found.append(Scan(number, str(execution.description()), location,
+                              _number(metrics.get("number of output rows")),
+                              _number(metrics.get("size of files read"))))
     return found
 
 
-def from_input(found: list[tuple[str, int, int]], corpus: Path | str) -> tuple[int, int]:
-    """Rows and bytes the scans of `corpus` (a path, or part of one) read."""
-    mine = [(rows, size) for location, rows, size in found if str(corpus) in location]
-    return sum(r for r, _ in mine), sum(s for _, s in mine)
+def next_execution(spark: Any) -> int:
+    executions = spark._jsparkSession.sharedState().statusStore().executionsList()
+    return max((executions.apply(i).executionId() for i in range(executions.size())), default=-1) + 1
+
+
+def corpus_size(corpus: Path) -> tuple[int, int]:
+    files = sorted(corpus.glob("*.parquet"))
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files), sum(f.stat().st_size for f in files)
+
+
+def context(corpus: Path, lake: Path, *overrides: str) -> Any:
+    from jobs.core.config import load_config
+    from jobs.core.context import Context
+
+    cfg = load_config(None, [f"input.path={corpus}/*.parquet", f"lake.root={lake}",
+                             "spark.extra.spark.sql.ui.retainedExecutions=100000", *overrides])
+    return Context.create(cfg)
+
+
+def measure_scans(work: Path, copies: int) -> None:
+    from jobs.core.runner import run
+    from jobs.stages import extract
+
+    corpus = variant_corpus(work / "scans-in", copies)
+    rows, size = corpus_size(corpus)
+    print(f"scans: input {rows:,} files in {size / 2**20:.1f} MiB of parquet")
+    print(f"{'chunks':>6} {'input rows read':>16} {'x one read':>10} {'input MiB':>10} {'x one read':>10} "
+          f"{'scratch rows read':>18} {'s':>6}")
+    for chunks in (1, 4, 16):
+        ctx = context(corpus, work / f"scans-lake-{chunks}", f"run.chunk_rows={math.ceil(rows / chunks)}")
+        first = next_execution(ctx.spark)
+        started = time.perf_counter()
+        summary = run(extract.STAGE, ctx)
+        seconds = time.perf_counter() - started
+        assert summary.chunks == chunks, (summary.chunks, chunks)
+        scans = executions_since(ctx.spark, first)
+        mine = [s for s in scans if str(corpus) in s.location]
+        scratch = [s for s in scans if "/_staging/" in s.location]
+        read_rows, read_bytes = sum(s.rows for s in mine), sum(s.bytes for s in mine)
+        print(f"{chunks:>6} {read_rows:>16,} {read_rows / rows:>10.2f} {read_bytes / 2**20:>10.1f} "
+              f"{read_bytes / size:>10.2f} {sum(s.rows for s in scratch):>18,} {seconds:>6.1f}")
+        for scan in mine:
+            print(f"{'':>8}input scan: {scan.rows:,} rows by '{scan.description[:60]}'")
+    print("target: input rows and bytes over all chunks <= 1.3x one full read")
+
+
+def timed(stage: Any, ctx: Any) -> tuple[float, int]:
+    from jobs.core.runner import run
+
+    started = time.perf_counter()
+    summary = run(stage, ctx)
+    return time.perf_counter() - started, summary.rows_in
+
+
+def measure_growth(work: Path, copies: int) -> None:
+    from jobs.stages import decontaminate, extract, typecheck
+
+    stages = [("extract", extract.STAGE), ("decontaminate", decontaminate.STAGE),
+              ("typecheck", typecheck.STAGE)]
+    benchmarks = REPO.parent / "shared" / "benchmarks"
+    results: dict[str, dict[int, tuple[float, int, float]]] = {name: {} for name, _ in stages}
+    for n in (copies, 4 * copies):
+        corpus = variant_corpus(work / f"growth-in-{n}", n)
+        ctx = context(corpus, work / f"growth-lake-{n}", f"decontaminate.benchmarks_dir={benchmarks}")
+        for name, stage in stages:
+            seconds, rows_in = timed(stage, ctx)
+            idle, _ = timed(stage, ctx)  # nothing pending: the stage's fixed cost
+            results[name][n] = (seconds, rows_in, idle)
+            print(f"growth: {name:<13} {n * 2000:>6,} files: {seconds:7.1f} s for {rows_in:,} rows; "
+                  f"nothing pending: {idle:.1f} s")
+    for name, by_n in results.items():
+        (small, small_rows, idle), (large, large_rows, _) = by_n[copies], by_n[4 * copies]
+        print(f"growth: {name:<13} time(4N)/time(N) = {large / small:.2f} (rows x{large_rows / max(small_rows, 1):.2f}); "
+              f"fixed cost {idle:.1f} s = {idle / small:.0%} of time(N)")
+    print("target: time(4N)/time(N) <= 4.5 for extract and typecheck, fixed cost < 20% of time(N)")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--copies", type=int, default=2, help="variants of the 2,000-file sample")
+    parser.add_argument("--copies", type=int, default=2, help="scans: variants of the 2,000-file sample")
+    parser.add_argument("--growth-copies", type=int, default=1, help="growth: N in copies of the sample")
+    parser.add_argument("--skip-scans", action="store_true")
+    parser.add_argument("--skip-growth", action="store_true")
     args = parser.parse_args(argv)
-
-    from pyspark.sql import functions as F
-
-    from jobs.core.config import load_config
-    from jobs.core.context import Context
-    from jobs.core.runner import CHUNK, chunk_inputs, pending_of
-    from jobs.stages import extract
-
     work = Path(tempfile.mkdtemp(prefix="selfalign-scaling-"))
-    corpus = variant_corpus(work / "in", args.copies)
-    # AQE off: the executed plan is then the plan that ran, with its scan metrics.
-    cfg = load_config(None, [f"input.path={corpus}/*.parquet", f"lake.root={work / 'lake'}",
-                             "spark.extra.spark.sql.adaptive.enabled=false"])
-    ctx = Context.create(cfg)
-    pending = pending_of(extract.STAGE, ctx)
-    full_rows, full_bytes = from_input(scans(pending.select(F.length("content"))), corpus)
-    count_rows, count_bytes = from_input(scans(pending.groupBy().count()), corpus)
-    print(f"input: {full_rows:,} files, {full_bytes / 2**20:.1f} MiB read by one full scan; "
-          f"the pending count reads {count_rows:,} rows, {count_bytes / 2**20:.2f} MiB (key column)")
-    print(f"{'chunks':>6} {'way':<7} {'rows read':>12} {'x full':>7} {'MiB read':>9} {'x full':>7} {'s':>6}")
-    for chunks in (1, 4, 16):
-        # filter: each chunk scans the input with a pmod filter on top.
-        started = time.perf_counter()
-        rows = size = 0
-        for index in range(chunks):
-            part = pending.where(F.pmod(F.xxhash64("hexsha"), F.lit(chunks)) == index)
-            r, s = from_input(scans(part.select(F.length("content"))), corpus)
-            rows, size = rows + r, size + s
-        seconds = time.perf_counter() - started
-        print(f"{chunks:>6} {'filter':<7} {rows:>12,} {rows / full_rows:>7.2f} {size / 2**20:>9.1f} "
-              f"{size / full_bytes:>7.2f} {seconds:>6.1f}")
-        # staged: one staging write (its scan of the input counted), then chunk partitions.
-        started = time.perf_counter()
-        staged_from_input = from_input(scans(
-            pending.withColumn(CHUNK, F.pmod(F.xxhash64("hexsha"), F.lit(chunks)))), corpus)
-        parts = chunk_inputs(extract.STAGE, ctx, pending, chunks)
-        rows, size = staged_from_input if chunks > 1 else (0, 0)
-        staged_rows = 0
-        for part in parts:
-            found = scans(part.select(F.length("content")))
-            r, s = from_input(found, corpus)
-            rows, size = rows + r, size + s
-            staged_rows += from_input(found, "-pending")[0]
-        seconds = time.perf_counter() - started
-        print(f"{chunks:>6} {'staged':<7} {rows:>12,} {rows / full_rows:>7.2f} {size / 2**20:>9.1f} "
-              f"{size / full_bytes:>7.2f} {seconds:>6.1f}   staged rows read by all chunks: "
-              f"{staged_rows:,}")
-    print("target: staged total <= 1.3x one full read at every chunk count")
+    if not args.skip_scans:
+        measure_scans(work, args.copies)
+    if not args.skip_growth:
+        measure_growth(work, args.growth_copies)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 `run(stage, ctx)`: build the stage's settings (a stage that cannot start says so here,
 before anything is recorded), then inside one recorded block (a `runs` row: running,
 then succeeded or failed with counts) run its `before` hooks, read its pending input
-(keys not yet in `progress`), cut it into chunks, and for each chunk write the
-transform's outcome rows (schemas/outcome.py) to a staging table once (so the
-transform, which may be expensive, runs exactly once per chunk), merge kept rows into
-the output table and rejects into `rejects` (insert-only MERGEs), log transient
-failures in `errors`, and append the chunk's input keys to `progress` last; then its
-`after` hooks. Progress is written last: a crash anywhere before it only means redoing
-idempotent merges on the next run, never a lost or duplicated row.
+(keys not yet in `progress`, staged once and counted on the way), cut it into chunks,
+and for each chunk write the transform's outcome rows (schemas/outcome.py) to a scratch
+copy once (so the transform, which may be expensive, runs exactly once per chunk),
+merge kept rows into the output table and rejects into `rejects` (insert-only MERGEs,
+or appends where that is safe), log transient failures in `errors`, and append the
+chunk's input keys to `progress` last; then its `after` hooks. Progress is written
+last: a crash anywhere before it only means redoing idempotent merges on the next run,
+never a lost or duplicated row.
 """
 
 from __future__ import annotations
@@ -75,6 +76,37 @@ def _record_run(ctx: Context, stage: str, status: str, started: datetime,
     ctx.lake.append(RUNS, ctx.spark.createDataFrame([row], RUNS.schema))
 
 
+def write_scratch(rows: DataFrame, path: str, partition_by: str | None = None) -> None:
+    """Replace a scratch copy under {lake.root}/_staging. Plain parquet, not Delta: a
+    scratch copy needs no log or commit, and the runner rebuilds it every time."""
+    writer = rows.write.mode("overwrite")
+    if partition_by is not None:
+        writer = writer.partitionBy(partition_by)
+    writer.parquet(path)
+
+
+def _insert(ctx: Context, spec: TableSpec, rows: DataFrame, append: bool) -> None:
+    # A MERGE reads the target's keys, the whole ever-growing table, once per chunk; an
+    # append reads nothing. Appending is safe when no earlier run can have left rows of
+    # these (pending) keys: see `_last_run_was_clean`.
+    if append:
+        ctx.lake.append(spec, rows)
+    else:
+        ctx.lake.insert_new(spec, rows)
+
+
+def _last_run_was_clean(ctx: Context, stage: str) -> bool:
+    """True when the stage never ran or its last run succeeded: then every row it wrote
+    has its key in `progress`, so rows of pending keys exist nowhere and chunks may be
+    appended. After a crash (`running` left behind) or a failure, the next run MERGEs,
+    which also makes it the run that cleans up what the crashed one half-wrote."""
+    last = (ctx.lake.read(RUNS).where(F.col("stage") == F.lit(stage))
+            # A run's rows share started_at; its end row (ended_at set) comes first.
+            .orderBy(F.col("started_at").desc(), F.col("ended_at").desc_nulls_last())
+            .select("status").take(1))
+    return not last or last[0]["status"] == "succeeded"
+
+
 GAVE_UP = "gave_up_after_retries"
 
 
@@ -100,7 +132,7 @@ def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> Dat
 
 
 def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
-                  staging_path: str, verdicts: bool) -> tuple[int, int, int]:
+                  staging_path: str, verdicts: bool, append: bool) -> tuple[int, int, int]:
     if RETRY_ERROR not in outcomes.columns:
         outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
     outcomes = _give_up_after_retries(ctx, stage, outcomes)
@@ -113,10 +145,10 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
         F.sum(F.when(is_reject, 1).otherwise(0)).alias("rejected"),
         F.sum(F.when(is_retry, 1).otherwise(0)).alias("failed"),
     )
-    ctx.lake.overwrite(staging_path, observed)
+    write_scratch(observed, staging_path)
     metrics = stats.get
     kept_rows, rejected_rows, failed_rows = (int(metrics.get(name) or 0) for name in ("kept", "rejected", "failed"))
-    staged = ctx.spark.read.format("delta").load(staging_path)
+    staged = ctx.spark.read.parquet(staging_path)
 
     # Every Delta commit costs seconds locally and a scan of the target's keys on a
     # cluster, so a write with nothing to write is skipped.
@@ -128,7 +160,7 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
             kept = kept.where(F.col(column).isNotNull())
         if "run_id" in output.columns:
             kept = kept.withColumn("run_id", F.lit(ctx.run_id))
-        ctx.lake.insert_new(output, kept)
+        _insert(ctx, output, kept, append)
 
     if rejected_rows:
         rejects = staged.where(is_reject).select(
@@ -139,7 +171,7 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
             F.col(SOURCE_KEY).alias("source_key"),
             F.lit(ctx.run_id).alias("run_id"),
         ).dropDuplicates(["item_id"])  # an input file listed twice yields the same rejects twice
-        ctx.lake.insert_new(REJECTS, rejects)
+        _insert(ctx, REJECTS, rejects, append)
 
     committed = staged.select(SOURCE_KEY).distinct()
     if failed_rows:
@@ -197,10 +229,12 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
         # rows (a stage declared runs_when_idle still runs its hooks: evaluate's figures).
         log.info("[%s] nothing pending", stage.name)
         return StageSummary(stage.name)
+    # Read before this run's `running` row is written.
+    append = stage.keyed_by_input and _last_run_was_clean(ctx, stage.name)
     with _recorded(ctx, stage.name) as summary:
         for hook in stage.before:
             hook(ctx, settings, summary)
-        _run_chunks(stage, ctx, settings, summary)
+        _run_chunks(stage, ctx, settings, summary, append)
         for hook in stage.after:
             hook(ctx, settings, summary)
     log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage.name, summary.rows_in,
@@ -212,7 +246,15 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
 
 
 def _nothing_pending(stage: Stage[Any], ctx: Context) -> bool:
+    """True when every input key is in `progress`: a scan of the input's key column.
+
+    A stage with no progress at all skips it (its first run, or an emptied lake): then
+    everything is pending, and the staging pass counts it while reading the input once.
+    """
     try:
+        done = ctx.lake.read(PROGRESS).where(F.col("stage") == F.lit(stage.name))  # one partition
+        if done.isEmpty():
+            return False
         return pending_of(stage, ctx).isEmpty()
     except Exception:  # an unreadable input: the recorded run meets the error and logs it
         return False
@@ -237,42 +279,80 @@ def _chunk_count(stage: Stage[Any], ctx: Context, rows: int) -> int:
 
 
 CHUNK = "_chunk"
+_SUB = "_sub"
 
 
-def chunk_inputs(stage: Stage[Any], ctx: Context, pending: DataFrame, chunks: int) -> list[DataFrame]:
-    """The input of each chunk, each reading only its share of the pending input.
+@dataclass(frozen=True)
+class StagedInput:
+    """The pending input, written once (the only scan of the stage's input) and counted
+    while it was written."""
 
-    Several chunks: the pending rows are written once to a staging table partitioned by
-    chunk (one read of the input), and chunk i reads its own partition (pruned by the
-    partition filter). Selecting chunk i from the input itself (`pmod(hash(key), n) ==
-    i` over a parquet or Delta scan) is not pushed down: every chunk would read the whole
-    input again, n full reads for n chunks. The staged copy is rebuilt by each run from
-    `progress`, so a crash leaves nothing to clean up.
+    rows: DataFrame
+    count: int
+
+
+def stage_pending(stage: Stage[Any], ctx: Context, pending: DataFrame) -> StagedInput:
+    """Write the pending rows to a scratch parquet copy, counting them on the way.
+
+    Counting first and then reading the input again for the chunks would scan the input
+    twice; the copy is read instead (by the chunking, or by the one chunk itself). Each
+    run rebuilds it from `progress`, so a crash leaves nothing to clean up.
+    """
+    path = f"{ctx.lake.root}/_staging/{stage.name}-pending"
+    counted = Observation(f"{stage.name}_pending")
+    _describe_job(ctx, f"{stage.name}: stage pending input")
+    write_scratch(pending.observe(counted, F.count(F.lit(1)).alias("rows")), path)
+    return StagedInput(ctx.spark.read.parquet(path), int(counted.get.get("rows") or 0))
+
+
+def _tasks_per_chunk(ctx: Context) -> int:
+    """How many tasks one chunk is spread over: the cluster's cores (one file each)."""
+    with contextlib.suppress(Exception):  # Spark Connect has no SparkContext
+        return max(1, ctx.spark.sparkContext.defaultParallelism)
+    return max(1, int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or 1))
+
+
+def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int) -> list[DataFrame]:
+    """The input of each chunk, each reading only its share of the staged pending rows.
+
+    Several chunks: the staged rows are rewritten once partitioned by chunk, and chunk i
+    reads its own partition (pruned by the partition filter). Selecting chunk i with
+    `pmod(hash(key), n) == i` over a parquet or Delta scan is not pushed down: every chunk
+    would read everything again, n full reads for n chunks. Each chunk's partition holds
+    about one file per core (shuffled on chunk and a sub-bucket of the key), so a chunk
+    keeps the whole cluster busy and the file count is chunks x cores, not chunks x input
+    tasks.
     """
     if chunks <= 1:
-        return [pending] if chunks else []
-    path = f"{ctx.lake.root}/_staging/{stage.name}-pending"
-    _describe_job(ctx, f"{stage.name}: stage pending input in {chunks} chunks")
-    ctx.lake.overwrite(path, pending.withColumn(
-        CHUNK, F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)).cast("int")), partition_by=CHUNK)
-    staged = ctx.spark.read.format("delta").load(path)
-    return [staged.where(F.col(CHUNK) == F.lit(index)).drop(CHUNK) for index in range(chunks)]
+        return [staged] if chunks else []
+    path = f"{ctx.lake.root}/_staging/{stage.name}-chunks"
+    tasks = _tasks_per_chunk(ctx)
+    _describe_job(ctx, f"{stage.name}: cut pending input in {chunks} chunks")
+    by_chunk = (
+        staged.withColumn(CHUNK, F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)).cast("int"))
+        .withColumn(_SUB, F.pmod(F.xxhash64(F.col(stage.key), F.lit("sub")), F.lit(tasks)))
+        .repartition(chunks * tasks, CHUNK, _SUB)
+        .drop(_SUB)
+    )
+    write_scratch(by_chunk, path, partition_by=CHUNK)
+    parts = ctx.spark.read.parquet(path)
+    return [parts.where(F.col(CHUNK) == F.lit(index)).drop(CHUNK) for index in range(chunks)]
 
 
-def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSummary) -> None:
+def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSummary,
+                append: bool) -> None:
     """Transform the pending input chunk by chunk and commit each chunk idempotently."""
-    pending = pending_of(stage, ctx)
-    _describe_job(ctx, f"{stage.name}: count pending input")
-    summary.rows_in = pending.count()
+    staged = stage_pending(stage, ctx, pending_of(stage, ctx))
+    summary.rows_in = staged.count
     log.info("[%s] start run=%s pending=%d", stage.name, ctx.run_id, summary.rows_in)
     chunks = _chunk_count(stage, ctx, summary.rows_in)
     staging = f"{ctx.lake.root}/_staging/{stage.name}"
-    parts = chunk_inputs(stage, ctx, pending, chunks)
+    parts = chunk_inputs(stage, ctx, staged.rows, chunks)
     for index, part in enumerate(parts):
         _describe_job(ctx, f"{stage.name}: chunk {index + 1}/{chunks}")
         outcomes = stage.transform(part, settings)
         kept, rejected, failed = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,
-                                               stage.verdicts)
+                                               stage.verdicts, append)
         summary.rows_out += kept
         summary.rows_rejected += rejected
         summary.rows_failed += failed

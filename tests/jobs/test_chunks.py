@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.core.runner import CHUNK, chunk_inputs, pending_of, run
+from jobs.core.runner import CHUNK, chunk_inputs, pending_of, run, stage_pending
 from jobs.stages import extract
 from tests.stack_rows import stack_row, write_stack
 
@@ -25,7 +25,9 @@ def test_each_chunk_reads_its_own_partition_and_together_they_read_all(make_ctx,
     src = write_stack(tmp_path / "in" / "p.parquet", FILES)
     ctx = make_ctx(f"input.path={src}")
     pending = pending_of(extract.STAGE, ctx)
-    parts = chunk_inputs(extract.STAGE, ctx, pending, 4)
+    staged = stage_pending(extract.STAGE, ctx, pending)
+    assert staged.count == len(FILES)
+    parts = chunk_inputs(extract.STAGE, ctx, staged.rows, 4)
     assert len(parts) == 4
     keys = [sorted(r["hexsha"] for r in part.select("hexsha").collect()) for part in parts]
     everything = sorted(r["hexsha"] for r in pending.select("hexsha").collect())
@@ -37,12 +39,62 @@ def test_each_chunk_reads_its_own_partition_and_together_they_read_all(make_ctx,
         assert str(tmp_path / "in") not in plan
 
 
-def test_one_chunk_reads_the_input_directly_and_nothing_pending_is_a_cheap_no_op(make_ctx, tmp_path: Path):
+def test_one_chunk_reads_the_staged_copy_and_nothing_pending_is_a_cheap_no_op(make_ctx, tmp_path: Path):
     src = write_stack(tmp_path / "in" / "p.parquet", FILES[:3])
     ctx = make_ctx(f"input.path={src}")
-    [part] = chunk_inputs(extract.STAGE, ctx, pending_of(extract.STAGE, ctx), 1)
+    staged = stage_pending(extract.STAGE, ctx, pending_of(extract.STAGE, ctx))
+    [part] = chunk_inputs(extract.STAGE, ctx, staged.rows, 1)
     assert CHUNK not in part.columns
+    assert str(tmp_path / "in") not in executed_plan(part.select(F.length("content")))
     first = run(extract.STAGE, make_ctx(f"input.path={src}", "run.chunk_rows=2"))
     assert (first.rows_in, first.chunks, first.rows_out) == (3, 2, 3)
     again = run(extract.STAGE, ctx)
     assert (again.rows_in, again.chunks) == (0, 0)
+
+
+def test_verdict_chunks_append_after_clean_runs_and_merge_after_a_failed_one(make_ctx, tmp_path: Path,
+                                                                           monkeypatch):
+    from jobs.stages import decontaminate
+    from schemas import DECONTAMINATION, PROGRESS, RUNS
+
+    src = write_stack(tmp_path / "in" / "p.parquet", FILES)
+    ctx = make_ctx(f"input.path={src}", "run.chunk_rows=4")
+    run(extract.STAGE, ctx)
+    functions = ctx.lake.read(extract.STAGE.output).count()
+    assert functions == len(FILES)
+
+    # A run that dies after its first chunk's verdicts were written, before its progress.
+    real_append = ctx.lake.append
+
+    def progress_fails(spec, rows):
+        if spec == PROGRESS:
+            raise RuntimeError("driver lost")
+        real_append(spec, rows)
+
+    monkeypatch.setattr(ctx.lake, "append", progress_fails)
+    with pytest.raises(RuntimeError):
+        run(decontaminate.STAGE, ctx)
+    monkeypatch.setattr(ctx.lake, "append", real_append)
+    half_written = ctx.lake.read(DECONTAMINATION).count()
+    assert 0 < half_written < functions  # verdicts of keys that are still pending
+
+    # The next run MERGEs (its last run failed): one verdict per function, none twice.
+    again = run(decontaminate.STAGE, ctx)
+    assert again.rows_in == functions
+    verdicts = ctx.lake.read(DECONTAMINATION)
+    assert verdicts.count() == verdicts.select("function_id").distinct().count() == functions
+    statuses = [r["status"] for r in ctx.lake.read(RUNS).where(F.col("stage") == "decontaminate")
+                .orderBy("started_at", F.col("ended_at").asc_nulls_first()).collect()]
+    assert statuses == ["running", "failed", "running", "succeeded"]
+
+    # New input after that clean run: its verdict chunks are appended, not MERGEd.
+    write_stack(tmp_path / "in" / "q.parquet",
+                [stack_row(f"def g{i}(y):\n    'Shift y.'\n    return y + {i}\n", path=f"g{i}.py")
+                 for i in range(5)])
+    later = make_ctx(f"input.path={tmp_path / 'in'}", "run.chunk_rows=4")
+    run(extract.STAGE, later)
+    assert run(decontaminate.STAGE, later).rows_in == 5
+    operations = [r["operation"] for r in later.lake.history(DECONTAMINATION).orderBy("version").collect()]
+    assert operations[-3:] == ["MERGE", "WRITE", "WRITE"]  # recovery run, then two appended chunks
+    verdicts = later.lake.read(DECONTAMINATION)
+    assert verdicts.count() == verdicts.select("function_id").distinct().count() == functions + 5

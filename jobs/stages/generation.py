@@ -6,6 +6,10 @@ builds prompts, calls the engine once for the whole group and parses the answers
 module runs it inside `mapInPandas` with one engine per Python worker, groups rows into
 large engine calls (continuous batching), places tasks on GPUs, and fails the stage on
 the driver when no engine is configured.
+
+GPUs on classic Spark clusters (`generation.gpu_resource_profile`): each task asks for
+`llm.tensor_parallel_size` GPUs through a ResourceProfile, and pins the ones Spark gave
+it (udfs/llm/gpus.py) before its engine loads, so concurrent tasks never share a card.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from pyspark.resource import (
+    ExecutorResourceRequests,
+    ResourceProfile,
+    ResourceProfileBuilder,
+    TaskResourceRequests,
+)
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
@@ -34,6 +44,7 @@ from udfs.llm import (
     get_engine,
     make_engine,
 )
+from udfs.llm.gpus import pin_task_gpus
 from udfs.prompts import PromptSet, load_prompts, prompt_version, stop_sequences
 
 Handler = Callable[[list[dict[str, Any]], Engine], list[dict[str, Any]]]
@@ -80,13 +91,26 @@ def load_stage_prompts(cfg: PipelineConfig) -> PromptSet:
 
 
 @dataclass(frozen=True)
+class GpuRequest:
+    """What each generation task asks of a classic Spark cluster."""
+
+    gpus: int  # llm.tensor_parallel_size: vLLM shards the model over this many
+    # Also ask executors for as many GPUs, so dynamic allocation starts executors sized
+    # for the GPU stage. Without dynamic allocation Spark accepts only task requests
+    # (a TaskResourceProfile) and runs them on the executors it has.
+    executor_requests: bool
+    discovery_script: str = ""  # the cluster's spark.executor.resource.gpu.* for those
+    vendor: str = ""
+
+
+@dataclass(frozen=True)
 class GenerationSettings:
     """What an LLM stage's tasks need: plain values pickled into them."""
 
     engine: EngineSettings
     group_size: int  # rows per engine call (generation.batch_rows)
     tasks: int  # tasks the rows are spread over
-    gpu_profile: bool  # ask Spark for one GPU per task (classic Spark clusters)
+    gpu_profile: GpuRequest | None  # classic Spark clusters: GPUs each task asks for
     sampling: SamplingConfig | None = None  # the stage's generation.<stage> section
     prompts: PromptSet | None = None
     seed: int = 0  # run.seed: per-row sampling seeds derive from it
@@ -103,7 +127,7 @@ def generation_settings(ctx: Context, stage: str, sampling: SamplingConfig | Non
     require_engine(ctx.cfg, stage)
     return GenerationSettings(
         engine=EngineSettings.from_settings(ctx.cfg.llm), group_size=ctx.cfg.generation.batch_rows,
-        tasks=_task_count(ctx), gpu_profile=ctx.cfg.generation.gpu_resource_profile,
+        tasks=_task_count(ctx), gpu_profile=_gpu_request(ctx),
         sampling=sampling, prompts=prompts, seed=ctx.cfg.run.seed,
     )
 
@@ -127,10 +151,36 @@ def _task_count(ctx: Context) -> int:
     return int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
 
 
-def _gpu_profile() -> Any:
-    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+def gpu_request(tensor_parallel_size: int, conf: Callable[[str], str | None]) -> GpuRequest:
+    """The request for a cluster whose Spark settings `conf(key)` reads; refuses, at the
+    stage's start, a request no executor can ever satisfy (its tasks would wait forever)."""
+    dynamic = (conf("spark.dynamicAllocation.enabled") or "false").strip().lower() == "true"
+    if not dynamic:
+        per_executor = float(conf("spark.executor.resource.gpu.amount") or 0)
+        if per_executor < tensor_parallel_size:
+            raise StageError(
+                f"generation.gpu_resource_profile: each task needs llm.tensor_parallel_size="
+                f"{tensor_parallel_size} GPUs, but executors have spark.executor.resource.gpu.amount="
+                f"{per_executor:g} and dynamic allocation is off: give executors at least "
+                f"{tensor_parallel_size} GPUs, or lower llm.tensor_parallel_size"
+            )
+    return GpuRequest(gpus=tensor_parallel_size, executor_requests=dynamic,
+                      discovery_script=conf("spark.executor.resource.gpu.discoveryScript") or "",
+                      vendor=conf("spark.executor.resource.gpu.vendor") or "")
 
-    return ResourceProfileBuilder().require(TaskResourceRequests().cpus(1).resource("gpu", 1)).build
+
+def _gpu_request(ctx: Context) -> GpuRequest | None:
+    if not ctx.cfg.generation.gpu_resource_profile:
+        return None
+    return gpu_request(ctx.cfg.llm.tensor_parallel_size, lambda key: ctx.spark.conf.get(key, None))
+
+
+def gpu_profile(request: GpuRequest) -> ResourceProfile:
+    builder = ResourceProfileBuilder().require(TaskResourceRequests().cpus(1).resource("gpu", request.gpus))
+    if request.executor_requests:
+        builder.require(ExecutorResourceRequests().resource(
+            "gpu", request.gpus, request.discovery_script, request.vendor))
+    return builder.build
 
 
 def generate(rows: DataFrame, key: str, schema: StructType, settings: GenerationSettings,
@@ -139,14 +189,15 @@ def generate(rows: DataFrame, key: str, schema: StructType, settings: Generation
     llm, group_size = settings.engine, settings.group_size
 
     def run_groups(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        pin_task_gpus()  # before the engine loads: only the GPUs Spark gave this task
         engine = get_engine(llm)
         for records in _regroup(batches, group_size):
             outcomes = handle(records, engine)
             yield outcome_frame(outcomes, schema)
 
     spread = rows.repartition(settings.tasks, key)
-    if settings.gpu_profile:
-        return spread.mapInPandas(run_groups, schema=schema, profile=_gpu_profile())
+    if settings.gpu_profile is not None:
+        return spread.mapInPandas(run_groups, schema=schema, profile=gpu_profile(settings.gpu_profile))
     return spread.mapInPandas(run_groups, schema=schema)
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import yaml
 
 from jobs.core.config import load_config
 from jobs.core.registry import STAGES
+from tests.wheel import built_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 DATABRICKS = REPO / "conf" / "databricks"
@@ -180,50 +178,9 @@ def test_readmes_exist():
 
 # --- the wheel -------------------------------------------------------------------------
 
-def _offline_backend() -> bool:
-    """The venv's setuptools can build this pyproject (PEP 639 license string) without
-    downloading a build environment."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return int(version("setuptools").split(".")[0]) >= 77
-    except (PackageNotFoundError, ValueError):
-        return False
-
-
-def build_wheel(source: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    isolation = [] if not _offline_backend() else ["--no-isolation"]
-    try:
-        import build  # noqa: F401
-    except ModuleNotFoundError:
-        no_build = ["--no-build-isolation"] if isolation else []
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", *no_build,
-                   "--wheel-dir", str(out), str(source)]
-    else:
-        command = [sys.executable, "-m", "build", "--wheel", *isolation, "--outdir", str(out),
-                   str(source)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL)
-
-
 @pytest.mark.slow
 def test_wheel_holds_the_code_configs_and_entry_point(tmp_path: Path):
-    # Build from a copy of what the wheel is made of: no build/ or egg-info in the checkout.
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    for package in ("jobs", "udfs", "schemas", "conf"):
-        shutil.copytree(REPO / package, source / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = tmp_path / "dist"
-    result = build_wheel(source, out)
-    if result.returncode != 0 and "satisfies the requirement setuptools" in result.stdout + result.stderr:
-        pytest.skip("building needs setuptools>=77 from the package index, which is unreachable")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    wheels = list(out.glob("selfalign-*.whl"))
-    assert len(wheels) == 1
-    with zipfile.ZipFile(wheels[0]) as wheel:
+    with zipfile.ZipFile(built_wheel(tmp_path)) as wheel:
         names = set(wheel.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         scripts = wheel.read(entry_points).decode()

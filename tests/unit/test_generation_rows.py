@@ -23,7 +23,7 @@ PROMPTS = load_prompts()
 def settings(stage: str, seed: int = 0) -> GenerationSettings:
     """What the stage's tasks get: its sampling section, the prompts and run.seed."""
     return GenerationSettings(EngineSettings.from_settings(CFG.llm), group_size=8, tasks=1,
-                              gpu_profile=False, sampling=getattr(CFG.generation, stage),
+                              gpu_profile=None, sampling=getattr(CFG.generation, stage),
                               prompts=PROMPTS, seed=seed)
 
 

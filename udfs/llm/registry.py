@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from udfs.llm.base import Engine, EngineSettings, EngineUnavailable, Generation, SamplingParams
+from udfs.llm.gpus import CUDA_VISIBLE_DEVICES
 
 PYTHON_PREFIX = "python:"
 HOW_TO_CONFIGURE = (
@@ -104,12 +106,19 @@ def cache_key(settings: EngineSettings) -> str:
     """The settings the engine uses (an engine class may name them in CACHE_FIELDS).
 
     vLLM names only its model settings, so a change of, say, llm.concurrency does not
-    load a second copy of the model onto the same GPU.
+    load a second copy of the model onto the same GPU; and, holding one model per
+    process, the GPUs it may use.
     """
+    cls = engine_class(settings)
     values = asdict(settings)
-    names = getattr(engine_class(settings), "CACHE_FIELDS", None)
+    names = getattr(cls, "CACHE_FIELDS", None)
     if names is not None:
         values = {name: values[name] for name in ("engine", *names)}
+    if getattr(cls, "ONE_PER_PROCESS", False):
+        # Its model sits on the GPUs visible when it loaded. A reused Python worker whose
+        # new task Spark pinned to other GPUs (udfs/llm/gpus.py) gets the model loaded
+        # there, and the old one closed, freeing the card Spark may now give another task.
+        values["visible_devices"] = os.environ.get(CUDA_VISIBLE_DEVICES)
     return json.dumps(values, sort_keys=True)
 
 

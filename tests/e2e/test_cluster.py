@@ -1,0 +1,179 @@
+"""The seed stages on a real Spark standalone cluster, launched as users launch them: a
+master and two one-core workers as separate JVMs, `spark-submit` from outside the
+checkout, the project shipped as the built wheel, a Python that cannot import the
+checkout, the Delta jars shipped from the local cache (no Maven at test time).
+
+The tables must equal local mode's on the same input, row for row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from jobs.core.config import load_config
+from jobs.core.registry import stage_named
+from jobs.core.runner import run
+from jobs.core.session import DELTA_CATALOG, DELTA_EXTENSION, cached_jars
+from tests.spark_cluster import (
+    SPARK_HOME,
+    StandaloneCluster,
+    spark_env,
+    standalone_cluster,
+    stop_group,
+)
+from tests.tables import snapshot
+from tests.wheel import REPO, built_wheel, isolated_python
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+SEED_STAGES = ("extract", "decontaminate", "typecheck", "dedup")
+# Every table the seed stages write on this input, each non-empty (runs is compared apart:
+# its rows carry clocks and run ids).
+TABLES = ("functions", "rejects", "progress", "decontamination", "typecheck", "minhashes", "clusters")
+INPUT_FILES = 300  # of the committed sample corpus: ~270 functions, ~110 type-check
+SAMPLE = REPO / "data" / "stack_sample" / "stack_sample.parquet"
+LAUNCHER = Path(__file__).with_name("wheel_launcher.py")
+SUBMIT_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Lakes:
+    cluster: Path
+    local: Path
+    origins: dict[str, Any]  # wheel_launcher's record: driver and executors
+    shipped: Path  # the wheel, as spark-submit shipped it
+    python: Path  # the isolated interpreter driver and executors ran
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneCluster]:
+    with standalone_cluster(tmp_path_factory.mktemp("cluster"), workers=2, cores=1) as running:
+        yield running
+
+
+def delta_jars() -> list[str]:
+    jars = cached_jars(load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}"]).spark)
+    if not jars:
+        pytest.skip("Delta jars are not cached in .ivy: run `python -m jobs.core.session` once")
+    return [jar.removeprefix("file://") for jar in jars]
+
+
+def sample_input(folder: Path) -> Path:
+    folder.mkdir()
+    pq.write_table(pq.read_table(SAMPLE).slice(0, INPUT_FILES), folder / "part-0.parquet")
+    return folder / "part-0.parquet"
+
+
+def write_config(path: Path, settings: dict[str, str]) -> Path:
+    """`section.key: value` pairs as the nested YAML file an operator ships with --files."""
+    nested: dict[str, dict[str, str]] = {}
+    for dotted, value in settings.items():
+        section, key = dotted.split(".", 1)
+        nested.setdefault(section, {})[key] = value
+    path.write_text(yaml.safe_dump(nested))
+    return path
+
+
+def submit_command(cluster: StandaloneCluster, python: Path, shipped: Path, launcher: Path,
+                   config: Path) -> list[str]:
+    conf = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.pyspark.python": str(python),
+        "spark.pyspark.driver.python": str(python),
+        # Start tasks only once both executors are up, so both run some.
+        "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+        "spark.sql.shuffle.partitions": "4",  # as the local session (conf/local.yaml)
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.ui.enabled": "false",
+        "spark.log.level": "WARN",
+    }
+    return [
+        str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.master_url,
+        "--jars", ",".join(delta_jars()), "--py-files", str(shipped),
+        *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
+        str(launcher), "run", "--stages", ",".join(SEED_STAGES), "--no-status",
+        "--config", config.name,
+    ]
+
+
+@pytest.fixture(scope="module")
+def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Lakes:
+    tmp = tmp_path_factory.mktemp("from-wheel")
+    wheel = built_wheel(tmp / "build")
+    python = isolated_python(tmp / "venv")
+    job = tmp / "job"  # spark-submit's working directory, outside the checkout
+    job.mkdir()
+    # Spark puts only .zip/.egg/.jar of --py-files on the executors' sys.path
+    # (pyspark's SparkContext.PACKAGE_EXTENSIONS); a pure-Python wheel is a zip archive.
+    shipped = Path(shutil.copy(wheel, job / f"{wheel.stem}.zip"))
+    launcher = Path(shutil.copy(LAUNCHER, job / "launch.py"))
+    settings = {"input.path": str(sample_input(tmp / "input")),
+                "decontaminate.benchmarks_dir": str(benchmarks_dir)}
+    config = write_config(job / "pipeline.yaml", {**settings, "lake.root": str(tmp / "lake-cluster")})
+    record = tmp / "origins.json"
+    env = {**spark_env(), "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SELFALIGN_IMPORT_RECORD": str(record)}
+    log = tmp / "spark-submit.log"
+    with log.open("wb") as out:
+        submit = subprocess.Popen(submit_command(cluster, python, shipped, launcher, config),
+                                  cwd=job, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            # Local mode in this process while the cluster works: the machine has two cores
+            # and the cluster run mostly waits on its many small Delta jobs.
+            ctx = lake_context(tmp / "lake-local", *(f"{k}={v}" for k, v in settings.items()))
+            for name in SEED_STAGES:
+                run(stage_named(name), ctx)
+            submit.wait(timeout=SUBMIT_TIMEOUT_S)
+        finally:
+            stop_group(submit)
+    assert submit.returncode == 0, log.read_text(errors="replace")[-6000:] + cluster.logs()
+    return Lakes(tmp / "lake-cluster", tmp / "lake-local", json.loads(record.read_text()),
+                 shipped, python)
+
+
+def test_driver_and_executors_import_the_project_only_from_the_wheel(lakes: Lakes):
+    executors = lakes.origins["executors"]
+    for origins in [lakes.origins["driver"], *executors]:
+        assert origins["executable"] == str(lakes.python)
+        for package in ("jobs", "udfs"):
+            path = Path(origins[package])
+            assert lakes.shipped.name in path.parts, path
+            assert not path.is_relative_to(REPO)
+        assert origins["source_dirs"] == []
+        assert not [finder for finder in origins["meta_path"] if "editable" in finder]
+    # Both executors ran the probe, each from its own worker's work dir (the wheel copy
+    # it imports from is the one Spark fetched there).
+    # An executor's cwd is <cluster>/work-<i>/<app id>/<executor id>.
+    assert {Path(o["cwd"]).parents[1].name for o in executors} == {"work-0", "work-1"}
+    assert all(Path(o["jobs"]).is_relative_to(o["cwd"]) for o in executors)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_cluster_tables_equal_local_mode(lakes: Lakes, spark, table: str):
+    on_cluster = snapshot(spark, lakes.cluster, table)
+    assert on_cluster, f"{table} is empty: the comparison would prove nothing"
+    assert on_cluster == snapshot(spark, lakes.local, table)
+
+
+def test_each_stage_succeeded_with_local_mode_counts(lakes: Lakes, spark):
+    def counts(lake: Path) -> set[tuple[Any, ...]]:
+        runs = spark.read.format("delta").load(str(lake / "runs")).where("status = 'succeeded'")
+        return {tuple(r) for r in runs.select("stage", "rows_in", "rows_out", "rows_rejected").collect()}
+
+    on_cluster = counts(lakes.cluster)
+    assert {row[0] for row in on_cluster} == set(SEED_STAGES)
+    assert on_cluster == counts(lakes.local)

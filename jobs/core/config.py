@@ -35,8 +35,34 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# One name per part, quoted where used (Unity Catalog allows hyphens); a dot would make
+# `main.selfalign` in lake.schema mean two parts.
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+# Spark Connect's connection string: sc://host[:port][/;param=value;...]
+_REMOTE_RE = re.compile(r"sc://(\[[0-9A-Fa-f:.]+\]|[^\s/:;\[\]]+)(:\d{1,5})?(/(;[^;=\s]+=[^;\s]*)*)?")
+
+
 class LakeConfig(Section):
+    # Where the tables' files live (and the runner's _staging scratch tables).
     root: str = "./lake"
+    # Catalog tables (Unity Catalog, Glue, a Hive metastore): with `schema` set, every
+    # pipeline table is `catalog.schema.table` (or `schema.table`), its files at root/table.
+    # (`schema_`: pydantic's BaseModel already has a `schema`.)
+    schema_: str | None = Field(default=None, alias="schema")
+    catalog: str | None = None
+
+    @field_validator("schema_", "catalog")
+    @classmethod
+    def _one_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _NAME_RE.fullmatch(value):
+            raise ValueError("expected one name (letters, digits, _ or -), no dots")
+        if info.field_name == "catalog" and value is not None and info.data.get("schema_") is None:
+            raise ValueError("needs lake.schema too (tables are catalog.schema.table)")
+        return value
+
+    @property
+    def schema(self) -> str | None:
+        return self.schema_
 
 
 class SparkConfig(Section):
@@ -50,6 +76,20 @@ class SparkConfig(Section):
     # Rows per Arrow batch handed to pandas UDFs; source files are large strings.
     arrow_batch_rows: int = Field(default=500, ge=1)
     extra: dict[str, str] = Field(default_factory=dict)
+    # Spark Connect (Databricks serverless and shared clusters, any Connect server):
+    # sc://host:port[/;param=value]. The SPARK_REMOTE environment variable works too, and
+    # is where a token belongs (never in a config file). The keys above are then unused.
+    remote: str | None = None
+    # Local mode with lake.schema: the embedded Hive metastore (Derby) and the warehouse
+    # directory live here; None = <lake.root>/_metastore.
+    metastore_dir: str | None = None
+
+    @field_validator("remote")
+    @classmethod
+    def _connect_url(cls, value: str | None) -> str | None:
+        if value is not None and not _REMOTE_RE.fullmatch(value):
+            raise ValueError("expected sc://host:port (optionally /;param=value;...)")
+        return value
 
     @field_validator("extra", mode="before")
     @classmethod

@@ -27,7 +27,7 @@ class Context:
 
     @classmethod
     def create(cls, cfg: PipelineConfig, run_id: str | None = None) -> Context:
-        spark = get_spark(cfg.spark)
-        ctx = cls(spark=spark, cfg=cfg, lake=Lake(spark, cfg.lake.root), run_id=run_id or new_run_id())
+        spark = get_spark(cfg.spark, cfg.lake)
+        ctx = cls(spark=spark, cfg=cfg, lake=Lake.from_config(spark, cfg.lake), run_id=run_id or new_run_id())
         ctx.lake.tag_commits(ctx.run_id)
         return ctx

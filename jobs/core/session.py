@@ -3,18 +3,24 @@
 On a cluster (Databricks, EMR, spark-submit) the session already exists or is
 configured by the launcher: we take it as is and never override cluster settings.
 Only for the embedded local default do we build one, with Delta wired in and the
-Delta jars cached in a project-local Ivy directory so later runs start offline.
+Delta jars cached in a project-local Ivy directory so later runs start offline; with
+lake.schema set, also with Hive support over an embedded Derby metastore, so catalog
+tables outlive the session. With spark.remote (or SPARK_REMOTE) we connect to a Spark
+Connect server instead (Databricks serverless and shared clusters).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.core.config import SparkConfig
+from jobs.core.config import ConfigError, LakeConfig, SparkConfig
+
+log = logging.getLogger("selfalign")
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -49,46 +55,90 @@ def remember_jars(spark: SparkSession, cfg: SparkConfig) -> None:
         manifest.write_text("\n".join([cfg.delta_package, *jars.split(",")]) + "\n")
 
 
-def local_builder(cfg: SparkConfig) -> SparkSession.Builder:
-    ivy = Path(cfg.ivy_dir).expanduser().resolve()
+def local_conf(cfg: SparkConfig) -> dict[str, str]:
+    """The Spark settings of the embedded local session (a local Connect server takes them too)."""
     jars = cached_jars(cfg)
+    conf = {
+        "spark.jars.ivy": str(Path(cfg.ivy_dir).expanduser().resolve()),
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.pyspark.python": sys.executable,
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.default.parallelism": str(cfg.shuffle_partitions),
+        # Delta's snapshot reconstruction defaults to 50 partitions: minutes of overhead locally.
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows),
+        "spark.ui.enabled": str(cfg.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": os.environ.get("SELFALIGN_DRIVER_MEMORY", "4g"),
+        "spark.sql.session.timeZone": "UTC",
+    }
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    else:
+        conf["spark.jars.packages"] = cfg.delta_package
+    return {**conf, **cfg.extra}
+
+
+def local_builder(cfg: SparkConfig) -> SparkSession.Builder:
     # Workers must run the driver's interpreter, or they miss the project's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(cfg.master)
-        .appName(cfg.app_name)
-        .config("spark.jars.ivy", str(ivy))
-        .config("spark.sql.extensions", DELTA_EXTENSION)
-        .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
-        .config("spark.pyspark.python", sys.executable)
-        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
-        .config("spark.default.parallelism", str(cfg.shuffle_partitions))
-        # Delta's snapshot reconstruction defaults to 50 partitions: minutes of overhead locally.
-        .config("spark.databricks.delta.snapshotPartitions", "2")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.arrow_batch_rows))
-        .config("spark.ui.enabled", str(cfg.ui_enabled).lower())
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("SELFALIGN_DRIVER_MEMORY", "4g"))
-        .config("spark.sql.session.timeZone", "UTC")
-    )
-    if jars:
-        builder = builder.config("spark.jars", ",".join(jars))
-    else:
-        builder = builder.config("spark.jars.packages", cfg.delta_package)
-    for key, value in cfg.extra.items():
+    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+    for key, value in local_conf(cfg).items():
         builder = builder.config(key, value)
     return builder
 
 
-def get_spark(cfg: SparkConfig) -> SparkSession:
+def metastore_dir(cfg: SparkConfig, lake: LakeConfig) -> Path:
+    """Where the local catalog keeps its Derby metastore and warehouse: never the cwd."""
+    if cfg.metastore_dir is not None:
+        return Path(cfg.metastore_dir).expanduser().resolve()
+    if "://" in lake.root or lake.root.startswith("dbfs:"):
+        raise ConfigError(f"config: key 'spark.metastore_dir': lake.root {lake.root!r} is not local; "
+                          "the local Hive metastore needs a local directory")
+    return Path(lake.root).expanduser().resolve() / "_metastore"
+
+
+def with_metastore(builder: SparkSession.Builder, cfg: SparkConfig, lake: LakeConfig) -> SparkSession.Builder:
+    """Hive support over an embedded Derby metastore under metastore_dir."""
+    home = metastore_dir(cfg, lake)
+    home.mkdir(parents=True, exist_ok=True)
+    # derby.log goes to derby.system.home, else the cwd; keep any JVM options the user set.
+    options = " ".join(filter(None, [cfg.extra.get("spark.driver.extraJavaOptions"),
+                                     f"-Dderby.system.home={home}"]))
+    return (
+        builder.enableHiveSupport()
+        .config("spark.sql.warehouse.dir", str(home / "warehouse"))
+        .config("spark.hadoop.javax.jdo.option.ConnectionURL",
+                f"jdbc:derby:;databaseName={home / 'metastore_db'};create=true")
+        .config("spark.driver.extraJavaOptions", options)
+    )
+
+
+def remote_url(cfg: SparkConfig) -> str | None:
+    return cfg.remote or os.environ.get("SPARK_REMOTE") or None
+
+
+def get_spark(cfg: SparkConfig, lake: LakeConfig | None = None) -> SparkSession:
+    remote = remote_url(cfg)
+    if remote is not None:
+        # The server owns every Spark setting; a classic session already running in this
+        # process is an error pyspark reports (one process talks to one kind of Spark).
+        spark = SparkSession.builder.remote(remote).getOrCreate()
+        log.info("Spark Connect at %s: SparkContext extras (job descriptions) are skipped",
+                 remote.split("/;", 1)[0])  # never the parameters: they may hold a token
+        return spark
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     if launched_by_cluster():
         return SparkSession.builder.appName(cfg.app_name).getOrCreate()
-    spark = local_builder(cfg).getOrCreate()
+    builder = local_builder(cfg)
+    if lake is not None and lake.schema is not None:
+        builder = with_metastore(builder, cfg, lake)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     if cached_jars(cfg) is None:
         remember_jars(spark, cfg)
@@ -105,7 +155,7 @@ def main() -> None:
 
     cfg = load_config(None, [])
     if cached_jars(cfg.spark) is None:
-        get_spark(cfg.spark).stop()
+        get_spark(cfg.spark, cfg.lake).stop()
     print(f"delta jars: {len(cached_jars(cfg.spark) or [])} cached under {cfg.spark.ivy_dir}")
 
 

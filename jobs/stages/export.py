@@ -353,11 +353,9 @@ def sft_rows(ctx: Any) -> Iterator[dict[str, Any]]:
 
 
 def _source(ctx: Any) -> dict[str, Any]:
-    from delta.tables import DeltaTable
-
     from schemas import SFT
 
-    version = DeltaTable.forPath(ctx.spark, ctx.lake.path(SFT)).history(1).select("version").first()
+    version = ctx.lake.history(SFT, limit=1).select("version").first()
     return {"table": "sft", "delta_version": version["version"] if version else None}
 
 

@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -71,10 +70,7 @@ FUNNEL: tuple[FunnelStep, ...] = (
 # --- reading the lake (never creating tables) ---------------------------------------
 
 def _table(ctx: Context, name: str) -> DataFrame | None:
-    path = ctx.lake.path(name)
-    if not DeltaTable.isDeltaTable(ctx.spark, path):
-        return None
-    return ctx.spark.read.format("delta").load(path)
+    return ctx.lake.peek(name)
 
 
 def _funnel(ctx: Context, tables: dict[str, DataFrame | None]) -> list[dict[str, Any]]:
@@ -267,7 +263,7 @@ def collect_summary(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     return {
         "run_id": chosen,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "lake": ctx.lake.root,
+        "lake": ctx.lake.describe(),
         "run": stages,
         "funnel": _funnel(ctx, tables),
         "rejects": _rejects(tables["rejects"]),

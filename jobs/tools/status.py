@@ -52,7 +52,7 @@ def _pending(ctx: Context, stage: str) -> str:
 
 
 def render_status(ctx: Context) -> str:
-    lines = [f"lake: {ctx.lake.root}", "", f"{'table':<16}{'rows':>12}"]
+    lines = [f"lake: {ctx.lake.describe()}", "", f"{'table':<16}{'rows':>12}"]
     lines += [f"{name:<16}{count:>12}" for name, count in _table_counts(ctx)]
     runs = _last_runs(ctx)
     reasons = _top_reasons(ctx)

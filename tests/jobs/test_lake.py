@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from chispa import assert_df_equality
-from delta.tables import DeltaTable
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from schemas.spec import TableSpec
@@ -36,15 +35,13 @@ def test_insert_only_merge_is_idempotent_and_time_travels(make_ctx, spark):
 
     path = lake.path(SPEC)
     first_version = (
-        DeltaTable.forPath(spark, path).history().where("operation = 'MERGE'")
-        .agg({"version": "min"}).first()[0]
+        lake.history(SPEC).where("operation = 'MERGE'").agg({"version": "min"}).first()[0]
     )
     as_of_first = spark.read.format("delta").option("versionAsOf", first_version).load(path)
     assert_df_equality(as_of_first, rows(spark, [("a", 1), ("b", 2)]),
                        ignore_row_order=True, ignore_nullable=True)
 
-    metadata = {r["userMetadata"] for r in DeltaTable.forPath(spark, path).history().collect()
-                if r["operation"] == "MERGE"}
+    metadata = {r["userMetadata"] for r in lake.history(SPEC).collect() if r["operation"] == "MERGE"}
     assert metadata == {"run-1"}
 
 
@@ -56,3 +53,42 @@ def test_tables_are_created_with_declared_partitioning(make_ctx, spark):
     detail = spark.sql(f"DESCRIBE DETAIL delta.`{lake.path(REJECTS)}`").first()
     assert list(detail["partitionColumns"]) == ["stage"]
     assert detail["description"] == REJECTS.description
+
+
+def test_update_changed_updates_only_differing_values_and_never_inserts(make_ctx, spark):
+    lake = make_ctx().lake
+    lake.insert_new(SPEC, rows(spark, [("a", 1), ("b", 2), ("c", None)]))
+    lake.update_changed(SPEC, rows(spark, [("a", 10), ("b", 2), ("c", 3), ("new", 9)]), ["n"])
+    assert_df_equality(lake.read(SPEC), rows(spark, [("a", 10), ("b", 2), ("c", 3)]),
+                       ignore_row_order=True, ignore_nullable=True)
+    merges = lake.history(SPEC).where("operation = 'MERGE'").orderBy("version").collect()
+    assert merges[-1]["operationMetrics"]["numTargetRowsUpdated"] == "2"  # 'b' was equal
+
+
+def test_every_table_is_created_with_its_declared_schema_and_found_by_its_identifier(make_ctx):
+    from schemas import TABLES
+
+    lake = make_ctx().lake
+    assert not lake.exists("functions") and lake.peek("functions") is None  # peek never creates
+    lake.ensure_all()
+    for spec in TABLES.values():
+        assert lake.read(spec).schema == spec.schema, spec.name  # nullability included
+    assert lake.name("functions") == f"delta.`{lake.root}/functions`"
+    assert lake.exists("functions")
+
+
+def test_odd_characters_in_the_root_are_quoted(make_ctx, tmp_path, spark):
+    lake = make_ctx(lake=tmp_path / "it's a `lake`").lake
+    lake.insert_new(SPEC, rows(spark, [("a", 1)]))
+    lake.append(SPEC, rows(spark, [("b", 2)]))
+    assert sorted(r["id"] for r in lake.read(SPEC).collect()) == ["a", "b"]
+    assert (tmp_path / "it's a `lake`" / "things" / "_delta_log").is_dir()
+
+
+def test_a_schema_in_an_in_memory_catalog_is_refused(make_ctx):
+    from jobs.core.config import ConfigError
+
+    lake = make_ctx("lake.schema=selfalign_test").lake  # the test session has no metastore
+    assert lake.name(SPEC) == "`selfalign_test`.`things`"
+    with pytest.raises(ConfigError, match="needs a persistent catalog"):
+        lake.ensure(SPEC)

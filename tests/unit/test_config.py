@@ -41,6 +41,10 @@ def test_spark_properties_given_as_yaml_scalars_become_spark_strings():
         ({"extract": {"max_lines": "150"}}, "config: key 'extract.max_lines': Input should be a valid integer"),
         ({"decontaminate": {"benchmarks": [{"name": "x"}]}}, "config: missing required key 'decontaminate.benchmarks.0.path'"),
         ({"surprise": 1}, "config: unknown key 'surprise'"),
+        ({"lake": {"catalog": "main"}}, "config: key 'lake.catalog': needs lake.schema too"),
+        ({"lake": {"schema": "main.selfalign"}}, "config: key 'lake.schema': expected one name"),
+        ({"spark": {"remote": "localhost:15002"}}, "config: key 'spark.remote': expected sc://host:port"),
+        ({"spark": {"remote": "sc://host:port"}}, "config: key 'spark.remote': expected sc://host:port"),
     ],
 )
 def test_errors_are_one_line_and_name_the_key(raw, message):
@@ -122,3 +126,33 @@ def test_a_bad_sandbox_limit_stops_the_cli_with_exit_2(capsys: pytest.CaptureFix
     assert caught.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == "selfalign: error: config: key 'sandbox.wall_seconds': must be from 0.5 to 7200 (got inf)"
+
+
+def test_catalog_and_connect_settings():
+    cfg = load_config(None, ["lake.catalog=main", "lake.schema=selfalign",
+                             "spark.remote=sc://dbc.example.com:443/;token=x;x-databricks-cluster-id=1"])
+    assert (cfg.lake.catalog, cfg.lake.schema) == ("main", "selfalign")
+    assert cfg.spark.remote == "sc://dbc.example.com:443/;token=x;x-databricks-cluster-id=1"
+    assert load_config().lake.schema is None  # path tables stay the default
+
+
+def test_remote_comes_from_config_or_spark_remote(monkeypatch):
+    from jobs.core.session import remote_url
+
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    assert remote_url(load_config().spark) is None
+    monkeypatch.setenv("SPARK_REMOTE", "sc://from-env:15002")
+    assert remote_url(load_config().spark) == "sc://from-env:15002"
+    assert remote_url(load_config(None, ["spark.remote=sc://from-config:1"]).spark) == "sc://from-config:1"
+
+
+def test_local_metastore_lives_under_the_lake_or_where_configured(tmp_path: Path):
+    from jobs.core.session import metastore_dir
+
+    cfg = load_config(None, [f"lake.root={tmp_path / 'lake'}", "lake.schema=s"])
+    assert metastore_dir(cfg.spark, cfg.lake) == tmp_path / "lake" / "_metastore"
+    cfg = load_config(None, ["lake.root=s3://bucket/lake", "lake.schema=s", f"spark.metastore_dir={tmp_path}"])
+    assert metastore_dir(cfg.spark, cfg.lake) == tmp_path
+    cfg = load_config(None, ["lake.root=s3://bucket/lake", "lake.schema=s"])
+    with pytest.raises(ConfigError, match=r"spark\.metastore_dir': lake\.root 's3://bucket/lake' is not local"):
+        metastore_dir(cfg.spark, cfg.lake)

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp lake")
     args = parser.parse_args(argv)
 
+    from jobs.core import runner
     from jobs.core.config import load_config
     from jobs.core.context import Context
     from jobs.core.runner import run
@@ -102,17 +103,19 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     plant(ctx, args.n)
     planted = time.perf_counter() - start
-    # The sandbox runs happen while the runner writes the staging table; the rest of
-    # the stage's wall time is plumbing (pending query, Delta merges, run log).
+    # The sandbox runs happen while the runner writes a chunk's outcomes to its scratch
+    # copy; the rest of the stage's wall time is plumbing (pending input, Delta merges,
+    # run log).
     staging: list[float] = []
-    overwrite = ctx.lake.overwrite
+    write_scratch = runner.write_scratch
 
-    def timed_overwrite(path, rows):
+    def timed_write(rows, path, partition_by=None):
         began = time.perf_counter()
-        overwrite(path, rows)
-        staging.append(time.perf_counter() - began)
+        write_scratch(rows, path, partition_by)
+        if path.endswith(f"/_staging/{execute.STAGE.name}"):  # outcomes, not the pending copy
+            staging.append(time.perf_counter() - began)
 
-    ctx.lake.overwrite = timed_overwrite
+    runner.write_scratch = timed_write
     start = time.perf_counter()
     summary = run(execute.STAGE, ctx)
     wall = time.perf_counter() - start

@@ -298,7 +298,8 @@ class GenerationConfig(Section):
     chunk_rows: int = Field(default=2000, ge=1)
     # Prompts per engine call: large, so vLLM's continuous batching keeps the GPU full.
     batch_rows: int = Field(default=512, ge=1)
-    # On a cluster: attach a ResourceProfile asking one GPU per generation task.
+    # On a cluster: attach a ResourceProfile asking llm.tensor_parallel_size GPUs per
+    # generation task (each task pins CUDA_VISIBLE_DEVICES to the GPUs it was given).
     gpu_resource_profile: bool = False
     # Local mode with vllm: one task (one engine) per GPU, never one per core.
     local_gpus: int = Field(default=1, ge=1)

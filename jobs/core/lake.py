@@ -184,13 +184,6 @@ class Lake:
         """Plain append, for rows unique by construction (the `runs` log, `progress` of pending keys)."""
         rows.select(*spec.columns).writeTo(self.ensure(spec)).append()
 
-    def overwrite(self, path: str, rows: DataFrame, partition_by: str | None = None) -> None:
-        """Replace a scratch table (staging, always at a path under root) wholesale."""
-        writer = rows.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-        if partition_by is not None:
-            writer = writer.partitionBy(partition_by)
-        writer.save(path)
-
 
 def _name(table: str | TableSpec) -> str:
     return table.name if isinstance(table, TableSpec) else table

@@ -83,7 +83,9 @@ def stage(glob: str, lake: Path) -> tuple[int, int, float, float, int]:
     start = time.perf_counter()
     run(extract.STAGE, ctx)
     full_s = time.perf_counter() - start
-    return counts["files"], counts["functions"], transform_s, full_s, ctx.spark.sparkContext.defaultParallelism
+    master = ctx.spark.sparkContext.master  # local[N]: N cores; elsewhere this machine's
+    cores = int(master[6:-1]) if master.startswith("local[") and master[6:-1].isdigit() else os.cpu_count()
+    return counts["files"], counts["functions"], transform_s, full_s, cores or 1
 
 
 def main() -> None:
@@ -91,17 +93,24 @@ def main() -> None:
     parser.add_argument("--input", default="data/stack_sample/*.parquet")
     parser.add_argument("--files", type=int, default=0,
                         help="build a larger corpus of this many files with `selfalign sample` first")
+    parser.add_argument("--copies", type=int, default=0,
+                        help="or: this many renamed copies of the committed sample (scaling_bench)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         glob = args.input
-        if args.files:
+        if args.copies:
+            from scaling_bench import variant_corpus
+
+            glob = str(variant_corpus(Path(tmp) / "corpus", args.copies) / "*.parquet")
+        elif args.files:
             from udfs.corpus import build_sample
 
             out = Path(tmp) / "corpus" / "sample.parquet"
             build_sample(out, files=args.files, seed=7, max_file_bytes=1_000_000)
             glob = str(out)
-        paths = sorted(Path().glob(glob)) if not Path(glob).is_absolute() else [Path(glob)]
+        paths = sorted(Path(glob).parent.glob(Path(glob).name)) if Path(glob).is_absolute() \
+            else sorted(Path().glob(glob))
         s_files, s_funcs, t_s, full_s, cores = stage(glob, Path(tmp) / "lake")
         b_files, b_funcs, b_s = baseline(paths, cores)
 

@@ -353,6 +353,7 @@ def stack_row(candidate: Candidate) -> dict[str, Any]:
 def write_parquet(table: pa.Table, out: Path) -> None:
     # Write beside the target and rename, so a crash never leaves half a corpus behind.
     partial = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, partial, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     partial.replace(out)
 

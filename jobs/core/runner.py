@@ -223,12 +223,13 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     """Run one declared stage or step: see the module docstring."""
     if isinstance(stage, Step):
         return _run_step(stage, ctx)
-    settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
     if not stage.runs_when_idle and _nothing_pending(stage, ctx):
-        # A nightly run over an unchanged input: one cheap check, no commits, no `runs`
-        # rows (a stage declared runs_when_idle still runs its hooks: evaluate's figures).
+        # A nightly run over an unchanged input: one cheap check, no settings (an index,
+        # prompts, an engine), no commits, no `runs` rows (a stage declared runs_when_idle
+        # still runs its hooks: evaluate's figures).
         log.info("[%s] nothing pending", stage.name)
         return StageSummary(stage.name)
+    settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
     # Read before this run's `running` row is written.
     append = stage.keyed_by_input and _last_run_was_clean(ctx, stage.name)
     with _recorded(ctx, stage.name) as summary:

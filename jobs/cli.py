@@ -154,15 +154,65 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     return download_command(Path(args.dir or _load(args).decontaminate.benchmarks_dir))
 
 
+DESCRIPTION = """\
+Build instruction-tuning data for code models from The Stack, the way
+StarCoder2-Instruct was built: seed functions, concepts, instructions, responses
+with their own tests run in a sandbox. Every stage writes a Delta table."""
+
+EXAMPLES = """\
+examples:
+  selfalign run                                  the whole DAG on conf/local.yaml
+  selfalign run --until dedup                    the seed stages only
+  selfalign run -c my.yaml --set lake.root=s3://bucket/lake
+  selfalign status                               where the lake stands
+  selfalign report && selfalign export --out out/sft"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("selfalign")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH (spark-submit of jobs/submit.py)
+        return "unknown (not installed)"
+
+
+def _run_epilog() -> str:
+    from jobs.core.registry import STAGES
+
+    return ("stages, in DAG order:\n  " + " -> ".join(STAGES) + "\n\n"
+            "examples:\n"
+            "  selfalign run                             every stage; stops before judge without a model\n"
+            "  selfalign run --until dedup               extract, decontaminate, typecheck, dedup\n"
+            "  selfalign run --from judge --set llm.engine=openai --set llm.base_url=http://host:8000/v1\n"
+            "  selfalign run --stages typecheck,dedup    just these (kept in DAG order)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An epilog computed only when help is shown: listing the stages imports every stage
+    module (and pyspark), which `selfalign --version` or a config error should not wait for."""
+
+    epilog_factory: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.epilog_factory is not None:
+            self.epilog = self.epilog_factory()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfalign", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="selfalign", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"selfalign {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_Parser)
 
     sample = sub.add_parser("sample", help="build the sample corpus parquet from local Python sources")
     _config_options(sample)
     sample.set_defaults(func=cmd_sample)
 
-    run = sub.add_parser("run", help="run the pipeline stages in order")
+    run = sub.add_parser("run", help="run the pipeline stages in order",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.epilog_factory = _run_epilog
     _config_options(run)
     run.add_argument("--stages", help="comma-separated stages to run (DAG order is kept)")
     run.add_argument("--until", help="run every stage up to and including this one")

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from udfs.evaluation import DEFAULT_FILES as EVAL_FILES
 from udfs.evaluation import SETS as EVAL_SETS
+from udfs.extract import KNOWN_RULES
 from udfs.sandbox.limits import RANGES as LIMIT_RANGES
 from udfs.sandbox.limits import allowed_range
 
@@ -141,6 +142,14 @@ class ExtractConfig(Section):
             "seaborn",
         ]
     )
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(KNOWN_RULES))
+        if unknown:
+            raise ValueError(f"unknown rule(s) {unknown}; known: {list(KNOWN_RULES)}")
+        return value
 
 
 class BenchmarkFile(Section):
@@ -445,7 +454,12 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"config: override key '{dotted}': '{part}' is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config: override '{assignment}': the value is {problem} "
+                          "(quote it to pass a plain string)") from None
 
 
 def parse_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
@@ -460,10 +474,16 @@ def parse_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     """Load a YAML config (default: the packaged conf/local.yaml) and apply overrides."""
     source = Path(path) if path is not None else default_config_path()
+    if source.is_dir():
+        raise ConfigError(f"config: {source} is a directory, not a YAML file")
     if not source.is_file():
         raise ConfigError(f"config: file not found: {source}")
     try:
-        raw = yaml.safe_load(source.read_text()) or {}
+        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {source} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {source}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -10,6 +10,7 @@ session extension, so the same code runs on classic Spark and through Connect.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -23,8 +24,10 @@ USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 SESSION_CATALOG = "spark_catalog"
 
 # Identifiers known to exist in this process: CREATE TABLE IF NOT EXISTS costs a Delta log
-# (or catalog) read.
+# (or catalog) read. Creating is serialized: two threads creating one Delta table would
+# both try to commit its version 0 (status runs its queries side by side).
 _ENSURED: set[str] = set()
+_CREATING = threading.Lock()
 
 
 def resolve_root(root: str) -> str:
@@ -99,6 +102,13 @@ class Lake:
         ident = self.name(spec)
         if ident in _ENSURED:
             return ident
+        with _CREATING:
+            if ident not in _ENSURED:
+                self._create(spec, ident)
+                _ENSURED.add(ident)
+        return ident
+
+    def _create(self, spec: TableSpec, ident: str) -> None:
         self._ensure_namespace()
         partitioned = f" PARTITIONED BY ({', '.join(map(quote, spec.partition_by))})" if spec.partition_by else ""
         # External tables at root/table: a path lake is adopted by a catalog without a copy,
@@ -106,8 +116,6 @@ class Lake:
         location = f" LOCATION {literal(self.path(spec))}" if self.namespace else ""
         self.spark.sql(f"CREATE TABLE IF NOT EXISTS {ident} ({column_ddl(spec)}) USING delta"
                        f"{partitioned} COMMENT {literal(spec.description)}{location}")
-        _ENSURED.add(ident)
-        return ident
 
     def _ensure_namespace(self) -> None:
         namespace = self.namespace

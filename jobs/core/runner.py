@@ -231,7 +231,7 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
         return StageSummary(stage.name)
     settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
     # Read before this run's `running` row is written.
-    append = stage.keyed_by_input and _last_run_was_clean(ctx, stage.name)
+    append = stage.appends_after_clean_run and _last_run_was_clean(ctx, stage.name)
     with _recorded(ctx, stage.name) as summary:
         for hook in stage.before:
             hook(ctx, settings, summary)

@@ -70,11 +70,13 @@ class Stage(Generic[S]):
     # for a stage whose hooks must run every time (evaluate writes this run's figures).
     runs_when_idle: bool = False
     needs_engine: bool = False  # calls the model: needs `llm.engine`
-    # True when every output and reject key is the input key itself, so rows of two
-    # different input keys never collide: after a clean run the runner appends chunks
-    # instead of MERGEing them (a MERGE reads all of the target's keys, per chunk).
-    # False where keys are content hashes shared across inputs (extract's function_id).
-    keyed_by_input: bool = False
+    # True when a chunk can never write a key that is already in the output or in
+    # `rejects` unless an earlier run crashed: every key is the input key itself
+    # (decontaminate, typecheck), or the transform turns keys already in the output into
+    # rejects (extract: a function_id already in `functions` is an exact_duplicate).
+    # After a clean run the runner then appends chunks instead of MERGEing them (a MERGE
+    # reads all of the target's keys, per chunk).
+    appends_after_clean_run: bool = False
 
 
 @dataclass(frozen=True)

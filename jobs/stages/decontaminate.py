@@ -81,5 +81,5 @@ def read(ctx: Context) -> DataFrame:
 # stops the stage before any task runs.
 STAGE = Stage(
     name=NAME, output=DECONTAMINATION, key=KEY, read=read, settings=load_index,
-    transform=transform, verdicts=True, keyed_by_input=True,  # a verdict per function_id
+    transform=transform, verdicts=True, appends_after_clean_run=True,  # a verdict per function_id
 )

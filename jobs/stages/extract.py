@@ -10,25 +10,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from jobs.core.config import ExtractConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.stage import Stage
 from schemas import FUNCTIONS
-from schemas.outcome import (
-    ITEM_ID,
-    REJECT_DETAIL,
-    REJECT_REASON,
-    SOURCE_KEY,
-    outcome_frame,
-    outcome_schema,
+from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
+from udfs.extract import (
+    KNOWN_RULES,
+    FileReject,
+    RuleSet,
+    check_rules,
+    extract_file,
+    parsing_without_gc,
 )
-from udfs.extract import KNOWN_RULES, FileReject, RuleSet, check_rules, extract_file
 
 NAME = "extract"
 KEY = "hexsha"
@@ -61,7 +62,9 @@ def read_files(ctx: Context) -> DataFrame:
         column("max_stars_repo_licenses").cast("array<string>").alias("licenses"),
         column("max_stars_count").cast("long").alias("stars"),
     )
-    return files.dropDuplicates([KEY])
+    # No dropDuplicates on the key here: it would shuffle every file's content. A file
+    # listed twice yields the same outcome rows twice, and `transform` keeps one copy.
+    return files
 
 
 def _rule_set(cfg: ExtractConfig) -> RuleSet:
@@ -99,23 +102,20 @@ def outcomes_of_file(row: dict[str, Any], rules: RuleSet, marker_re: Any, max_by
     return rows
 
 
-def _licenses(value: Any) -> list[str] | None:
-    return None if value is None else [str(v) for v in value]
-
-
-def extract_batches(batches: Iterator[pd.DataFrame], cfg: ExtractConfig) -> Iterator[pd.DataFrame]:
+def extract_batches(batches: Iterator[pa.RecordBatch], cfg: ExtractConfig) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: Arrow in, Arrow out. Plain Python rows in between; pandas would
+    only add two conversions per batch to a stage that is all parsing."""
     rules = _rule_set(cfg)
     marker_re = rules.marker_pattern
+    arrow_schema = to_arrow_schema(OUTCOME_SCHEMA)
+    names = arrow_schema.names
     for batch in batches:
         rows: list[dict[str, Any]] = []
-        for record in batch.to_dict("records"):
-            record["licenses"] = _licenses(record.get("licenses"))
-            if record.get("stars") is not None and pd.isna(record["stars"]):
-                record["stars"] = None
-            rows.extend(outcomes_of_file(record, rules, marker_re, cfg.max_file_bytes))
-        # Absent keys become None (a column of NaN floats would not convert to strings).
-        yield outcome_frame(rows, OUTCOME_SCHEMA).astype(
-            {"line_count": "Int32", "arg_count": "Int32", "stars": "Int64"})
+        with parsing_without_gc():
+            for record in batch.to_pylist():
+                rows.extend(outcomes_of_file(record, rules, marker_re, cfg.max_file_bytes))
+        yield pa.RecordBatch.from_pylist([{name: row.get(name) for name in names} for row in rows],
+                                         schema=arrow_schema)
 
 
 @dataclass(frozen=True)
@@ -130,19 +130,24 @@ def settings(ctx: Context) -> ExtractSettings:
 
 
 def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
-    """Files -> outcome rows; exact duplicate functions keep one copy (most stars, then hexsha)."""
+    """Files -> outcome rows; exact duplicate functions keep one copy (most stars, then
+    hexsha), and the rows of a file listed twice in the input count once."""
     cfg = settings.cfg
-    outcomes = files.mapInPandas(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
+    outcomes = files.mapInArrow(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
 
     kept = F.col(REJECT_REASON).isNull()
-    first_copy = Window.partitionBy("function_id").orderBy(
-        F.col("stars").desc_nulls_last(), F.col("hexsha").asc()
-    )
+    # Kept functions compete for their function_id; every other row is its own group
+    # (keyed by its item id), so file-level rejects, which have no function_id, do not
+    # all land in one partition.
+    group = F.when(kept, F.col("function_id")).otherwise(F.col(ITEM_ID))
+    first_copy = Window.partitionBy(group).orderBy(F.col("stars").desc_nulls_last(), F.col("hexsha").asc())
     known = settings.known_ids.select(F.col("function_id"), F.lit(True).alias("_known"))
     ranked = (
-        outcomes.withColumn("_rank", F.when(kept, F.row_number().over(first_copy)))
-        .withColumn("_first_hexsha", F.when(kept, F.first("hexsha").over(first_copy)))
+        outcomes.withColumn("_rank", F.row_number().over(first_copy))
+        .withColumn("_first_hexsha", F.first("hexsha").over(first_copy))
         .join(known, on="function_id", how="left")
+        # A later row of the first copy's own file is the same file listed again.
+        .where((F.col("_rank") == 1) | (F.col("hexsha") != F.col("_first_hexsha")))
     )
     already_in_lake = kept & F.col("_known").isNotNull()
     copy_in_batch = kept & (F.col("_rank") > 1)
@@ -159,4 +164,5 @@ def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
 
 STAGE = Stage(
     name=NAME, output=FUNCTIONS, key=KEY, read=read_files, settings=settings, transform=transform,
+    appends_after_clean_run=True,  # known function_ids become exact_duplicate rejects
 )

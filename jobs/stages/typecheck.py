@@ -101,5 +101,5 @@ def read(ctx: Context) -> DataFrame:
 
 STAGE = Stage(
     name=NAME, output=TYPECHECK, key=KEY, read=read, settings=settings, transform=transform,
-    verdicts=True, keyed_by_input=True,  # a verdict per function_id, the input key
+    verdicts=True, appends_after_clean_run=True,  # a verdict per function_id, the input key
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
@@ -11,13 +13,19 @@ from jobs.core.runner import pending_of
 from jobs.core.stage import Stage
 from schemas import REJECTS, RUNS, TABLES
 
+# Status is a few dozen small queries (a count per table, a pending count per stage),
+# each mostly planning and Delta log reads on the driver: submitted side by side they
+# overlap (Spark runs jobs from several threads, Connect serves several requests).
+_PARALLEL_QUERIES = 8
 
-def _table_counts(ctx: Context) -> list[tuple[str, str]]:
-    rows = []
-    for name, spec in TABLES.items():
-        count = ctx.lake.read(spec).count() if ctx.lake.exists(spec) else None
-        rows.append((name, "-" if count is None else f"{count:,}"))
-    return rows
+
+def _table_count(ctx: Context, name: str) -> str:
+    spec = TABLES[name]
+    return f"{ctx.lake.read(spec).count():,}" if ctx.lake.exists(spec) else "-"
+
+
+def _table_counts(ctx: Context, pool: ThreadPoolExecutor) -> list[tuple[str, str]]:
+    return list(zip(TABLES, pool.map(lambda name: _table_count(ctx, name), TABLES), strict=True))
 
 
 def _last_runs(ctx: Context) -> dict[str, dict]:
@@ -52,10 +60,14 @@ def _pending(ctx: Context, stage: str) -> str:
 
 
 def render_status(ctx: Context) -> str:
+    with ThreadPoolExecutor(_PARALLEL_QUERIES, thread_name_prefix="status") as pool:
+        counts = _table_counts(ctx, pool)  # first: reading a stage's input creates it if missing
+        runs = _last_runs(ctx)
+        reasons = _top_reasons(ctx)
+        pending_by_stage = dict(zip(STAGES, pool.map(lambda stage: _pending(ctx, stage), STAGES),
+                                    strict=True))
     lines = [f"lake: {ctx.lake.describe()}", "", f"{'table':<16}{'rows':>12}"]
-    lines += [f"{name:<16}{count:>12}" for name, count in _table_counts(ctx)]
-    runs = _last_runs(ctx)
-    reasons = _top_reasons(ctx)
+    lines += [f"{name:<16}{count:>12}" for name, count in counts]
     lines += ["", f"{'stage':<14}{'last run':<22}{'state':<11}{'in':>9}{'out':>9}{'rejected':>10}{'pending':>9}  top reject reasons"]
     for stage in STAGES:
         run = runs.get(stage)
@@ -66,7 +78,7 @@ def render_status(ctx: Context) -> str:
         top = ", ".join(f"{reason} {n:,}" for reason, n in reasons.get(stage, []))
         lines.append(
             f"{stage:<14}{when:<22}{state:<11}{shown[0]:>9}{shown[1]:>9}{shown[2]:>10}"
-            f"{_pending(ctx, stage):>9}  {top}"
+            f"{pending_by_stage[stage]:>9}  {top}"
         )
     return "\n".join(lines)
 

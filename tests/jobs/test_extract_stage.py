@@ -25,11 +25,11 @@ NO_RETURN = 'def shout(msg):\n    """Print loudly."""\n    print(msg.upper())\n'
 BAD_FILES = {
     "empty_content": None,
     "binary_content": "\x01\x02\x03\x04\x05" * 200,
-    "python2_syntax": 'print "hello"\n',
+    "python2_syntax": 'def g():\n    return 1\nprint "hello"\n',
     "file_too_large": "x = 1\n" * 200_000,
-    "too_deeply_nested": "x = 1" + " + 1" * 100_000,
+    "too_deeply_nested": "def g():\n    return 1\nx = 1" + " + 1" * 100_000,
     "nul_bytes": 'def f(a):\n    "doc"\n    return a\x00\n',
-    "unterminated_token": 's = """never closed\n',
+    "unterminated_token": 'def g():\n    return 1\ns = """never closed\n',
     "no_docstring_functions": "VALUE = 1\n",
 }
 
@@ -125,6 +125,23 @@ def test_exact_copies_in_one_batch_keep_the_most_starred(make_ctx, tmp_path: Pat
     assert [(r["repo"], r["stars"]) for r in kept] == [("b/high", 900)]
     dup = ctx.lake.read(REJECTS).collect()
     assert [r["reason"] for r in dup] == ["exact_duplicate"]
+
+
+def test_a_file_listed_twice_counts_once(make_ctx, tmp_path: Path):
+    """The same file (same hexsha) in two input files: its function is kept once, with no
+    exact_duplicate reject against itself, and its file-level rejects are not doubled."""
+    twice = [stack_row(GOOD, path="a.py"), stack_row("VALUE = 1\n", path="b.py")]
+    fork = stack_row(GOOD, path="fork.py", stars=1)
+    write_stack(tmp_path / "in" / "one.parquet", [*twice, fork])
+    write_stack(tmp_path / "in" / "two.parquet", twice)
+    ctx = make_ctx(f"input.path={tmp_path / 'in' / '*.parquet'}")
+    run_extract(ctx)
+    kept = ctx.lake.read(FUNCTIONS).collect()
+    assert [(r["path"], r["name"]) for r in kept] == [("a.py", "dump")]
+    reasons = sorted((r["reason"], r["item_id"].split(":")[0]) for r in ctx.lake.read(REJECTS).collect())
+    assert reasons == sorted([("exact_duplicate", fork["hexsha"]),
+                              ("no_docstring_functions", twice[1]["hexsha"])])
+    assert ctx.lake.read(PROGRESS).count() == 3
 
 
 def test_missing_input_is_a_clear_error(make_ctx, tmp_path: Path):

@@ -45,6 +45,8 @@ def test_spark_properties_given_as_yaml_scalars_become_spark_strings():
         ({"lake": {"schema": "main.selfalign"}}, "config: key 'lake.schema': expected one name"),
         ({"spark": {"remote": "localhost:15002"}}, "config: key 'spark.remote': expected sc://host:port"),
         ({"spark": {"remote": "sc://host:port"}}, "config: key 'spark.remote': expected sc://host:port"),
+        ({"extract": {"rules": ["needs_return", "nosuchrule"]}},
+         "config: key 'extract.rules': unknown rule(s) ['nosuchrule']; known: ['needs_return'"),
     ],
 )
 def test_errors_are_one_line_and_name_the_key(raw, message):
@@ -61,6 +63,12 @@ def test_file_errors(tmp_path: Path):
     bad.write_text("lake: [unclosed\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load_config(bad)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"lake:\n  root: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin\.yaml is not UTF-8 text \(byte 17\)"):
+        load_config(latin)
+    with pytest.raises(ConfigError, match="is a directory, not a YAML file"):
+        load_config(tmp_path)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
@@ -72,6 +80,34 @@ def test_malformed_override():
         load_config(None, ["dedup.threshold"])
     with pytest.raises(ConfigError, match="is not a section"):
         load_config(None, ["lake.root.deeper=1"])
+    with pytest.raises(ConfigError, match=r"override 'extract.rules=\[a,b': the value is expected"):
+        load_config(None, ["extract.rules=[a,b"])
+
+
+@pytest.mark.parametrize("argv", [["run", "--set", "x=[1,2"], ["run", "--set", "extract.rules=[nosuchrule]"]])
+def test_bad_cli_input_is_one_line_and_exit_2_before_spark(argv, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("selfalign: error: config: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.startswith("selfalign 0.")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = capsys.readouterr().out
+    assert "extract -> decontaminate -> typecheck -> dedup -> judge" in help_text
+    assert "selfalign run --until dedup" in help_text
 
 
 def test_fingerprint_changes_with_config_only():

@@ -104,6 +104,10 @@ def test_function_id_ignores_trailing_whitespace_and_blank_lines():
     assert function_id(a) != function_id("def f(y):\n    return y\n")
 
 
+# A top-level function without a docstring: files that must reach the parser start with it.
+DEF = "def g():\n    return 1\n"
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
@@ -111,17 +115,21 @@ def test_function_id_ignores_trailing_whitespace_and_blank_lines():
         ("   \n\n", "empty_content"),
         (b"\xff\xfe\x00bad", "not_utf8"),
         ("\x01\x02\x03\x04" * 100, "binary_content"),
-        ('print "hello"\n', "python2_syntax"),
-        ("try:\n    pass\nexcept Exception, e:\n    pass\n", "python2_syntax"),
-        ('x = "abc\n', "unterminated_token"),
+        (DEF + 'print "hello"\n', "python2_syntax"),
+        (DEF + "try:\n    pass\nexcept Exception, e:\n    pass\n", "python2_syntax"),
+        (DEF + 'x = "abc\n', "unterminated_token"),
         ('def f(a):\n    """doc\n    return a\n', "unterminated_token"),
-        ("(" * 300 + ")" * 300, "too_deeply_nested"),
-        ("x = 1" + " + 1" * 100_000, "too_deeply_nested"),
-        ("\n".join(" " * i + "if x:" for i in range(101)) + "\n" + " " * 101 + "pass\n",
+        (DEF + "(" * 300 + ")" * 300, "too_deeply_nested"),
+        (DEF + "x = 1" + " + 1" * 100_000, "too_deeply_nested"),
+        (DEF + "\n".join(" " * i + "if x:" for i in range(101)) + "\n" + " " * 101 + "pass\n",
          "too_deeply_nested"),
         ('def f(a):\n    "doc"\n    return a\x00\n', "nul_bytes"),
         ("def f(:\n  pass\n", "syntax_error"),
         ("x = 1\n", "no_docstring_functions"),
+        # No top-level def: dropped before parsing, even when it would not parse.
+        ('print "hello"\n', "no_docstring_functions"),
+        ("class A:\n    def f(self):\n        \"\"\"doc\"\"\"\n        return 1\n", "no_docstring_functions"),
+        (DEF, "no_docstring_functions"),
     ],
 )
 def test_bad_files_become_rejects(content, reason):
@@ -178,3 +186,10 @@ def test_rules_can_be_switched_off():
     only_args = RuleSet(("needs_args",), 150, (), frozenset())
     fn = one('def f(a):\n    """d."""\n    print(a)  # TODO\n')
     assert check_rules(fn, only_args, only_args.marker_pattern) is None
+
+
+@pytest.mark.parametrize("prefix", ["", "\x0c", "async "])
+def test_top_level_defs_after_a_form_feed_or_async_reach_the_parser(prefix):
+    found = extract_file(f'x = 1\n{prefix}def f(a):\n    """Doc."""\n    return a\n', 1_000_000)
+    assert isinstance(found, list)
+    assert [fn.name for fn in found] == ["f"]

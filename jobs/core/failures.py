@@ -49,9 +49,13 @@ def root_cause(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def hint_for(text: str) -> str | None:
+    """What to do about a failure whose text contains a known marker."""
+    return next((advice for marker, advice in HINTS if marker in text), None)
+
+
 def describe_failure(stage: str, exc: BaseException) -> str:
     cause = root_cause(exc)
-    full = f"{cause} {exc}"
-    hint = next((advice for marker, advice in HINTS if marker in full), None)
+    hint = hint_for(f"{cause} {exc}")
     message = f"stage '{stage}' failed: {cause[:500]}"
     return f"{message} ({hint})" if hint else message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from jobs.core.config import ExtractConfig
 from jobs.core.context import Context
-from jobs.core.failures import StageError
+from jobs.core.failures import StageError, hint_for, root_cause
 from jobs.core.stage import Stage
 from schemas import FUNCTIONS
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
@@ -37,17 +38,45 @@ OUTCOME_SCHEMA = outcome_schema(FUNCTIONS)
 SOURCE_COLUMNS = ("hexsha", "repo", "path", "licenses", "stars")
 
 
-def read_files(ctx: Context) -> DataFrame:
-    """The Stack v1 parquet at `input.path` (any path or glob Spark can read)."""
+# The Stack's columns this stage reads, and the Spark types it accepts for each.
+EXPECTED_TYPES = {
+    "hexsha": ("string",), "content": ("string", "binary"), "lang": ("string",),
+    "max_stars_repo_name": ("string",), "max_stars_repo_path": ("string",),
+    "max_stars_repo_licenses": ("array<string>",),
+    "max_stars_count": ("int", "bigint", "smallint", "tinyint", "double", "float"),
+}
+
+
+def read_input(ctx: Context) -> DataFrame:
+    """The input parquet as Spark reads it, or one line saying why it cannot be read."""
     path = ctx.cfg.input.path
+    local = Path(path.removeprefix("file:")) if "://" not in path else None
+    # Checked here, not by Spark: a folder of other files fails inside a Spark job, with
+    # a task failure logged per file before the error comes back.
+    if local is not None and local.is_dir() and not any(local.rglob("*.parquet")):
+        raise StageError(f"{NAME}: no parquet files in '{path}': point input.path at The Stack parquet files")
     try:
         raw = ctx.spark.read.parquet(path)
-    except AnalysisException as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StageError(f"{NAME}: cannot read input parquet '{path}': {first_line}") from None
+    except Exception as exc:  # missing path, no parquet files, a corrupt footer
+        cause = root_cause(exc) if not isinstance(exc, AnalysisException) else str(exc).strip()
+        first_line = cause.splitlines()[0] if cause else type(exc).__name__
+        hint = hint_for(first_line)
+        raise StageError(f"{NAME}: cannot read input parquet '{path}': {first_line}"
+                         + (f" ({hint})" if hint else "")) from None
     missing = {"hexsha", "content"} - set(raw.columns)
     if missing:
         raise StageError(f"{NAME}: input '{path}' lacks The Stack column(s): {', '.join(sorted(missing))}")
+    for field in raw.schema.fields:
+        accepted = EXPECTED_TYPES.get(field.name)
+        if accepted and field.dataType.simpleString() not in accepted:
+            raise StageError(f"{NAME}: input '{path}' column '{field.name}' is "
+                             f"{field.dataType.simpleString()}; The Stack's is {' or '.join(accepted)}")
+    return raw
+
+
+def read_files(ctx: Context) -> DataFrame:
+    """The Stack v1 parquet at `input.path` (any path or glob Spark can read)."""
+    raw = read_input(ctx)
 
     def column(name: str, default: Any = None) -> Any:
         return F.col(name) if name in raw.columns else F.lit(default)
@@ -126,6 +155,16 @@ class ExtractSettings:
 
 def settings(ctx: Context) -> ExtractSettings:
     _rule_set(ctx.cfg.extract)  # an unknown rule fails on the driver, before any task starts
+    # Only reached when nothing of this input was committed yet (see runner.run): an
+    # input with no rows at all is a wrong path, not a night without new files.
+    raw = read_input(ctx)
+    try:
+        empty = raw.isEmpty()
+    except Exception:  # an unreadable file: the recorded run meets it and records the failure
+        empty = False
+    if empty:
+        raise StageError(f"{NAME}: no input rows in '{ctx.cfg.input.path}': point input.path at "
+                         "The Stack parquet files")
     return ExtractSettings(ctx.cfg.extract, ctx.lake.read(FUNCTIONS).select("function_id"))
 
 

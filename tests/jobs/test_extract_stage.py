@@ -152,6 +152,30 @@ def test_missing_input_is_a_clear_error(make_ctx, tmp_path: Path):
         run_extract(ctx)
 
 
+def test_unusable_inputs_are_one_line_before_any_work(tmp_path: Path, capsys):
+    """A folder without parquet files, an input with no rows, a column of the wrong type:
+    exit 2 with one line naming the problem, and no Spark job over the input."""
+    from jobs.cli import main
+
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "notes.txt").write_text("hello\n")
+    write_stack(tmp_path / "empty.parquet", [])
+    pq.write_table(pa.table({"hexsha": ["a1"], "content": [7]}), tmp_path / "ints.parquet")
+    cases = {
+        "texts": "extract: no parquet files in",
+        "empty.parquet": "extract: no input rows in",
+        "ints.parquet": "column 'content' is bigint; The Stack's is string or binary",
+    }
+    for name, message in cases.items():
+        with pytest.raises(SystemExit) as failed:
+            main(["run", "--no-status", "--set", f"input.path={tmp_path / name}",
+                  "--set", f"lake.root={tmp_path / ('lake-' + name)}"])
+        assert failed.value.code == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("selfalign: error: ") and message in err[-1], err[-1]
+        assert not any("Traceback" in line or line.lstrip().startswith("at ") for line in err), name
+
+
 def test_corrupt_input_file_is_one_clear_line_and_the_rerun_recovers(spark, tmp_path: Path, capsys):
     from jobs.cli import main
 

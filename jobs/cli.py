@@ -33,7 +33,7 @@ def _setup_logging() -> None:
     # others, and basicConfig would then silently do nothing.
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False

@@ -349,6 +349,7 @@ def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSu
     chunks = _chunk_count(stage, ctx, summary.rows_in)
     staging = f"{ctx.lake.root}/_staging/{stage.name}"
     parts = chunk_inputs(stage, ctx, staged.rows, chunks)
+    clock = time.monotonic()
     for index, part in enumerate(parts):
         _describe_job(ctx, f"{stage.name}: chunk {index + 1}/{chunks}")
         outcomes = stage.transform(part, settings)
@@ -359,5 +360,20 @@ def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSu
         summary.rows_failed += failed
         summary.chunks += 1
         if chunks > 1:
-            log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d",
-                     stage.name, index + 1, chunks, kept, rejected, failed)
+            log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d %s", stage.name,
+                     index + 1, chunks, kept, rejected, failed,
+                     _progress(summary.rows_in, (index + 1) / chunks, time.monotonic() - clock))
+
+
+def _progress(rows: int, fraction: float, seconds: float) -> str:
+    """Input rows per second so far and the time left, for the per-chunk log line. Chunks
+    are hash cuts of the input, so each holds about rows / chunks of it."""
+    rate = rows * fraction / max(seconds, 1e-9)
+    left = (1 - fraction) * seconds / max(fraction, 1e-9)
+    return f"{rate:,.0f} rows/s, about {_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

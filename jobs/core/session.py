@@ -55,6 +55,15 @@ def remember_jars(spark: SparkSession, cfg: SparkConfig) -> None:
         manifest.write_text("\n".join([cfg.delta_package, *jars.split(",")]) + "\n")
 
 
+LOG4J2_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
+
+
+def java_options(cfg: SparkConfig, *more: str) -> str:
+    """JVM options of the local driver: our log4j2 configuration, then the user's own."""
+    return " ".join(filter(None, [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
+                                  cfg.extra.get("spark.driver.extraJavaOptions"), *more]))
+
+
 def local_conf(cfg: SparkConfig) -> dict[str, str]:
     """The Spark settings of the embedded local session (a local Connect server takes them too)."""
     jars = cached_jars(cfg)
@@ -78,7 +87,7 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
         conf["spark.jars"] = ",".join(jars)
     else:
         conf["spark.jars.packages"] = cfg.delta_package
-    return {**conf, **cfg.extra}
+    return {**conf, **cfg.extra, "spark.driver.extraJavaOptions": java_options(cfg)}
 
 
 def local_builder(cfg: SparkConfig) -> SparkSession.Builder:
@@ -106,8 +115,7 @@ def with_metastore(builder: SparkSession.Builder, cfg: SparkConfig, lake: LakeCo
     home = metastore_dir(cfg, lake)
     home.mkdir(parents=True, exist_ok=True)
     # derby.log goes to derby.system.home, else the cwd; keep any JVM options the user set.
-    options = " ".join(filter(None, [cfg.extra.get("spark.driver.extraJavaOptions"),
-                                     f"-Dderby.system.home={home}"]))
+    options = java_options(cfg, f"-Dderby.system.home={home}")
     return (
         builder.enableHiveSupport()
         .config("spark.sql.warehouse.dir", str(home / "warehouse"))

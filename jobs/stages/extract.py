@@ -20,6 +20,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from jobs.core.config import ExtractConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError, hint_for, root_cause
+from jobs.core.runner import StageSummary
 from jobs.core.stage import Stage
 from schemas import FUNCTIONS
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
@@ -155,16 +156,6 @@ class ExtractSettings:
 
 def settings(ctx: Context) -> ExtractSettings:
     _rule_set(ctx.cfg.extract)  # an unknown rule fails on the driver, before any task starts
-    # Only reached when nothing of this input was committed yet (see runner.run): an
-    # input with no rows at all is a wrong path, not a night without new files.
-    raw = read_input(ctx)
-    try:
-        empty = raw.isEmpty()
-    except Exception:  # an unreadable file: the recorded run meets it and records the failure
-        empty = False
-    if empty:
-        raise StageError(f"{NAME}: no input rows in '{ctx.cfg.input.path}': point input.path at "
-                         "The Stack parquet files")
     return ExtractSettings(ctx.cfg.extract, ctx.lake.read(FUNCTIONS).select("function_id"))
 
 
@@ -201,7 +192,20 @@ def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
     )
 
 
+def refuse_empty_input(ctx: Context, settings: ExtractSettings, summary: StageSummary) -> None:
+    """An input with no rows at all is a wrong path, not a night without new files.
+
+    Chunks only run when something is pending or nothing was ever committed (runner.run),
+    so no rows here means an empty input on the stage's first run. Judged from the count
+    the runner took while staging the input: no extra scan.
+    """
+    if summary.rows_in == 0:
+        raise StageError(f"{NAME}: no input rows in '{ctx.cfg.input.path}': point input.path at "
+                         "The Stack parquet files")
+
+
 STAGE = Stage(
     name=NAME, output=FUNCTIONS, key=KEY, read=read_files, settings=settings, transform=transform,
+    after=(refuse_empty_input,),
     appends_after_clean_run=True,  # known function_ids become exact_duplicate rejects
 )

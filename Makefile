@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test setup lint bench clean sysdeps sysdeps-run
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[spark,test,report]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[spark,test,report]"
 	# Fail here, not mid-job, if pyright or node is unusable.
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright --version
 	touch $(STAMP)

@@ -50,6 +50,45 @@ def option(parameters: list[str], name: str) -> str | None:
 
 # --- Databricks ------------------------------------------------------------------------
 
+def test_the_bundle_has_one_root_file():
+    """The Databricks CLI refuses a directory holding both databricks.yml and databricks.yaml."""
+    roots = [p.name for p in DATABRICKS.iterdir() if p.stem == "databricks" and p.suffix in (".yml", ".yaml")]
+    assert roots == ["databricks.yml"]
+
+
+def test_the_bundle_validates_against_the_bundle_fields_it_uses():
+    from tests.databricks_bundle import Bundle, references
+
+    raw = bundle()
+    model = Bundle.model_validate(raw)
+    declared = set(model.variables)
+    used = {ref.split(".", 1)[1] for ref in references(raw) if ref.startswith("var.")}
+    assert used <= declared, f"undeclared variables: {used - declared}"
+    for target in model.targets.values():
+        assert set(target.variables) <= declared
+    for job in model.resources.jobs.values():
+        clusters = {c.job_cluster_key for c in job.job_clusters}
+        assert {task.job_cluster_key for task in job.tasks} <= clusters
+    # The GPU cluster's driver does no GPU work (vLLM runs in executor tasks).
+    gpu = next(c.new_cluster for job in model.resources.jobs.values() for c in job.job_clusters
+               if c.job_cluster_key == "gpu")
+    assert gpu.driver_node_type_id is not None and gpu.driver_node_type_id != gpu.node_type_id
+
+
+def test_the_bundle_model_refuses_a_misspelled_key():
+    import copy
+
+    from pydantic import ValidationError
+
+    from tests.databricks_bundle import Bundle
+
+    raw = copy.deepcopy(bundle())
+    task = next(iter(raw["resources"]["jobs"].values()))["tasks"][0]
+    task["python_wheel_tsk"] = task.pop("python_wheel_task")
+    with pytest.raises(ValidationError, match="python_wheel_tsk"):
+        Bundle.model_validate(raw)
+
+
 def test_bundle_has_a_scheduled_job_with_wheel_tasks():
     config = bundle()
     assert config["bundle"]["name"] == "selfalign"
@@ -73,7 +112,7 @@ def test_bundle_tasks_call_the_selfalign_entry_point_with_known_stages():
         params = wheel["parameters"]
         assert params[0] in {"run", "report", "status"}, params
         config = option(params, "--config")
-        assert config is not None and config.endswith("/databricks.yaml")
+        assert config is not None and config.endswith("/pipeline.yaml")
         if params[0] == "run":
             stages = option(params, "--stages")
             assert stages, f"task {task['task_key']} runs no named stages"
@@ -104,7 +143,7 @@ def test_bundle_dependencies_form_a_dag_over_existing_tasks():
 
 
 def test_databricks_pipeline_config_validates():
-    cfg = load_config(DATABRICKS / "databricks.yaml")
+    cfg = load_config(DATABRICKS / "pipeline.yaml")
     assert cfg.llm.engine == "vllm"
     assert cfg.generation.gpu_resource_profile is True
     assert cfg.lake.root.startswith(("s3://", "abfss://", "dbfs:", "/Volumes/"))

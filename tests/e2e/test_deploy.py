@@ -75,6 +75,21 @@ def test_the_bundle_validates_against_the_bundle_fields_it_uses():
     assert gpu.driver_node_type_id is not None and gpu.driver_node_type_id != gpu.node_type_id
 
 
+def test_clusters_that_execute_generated_code_install_bubblewrap():
+    from tests.databricks_bundle import Bundle
+
+    model = Bundle.model_validate(bundle())
+    job = next(iter(model.resources.jobs.values()))
+    execute_task = next(t for t in job.tasks if "execute" in (option(t.python_wheel_task.parameters, "--stages") or ""))
+    cluster = next(c.new_cluster for c in job.job_clusters if c.job_cluster_key == execute_task.job_cluster_key)
+    [script] = [entry["workspace"]["destination"] for entry in cluster.init_scripts]
+    local = DATABRICKS / script.rsplit("/", 1)[1]
+    assert "apt-get install" in local.read_text() and "bubblewrap" in local.read_text()
+    emr_script = EMR / "bootstrap-bubblewrap.sh"
+    assert "bubblewrap" in emr_script.read_text()
+    assert f"Path=$B/{emr_script.name}" in (EMR / "README.md").read_text()
+
+
 def test_the_bundle_model_refuses_a_misspelled_key():
     import copy
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,6 +46,27 @@ def cached_jars(cfg: SparkConfig) -> list[str] | None:
     if package != cfg.delta_package or not jars:
         return None
     return jars if all(Path(j.removeprefix("file://")).is_file() for j in jars) else None
+
+
+def ensure_jars(cfg: SparkConfig) -> None:
+    """Resolve the Delta jars once, in a child process whose Ivy chatter (a hundred lines
+    of resolver reports and unreachable repositories) is kept out of sight: one line
+    says it happens, and a failure is one line with Ivy's own reason."""
+    if cached_jars(cfg) is not None:
+        return
+    log.info("fetching %s from Maven Central into %s (once; later runs start offline)",
+             cfg.delta_package, cfg.ivy_dir)
+    command = [sys.executable, "-m", "jobs.core.session", "--resolve",
+               f"spark.delta_package={cfg.delta_package}", f"spark.ivy_dir={cfg.ivy_dir}"]
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0 or cached_jars(cfg) is None:
+        lines = [line.strip(" :\t") for line in (done.stderr + done.stdout).splitlines()]
+        # Ivy's most specific line first: "io.delta#x;1.0: not found", then a Java error.
+        why = next((line for marker in (": not found", "unresolved dependency", "Exception")
+                    for line in lines if marker in line), f"exit code {done.returncode}")
+        raise ConfigError(f"spark: cannot fetch {cfg.delta_package} ({why}): with no access to "
+                          "Maven Central, copy a .ivy directory from a machine that has one "
+                          "and point spark.ivy_dir at it")
 
 
 def remember_jars(spark: SparkSession, cfg: SparkConfig) -> None:
@@ -143,6 +165,7 @@ def get_spark(cfg: SparkConfig, lake: LakeConfig | None = None) -> SparkSession:
         return active
     if launched_by_cluster():
         return SparkSession.builder.appName(cfg.app_name).getOrCreate()
+    ensure_jars(cfg)
     builder = local_builder(cfg)
     if lake is not None and lake.schema is not None:
         builder = with_metastore(builder, cfg, lake)
@@ -153,17 +176,25 @@ def get_spark(cfg: SparkConfig, lake: LakeConfig | None = None) -> SparkSession:
     return spark
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """`python -m jobs.core.session`: resolve and remember the Delta jars of the default config.
 
     Run once when building an image or before parallel jobs share one Ivy cache, so
     two JVMs never resolve into it at the same time; later starts are offline.
+    `--resolve KEY=VALUE...` is the child process of `ensure_jars`: it resolves in place.
     """
     from jobs.core.config import load_config
 
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--resolve"]:
+        cfg = load_config(None, args[1:])
+        spark = local_builder(cfg.spark).getOrCreate()
+        remember_jars(spark, cfg.spark)
+        spark.stop()
+        return
     cfg = load_config(None, [])
-    if cached_jars(cfg.spark) is None:
-        get_spark(cfg.spark, cfg.lake).stop()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ensure_jars(cfg.spark)
     print(f"delta jars: {len(cached_jars(cfg.spark) or [])} cached under {cfg.spark.ivy_dir}")
 
 

@@ -192,3 +192,18 @@ def test_local_metastore_lives_under_the_lake_or_where_configured(tmp_path: Path
     cfg = load_config(None, ["lake.root=s3://bucket/lake", "lake.schema=s"])
     with pytest.raises(ConfigError, match=r"spark\.metastore_dir': lake\.root 's3://bucket/lake' is not local"):
         metastore_dir(cfg.spark, cfg.lake)
+
+
+def test_jars_that_cannot_be_resolved_are_one_line_naming_the_way_out(tmp_path: Path):
+    """Resolution runs in a child process (its Ivy output hidden); a failure is one line.
+    A malformed coordinate fails inside Ivy without any network access."""
+    from jobs.core.session import cached_jars, ensure_jars
+
+    cfg = load_config(None, [f"spark.ivy_dir={tmp_path / 'ivy'}", "spark.delta_package=not-a-coordinate"])
+    with pytest.raises(ConfigError) as err:
+        ensure_jars(cfg.spark)
+    message = str(err.value)
+    assert message.startswith("spark: cannot fetch not-a-coordinate (")
+    assert "groupId:artifactId:version" in message and "spark.ivy_dir" in message
+    assert "\n" not in message
+    assert cached_jars(cfg.spark) is None

@@ -15,6 +15,7 @@ it (udfs/llm/gpus.py) before its engine loads, so concurrent tasks never share a
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from pyspark.sql.types import StructType
 from jobs.core.config import PipelineConfig, SamplingConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
+from jobs.core.session import launched_by_cluster, remote_url
 from jobs.core.stage import Chunking, Stage
 from schemas import TableSpec
 from schemas.outcome import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, outcome_frame, outcome_schema
@@ -46,6 +48,8 @@ from udfs.llm import (
 )
 from udfs.llm.gpus import pin_task_gpus
 from udfs.prompts import PromptSet, load_prompts, prompt_version, stop_sequences
+
+log = logging.getLogger("selfalign")
 
 Handler = Callable[[list[dict[str, Any]], Engine], list[dict[str, Any]]]
 
@@ -79,9 +83,18 @@ def failure(generation: Generation) -> dict[str, Any]:
 
 
 def require_engine(cfg: PipelineConfig, stage: str) -> None:
-    """Fail the stage at its start, with the message saying how to configure an engine."""
+    """Fail the stage at its start, with the message saying how to configure an engine.
+
+    An engine that runs inside executor tasks (vLLM) is checked here only in the local
+    session, whose driver is also its executor; on a cluster the tasks check it where
+    it runs, and a missing GPU or package fails the first task with the same message.
+    """
+    engine = make_engine(EngineSettings.from_settings(cfg.llm))
+    if getattr(engine, "RUNS_IN_TASKS", False) and (launched_by_cluster() or remote_url(cfg.spark)):
+        log.info("[%s] %s is checked on the executors, where the model loads", stage, cfg.llm.engine)
+        return
     try:
-        make_engine(EngineSettings.from_settings(cfg.llm)).check()
+        engine.check()
     except EngineError as exc:
         raise StageError(f"{stage}: {exc}") from None
 

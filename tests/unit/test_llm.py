@@ -421,3 +421,20 @@ def test_vllm_generate_with_a_stand_in_llm_skips_too_long_prompts(monkeypatch):
     assert not long_.ok and not long_.transient and "5 tokens" in (long_.error or "")
     assert len(calls) == 1 and calls[0][0] == ["a b", "c"]  # one call for the whole batch
     assert calls[0][1][0]["seed"] == 1
+
+
+def test_vllm_is_checked_on_the_driver_only_in_local_mode(monkeypatch):
+    """On a cluster the driver may be a CPU node without vllm: the tasks check it where
+    the model loads. The local session's driver is its executor, so it checks at start."""
+    from jobs.core.failures import StageError
+    from jobs.stages.generation import require_engine
+
+    monkeypatch.setattr(llm_vllm, "_cuda_available", lambda: False)
+    cfg = load_config(None, ["llm.engine=vllm", "llm.model=some/model"])
+    for marker in ("DATABRICKS_RUNTIME_VERSION", "PYSPARK_GATEWAY_PORT", "SPARK_CONNECT_MODE_ENABLED",
+                   "SPARK_REMOTE"):
+        monkeypatch.delenv(marker, raising=False)
+    with pytest.raises(StageError, match=r"judge: llm\.engine is 'vllm' but"):
+        require_engine(cfg, "judge")
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    require_engine(cfg, "judge")  # no error: the executors check

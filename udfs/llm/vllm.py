@@ -48,6 +48,10 @@ class VLLMEngine:
         "seed",
     )
     ONE_PER_PROCESS = True
+    # The model loads inside executor tasks: on a cluster the driver (often a CPU node in
+    # cluster deploy mode) need not have vllm or a GPU, so the stage's start-up check is
+    # left to the tasks (`_load` checks before loading). See generation.require_engine.
+    RUNS_IN_TASKS = True
 
     def __init__(self, cfg: EngineSettings) -> None:
         self.cfg = cfg

@@ -1,8 +1,9 @@
 """Rendering `selfalign report`'s summary (no Spark): PNG charts, summary.json and a
-self-contained index.html."""
+self-contained index.html (the charts embedded as data URIs)."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -60,11 +61,11 @@ def _table_html(headers: list[str], rows: list[list[Any]], numeric_from: int = 1
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _img(name: str, alt: str) -> str:
-    return f'<img src="{_esc(CHARTS[name])}" alt="{_esc(alt)}">'
+def _img(name: str, alt: str, images: dict[str, str]) -> str:
+    return f'<img src="{_esc(images.get(name, CHARTS[name]))}" alt="{_esc(alt)}">'
 
 
-def _funnel_section(summary: dict[str, Any]) -> str:
+def _funnel_section(summary: dict[str, Any], images: dict[str, str]) -> str:
     steps = summary["funnel"]
     alt = "Funnel chart: " + "; ".join(
         f"{s['label']} {s['count']:,}" if s["ran"] else f"{s['label']} not run" for s in steps
@@ -76,7 +77,7 @@ def _funnel_section(summary: dict[str, Any]) -> str:
         rows.append([s["label"], s["stage"], s["table"], s["count"] if s["ran"] else "not run", share])
         previous = s["count"] if s["ran"] else None
     table = _table_html(["step", "stage", "table", "rows", "of previous step"], rows, numeric_from=3)
-    return f"<h2>Funnel</h2>{_img('funnel', alt)}{table}"
+    return f"<h2>Funnel</h2>{_img('funnel', alt, images)}{table}"
 
 
 def _run_section(summary: dict[str, Any]) -> str:
@@ -90,19 +91,19 @@ def _run_section(summary: dict[str, Any]) -> str:
     return f"<h2>Run {_esc(summary['run_id'])}</h2>{table}"
 
 
-def _rejects_section(summary: dict[str, Any]) -> str:
+def _rejects_section(summary: dict[str, Any], images: dict[str, str]) -> str:
     rejects = summary["rejects"]
     rows = [[stage, reason, n] for stage, reasons in rejects.items() for reason, n in reasons.items()]
     alt = "Reject reasons chart: " + ("; ".join(f"{s} {r} {n:,}" for s, r, n in rows) or "no rejects yet")
     table = _table_html(["stage", "reason", "rows"], rows, numeric_from=2) if rows else "<p>No rejects yet.</p>"
-    return f"<h2>Reject reasons</h2>{_img('rejects', alt)}{table}"
+    return f"<h2>Reject reasons</h2>{_img('rejects', alt, images)}{table}"
 
 
-def _pass_section(summary: dict[str, Any]) -> str:
+def _pass_section(summary: dict[str, Any], images: dict[str, str]) -> str:
     rates = summary["pass_rates"]
     if not rates or not rates["executions"]:
         return ("<h2>Execution pass rates</h2>"
-                f"{_img('pass_rates', 'Pass rate chart: no executions yet')}<p>No executions yet.</p>")
+                f"{_img('pass_rates', 'Pass rate chart: no executions yet', images)}<p>No executions yet.</p>")
     by_difficulty = rates["by_difficulty"]
     histogram = rates["by_instruction"]["histogram"]
     alt = (f"Pass rate chart: {rates['passed']:,} of {rates['executions']:,} responses pass; "
@@ -116,26 +117,26 @@ def _pass_section(summary: dict[str, Any]) -> str:
     )
     spread = _table_html(["share of responses passing", "instructions"],
                          [[b["bin"], b["instructions"]] for b in histogram])
-    return f"<h2>Execution pass rates</h2>{_img('pass_rates', alt)}{overall}{difficulty}{spread}"
+    return f"<h2>Execution pass rates</h2>{_img('pass_rates', alt, images)}{overall}{difficulty}{spread}"
 
 
-def _clusters_section(summary: dict[str, Any]) -> str:
+def _clusters_section(summary: dict[str, Any], images: dict[str, str]) -> str:
     sizes = summary["cluster_sizes"]
     alt = "Cluster size histogram: " + (
         "; ".join(f"size {s['size']}: {s['clusters']:,} clusters" for s in sizes) or "no clusters yet"
     )
     table = (_table_html(["functions in cluster", "clusters"], [[s["size"], s["clusters"]] for s in sizes])
              if sizes else "<p>No clusters yet.</p>")
-    return f"<h2>Near-duplicate cluster sizes</h2>{_img('cluster_sizes', alt)}{table}"
+    return f"<h2>Near-duplicate cluster sizes</h2>{_img('cluster_sizes', alt, images)}{table}"
 
 
-def _concepts_section(summary: dict[str, Any]) -> str:
+def _concepts_section(summary: dict[str, Any], images: dict[str, str]) -> str:
     top = summary["top_concepts"]
     alt = "Top concepts chart: " + ("; ".join(f"{c['concept']} {c['seeds']:,}" for c in top)
                                      or "no concepts yet")
     table = (_table_html(["concept", "seeds"], [[c["concept"], c["seeds"]] for c in top])
              if top else "<p>No concepts yet.</p>")
-    return f"<h2>Top concepts</h2>{_img('top_concepts', alt)}{table}"
+    return f"<h2>Top concepts</h2>{_img('top_concepts', alt, images)}{table}"
 
 
 STYLE = """
@@ -150,10 +151,12 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}
 """
 
 
-def render_html(summary: dict[str, Any]) -> str:
+def render_html(summary: dict[str, Any], images: dict[str, str] | None = None) -> str:
+    """The page; `images` maps a chart to its src (a data URI), else the PNG file's name."""
+    shown = images or {}
     sections = [
-        _funnel_section(summary), _run_section(summary), _rejects_section(summary),
-        _pass_section(summary), _clusters_section(summary), _concepts_section(summary),
+        _funnel_section(summary, shown), _run_section(summary), _rejects_section(summary, shown),
+        _pass_section(summary, shown), _clusters_section(summary, shown), _concepts_section(summary, shown),
     ]
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -172,8 +175,12 @@ def render_report(summary: dict[str, Any], out: str | Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     _draw(summary, target)
     (target / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    # The charts go into the page as data URIs: one file to mail, attach or open from
+    # object storage, with nothing to resolve. The PNGs stay beside it for reuse.
+    images = {name: "data:image/png;base64," + base64.b64encode((target / file).read_bytes()).decode("ascii")
+              for name, file in CHARTS.items()}
     index = target / "index.html"
-    index.write_text(render_html(summary), encoding="utf-8")
+    index.write_text(render_html(summary, images), encoding="utf-8")
     return index
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -160,6 +161,12 @@ class _Refs(HTMLParser):
         self.refs += [v for k, v in attrs if k in ("src", "href") and v]
 
 
+def embedded_png(src: str) -> bytes:
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix), src[:40]
+    return base64.b64decode(src[len(prefix):], validate=True)
+
+
 def page_refs(index: Path) -> _Refs:
     parser = _Refs()
     parser.feed(index.read_text(encoding="utf-8"))
@@ -202,10 +209,14 @@ def test_every_chart_is_a_png_and_the_page_is_self_contained(report: Path):
     for name in CHARTS.values():
         assert_png(report.parent / name)
     refs = page_refs(report)
-    assert sorted(img["src"] for img in refs.images) == sorted(CHARTS.values())
+    # Every chart is inside the page, as the PNG written beside it.
+    assert sorted(embedded_png(img["src"]) for img in refs.images) == \
+        sorted((report.parent / name).read_bytes() for name in CHARTS.values())
     assert all(img.get("alt") for img in refs.images)
-    # Nothing fetched from anywhere: every reference is a relative file beside the page.
-    assert all(not re.match(r"^[a-z][a-z0-9+.-]*:|^//|^/", ref, re.I) for ref in refs.refs), refs.refs
+    # Nothing fetched from anywhere: every other reference is a relative file beside the page.
+    others = [ref for ref in refs.refs if not ref.startswith("data:")]
+    assert others == ["summary.json"], others
+    assert all(not re.match(r"^[a-z][a-z0-9+.-]*:|^//|^/", ref, re.I) for ref in others), others
     assert (report.parent / "summary.json").is_file()
     text = report.read_text()
     assert "not run" in text and "<table>" in text
@@ -259,10 +270,11 @@ def test_every_image_loads_in_headless_chromium(report: Path, tmp_path: Path):
     text = unescape(found.group(1))
     assert text.startswith("["), text
     images = json.loads(text)
-    assert sorted(i["src"] for i in images) == sorted(CHARTS.values())
+    assert len(images) == len(CHARTS)
+    sizes = sorted(assert_png(report.parent / name) for name in CHARTS.values())
     for image in images:
-        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
-        assert (image["width"], image["height"]) == assert_png(report.parent / image["src"])
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, {**image, "src": "..."}
+    assert sorted((i["width"], i["height"]) for i in images) == sizes
 
 
 # --- no Spark: charts and rendering from plain values ---------------------------------

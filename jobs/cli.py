@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from jobs.core.config import ConfigError, PipelineConfig, load_config
-from jobs.core.failures import StageError, describe_failure
+from jobs.core.failures import StageError, describe_failure, root_cause
 
 if TYPE_CHECKING:
     from jobs.core.context import Context
@@ -254,8 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def guarded(action: Callable[[], int]) -> int:
-    """Run an action; operator-facing errors become one line on stderr and exit code 2."""
+def guarded(action: Callable[[], int], command: str = "selfalign") -> int:
+    """Run an action; operator-facing errors become one line on stderr and exit code 2,
+    anything unexpected one line with its root cause and exit code 1 (SELFALIGN_TRACE=1
+    shows the traceback)."""
+    try:
+        return _errors_as_lines(action)
+    except Exception as exc:
+        if os.environ.get("SELFALIGN_TRACE"):
+            raise
+        print(f"selfalign: error: {command} failed: {root_cause(exc)[:500]} "
+              "(SELFALIGN_TRACE=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _errors_as_lines(action: Callable[[], int]) -> int:
     try:
         return action()
     except (ConfigError, StageError) as exc:
@@ -275,7 +289,7 @@ def guarded(action: Callable[[], int]) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     _setup_logging()
     args = build_parser().parse_args(argv)
-    sys.exit(guarded(lambda: args.func(args)))
+    sys.exit(guarded(lambda: args.func(args), args.command))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from jobs.core.failures import describe_failure, root_cause
 from tests.paths import REPO
 
@@ -49,3 +51,19 @@ def test_missing_pyspark_is_one_line_saying_what_to_install(tmp_path):
         "selfalign: error: pyspark is not installed: on a cluster, run under its Spark; "
         "locally, pip install 'selfalign[spark]'")
     assert not (tmp_path / "lake").exists()
+
+
+def test_an_unexpected_error_in_any_command_is_one_line_and_exit_1(capsys, monkeypatch):
+    from jobs.cli import guarded
+
+    def broken() -> int:
+        raise ValueError("invalid literal for int() with base 10: '11-20'")
+
+    monkeypatch.delenv("SELFALIGN_TRACE", raising=False)
+    assert guarded(broken, "report") == 1
+    err = capsys.readouterr().err
+    assert err == ("selfalign: error: report failed: ValueError: invalid literal for int() with base 10: "
+                   "'11-20' (SELFALIGN_TRACE=1 shows the traceback)\n")
+    monkeypatch.setenv("SELFALIGN_TRACE", "1")
+    with pytest.raises(ValueError):
+        guarded(broken, "report")

@@ -189,7 +189,7 @@ def test_emr_steps_submit_known_stages_in_dag_order():
         assert option(args, "--deploy-mode") == "cluster"
         assert "#environment" in option(args, "--archives")
         assert any(a.startswith("spark.pyspark.python=./environment/") for a in args)
-        assert any(a.startswith("io.delta:delta-spark") for a in args)
+        assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args
         at = next(i for i, a in enumerate(args) if a.endswith(".py"))
         stages.append(submitted_stage(args[at], args[at + 1:]))
         assert option(args, "--config") == "emr.yaml"
@@ -213,10 +213,25 @@ def test_emr_serverless_request_has_the_required_fields():
     assert confs["spark.files"].endswith("/emr.yaml")
 
 
-def test_emr_gpu_configurations_are_emr_classifications():
-    classifications = json.loads((EMR / "gpu-configurations.json").read_text())
+def test_emr_cluster_configurations_are_emr_classifications():
+    classifications = json.loads((EMR / "cluster-configurations.json").read_text())
     names = {c["Classification"] for c in classifications}
-    assert {"yarn-site", "capacity-scheduler"} <= names
+    assert {"yarn-site", "capacity-scheduler", "delta-defaults"} <= names
+    delta = next(c for c in classifications if c["Classification"] == "delta-defaults")
+    assert delta["Properties"] == {"delta.enabled": "true"}
+
+
+def test_emr_uses_the_platforms_delta_and_fetches_nothing_at_submit_time():
+    """EMR ships its own Delta (built for its own Spark): no --packages, no Maven."""
+    steps = json.loads((EMR / "step.json").read_text())
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        assert "--packages" not in args and not any("jars.packages" in a for a in args), step["Name"]
+    serverless = (EMR / "serverless-start-job-run.json").read_text()
+    assert "spark.jars.packages" not in serverless and "--packages" not in serverless
+    params = json.loads(serverless)["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"]
+    jars = dict(re.findall(r"--conf (\S+?)=(\S+)", params))["spark.jars"].split(",")
+    assert jars and all(j.startswith("/usr/share/aws/delta/lib/delta-") for j in jars)
 
 
 def test_emr_pipeline_config_validates():

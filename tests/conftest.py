@@ -17,6 +17,18 @@ WIP_TEST_MODULES: list[str] = []
 collect_ignore = [] if os.environ.get("SELFALIGN_WIP_TESTS") else WIP_TEST_MODULES
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every config the tests load, and every CLI they start, reads the benchmark files
+    beside the clone (tests/paths.py), through the variable a user would set: the
+    packaged default (the user cache, fetched on first use) is never reached from tests."""
+    from tests.paths import BENCHMARKS
+
+    os.environ["SELFALIGN_BENCHMARKS_DIR"] = str(BENCHMARKS)
+    # A download a test triggers goes to a loopback port nobody listens on (the discard
+    # port), never to the internet; tests of the download serve the files themselves.
+    os.environ["SELFALIGN_BENCHMARKS_URL"] = "http://127.0.0.1:9"
+
+
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
     """The benchmark files read in place (tests/paths.py says where)."""

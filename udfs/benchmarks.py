@@ -37,6 +37,10 @@ PACKAGE_PREFIX = "package:"
 class BenchmarkMissing(FileNotFoundError):
     """A configured benchmark file is absent; the message says how to get it."""
 
+    # True for a file under benchmarks_dir (the sha256-checked download brings it), False
+    # for one inside an installed package.
+    downloadable: bool = False
+
 
 class BenchmarkFormatError(ValueError):
     """A benchmark file is present but not in the configured format."""
@@ -88,10 +92,12 @@ def _missing(path: str, location: Path | Traversable, benchmarks_dir: str | Path
         return BenchmarkMissing(
             f"benchmark file {path} not found in its package; reinstall the package that ships it"
         )
-    return BenchmarkMissing(
+    missing = BenchmarkMissing(
         f"benchmark file {location} not found; "
         f"run `selfalign benchmarks download --dir {benchmarks_dir}`"
     )
+    missing.downloadable = True
+    return missing
 
 
 def read_jsonl(location: Path | Traversable, name: str) -> Iterator[dict[str, Any]]:

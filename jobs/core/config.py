@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -161,8 +162,19 @@ class BenchmarkFile(Section):
     solution_field: str = "canonical_solution"
 
 
+def default_benchmarks_dir() -> str:
+    """Where benchmark files live unless a config says: $SELFALIGN_BENCHMARKS_DIR, else the
+    user's cache ($XDG_CACHE_HOME or ~/.cache)/selfalign/benchmarks. The first run that
+    needs them downloads them there (sha256-checked)."""
+    explicit = os.environ.get("SELFALIGN_BENCHMARKS_DIR")
+    if explicit:
+        return explicit
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache) / "selfalign" / "benchmarks")
+
+
 class DecontaminateConfig(Section):
-    benchmarks_dir: str = "../shared/benchmarks"
+    benchmarks_dir: str = Field(default_factory=default_benchmarks_dir)
     benchmarks: list[BenchmarkFile] = Field(default_factory=list)
     ngram_tokens: int = Field(default=10, ge=1)
     min_substring_chars: int = Field(default=40, ge=1)
@@ -352,7 +364,7 @@ class EvaluateConfig(Section):
     sets: list[Literal["humaneval", "humanevalplus", "mbpp", "mbppplus"]] = Field(
         default_factory=lambda: list(EVAL_SETS), min_length=1
     )
-    benchmarks_dir: str = "../shared/benchmarks"
+    benchmarks_dir: str = Field(default_factory=default_benchmarks_dir)
     # Set -> file: `package:pkg/path` inside an installed package, else under benchmarks_dir.
     files: dict[str, str] = Field(default_factory=lambda: dict(EVAL_FILES))
     limit: int | None = Field(default=None, ge=1)  # the first N tasks of each set (smoke runs)

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.stage import Stage
+from jobs.tools.benchmarks import load_or_fetch
 from schemas import DECONTAMINATION, FUNCTIONS
 from schemas.outcome import (
     ITEM_ID,
@@ -67,8 +68,10 @@ def transform(functions: DataFrame, index: BenchmarkIndex) -> DataFrame:
 
 
 def load_index(ctx: Context) -> BenchmarkIndex:
+    settings = DecontamSettings.from_settings(ctx.cfg.decontaminate)
     try:
-        return build_index_from_config(DecontamSettings.from_settings(ctx.cfg.decontaminate))
+        return load_or_fetch(lambda: build_index_from_config(settings), settings.benchmarks_dir,
+                             "decontaminate.benchmarks_dir")
     except BenchmarkMissing as exc:
         raise StageError(f"{NAME}: {exc}") from None
 

@@ -43,6 +43,7 @@ from jobs.stages.generation import (
     lineage,
     row_seed,
 )
+from jobs.tools.benchmarks import load_or_fetch
 from schemas import EVAL_RESULTS, EVAL_SAMPLES
 from schemas.outcome import ITEM_ID, RETRY_ERROR, SOURCE_KEY, outcome_schema
 from udfs.evaluation import (
@@ -163,7 +164,8 @@ def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams]) -> str:
 def load(cfg: PipelineConfig) -> list[Problem]:
     """The configured sets' problems; BenchmarkMissing (one line) when a file is absent."""
     ev = cfg.evaluate
-    return load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit)
+    return load_or_fetch(lambda: load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit),
+                         ev.benchmarks_dir, "evaluate.benchmarks_dir")
 
 
 def input_rows(problems: Sequence[Problem], plan: Plan) -> list[tuple[Any, ...]]:

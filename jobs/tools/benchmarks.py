@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
+
+from udfs.benchmarks import BenchmarkMissing
+
+log = logging.getLogger("selfalign")
 
 USER_AGENT = "selfalign-benchmarks/0.1"
 TIMEOUT_SECONDS = 60.0
@@ -134,6 +139,8 @@ def download_benchmarks(
     DownloadError with one line per failed file.
     """
     dest = Path(dest)
+    # A mirror (a proxy, an internal artifact store) serving the files under their names.
+    base_urls = base_urls or os.environ.get("SELFALIGN_BENCHMARKS_URL") or None
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -153,6 +160,31 @@ def download_benchmarks(
     if failures:
         raise DownloadError("benchmark download failed: " + "\n".join(failures))
     return paths
+
+
+T = TypeVar("T")
+
+
+def load_or_fetch(load: Callable[[], T], benchmarks_dir: str, option: str) -> T:
+    """`load()`; when a benchmark file is missing from benchmarks_dir, download them all
+    there (sha256-checked, saying so) and load again. Offline, one line names `option`."""
+    try:
+        return load()
+    except BenchmarkMissing as missing:
+        if not missing.downloadable:
+            raise
+    log.info("benchmarks: fetching MBPP, HumanEval+ and MBPP+ into %s (once, sha256-checked)",
+             benchmarks_dir)
+    try:
+        download_benchmarks(Path(benchmarks_dir))
+    except DownloadError as exc:
+        first = str(exc).removeprefix("benchmark download failed: ").splitlines()[0]
+        raise BenchmarkMissing(
+            f"benchmark files are missing in {benchmarks_dir} and fetching them failed ({first}): "
+            f"point {option} (or the SELFALIGN_BENCHMARKS_DIR environment variable) at a local "
+            f"copy, or run `selfalign benchmarks download --dir {benchmarks_dir}` where the "
+            "internet is reachable") from None
+    return load()
 
 
 def download_command(dest: str | Path, base_urls: Mapping[str, str] | str | None = None) -> int:

@@ -253,3 +253,56 @@ def test_download_command_exit_codes(served: tuple[str, Path, list[str]], tmp_pa
     (root / DOWNLOADS[0].filename).unlink()
     assert download_command(tmp_path / "fails", base_url) == 2
     assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_the_packaged_default_is_the_user_cache_unless_the_variable_says(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SELFALIGN_BENCHMARKS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = load_config(None, [])
+    assert cfg.decontaminate.benchmarks_dir == str(tmp_path / "cache" / "selfalign" / "benchmarks")
+    assert cfg.evaluate.benchmarks_dir == cfg.decontaminate.benchmarks_dir
+    monkeypatch.setenv("SELFALIGN_BENCHMARKS_DIR", str(tmp_path / "mine"))
+    assert load_config(None, []).decontaminate.benchmarks_dir == str(tmp_path / "mine")
+    explicit = load_config(None, [f"decontaminate.benchmarks_dir={tmp_path / 'set'}"])
+    assert explicit.decontaminate.benchmarks_dir == str(tmp_path / "set")  # config wins
+
+
+def test_decontaminate_fetches_missing_benchmarks_once_and_says_so(
+    served: tuple[str, Path, list[str]], tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from types import SimpleNamespace
+
+    from jobs.stages.decontaminate import load_index
+
+    base_url, _, requests = served
+    monkeypatch.setenv("SELFALIGN_BENCHMARKS_URL", base_url)
+    cache = tmp_path / "cache"
+    ctx = SimpleNamespace(cfg=load_config(None, [f"decontaminate.benchmarks_dir={cache}"]))
+    with caplog.at_level("INFO", logger="selfalign"):
+        index = load_index(ctx)  # pyright: ignore[reportArgumentType]
+    assert index.tasks and sorted(p.name for p in cache.iterdir()) == sorted(d.filename for d in DOWNLOADS)
+    assert f"fetching MBPP, HumanEval+ and MBPP+ into {cache}" in caplog.text
+    fetched = len(requests)
+    load_index(ctx)  # pyright: ignore[reportArgumentType]
+    assert len(requests) == fetched == len(DOWNLOADS)
+
+
+def test_offline_the_missing_benchmarks_are_one_line_naming_the_option(tmp_path: Path, monkeypatch) -> None:
+    import socket
+    from types import SimpleNamespace
+
+    from jobs.core.failures import StageError
+    from jobs.stages.decontaminate import load_index
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SELFALIGN_BENCHMARKS_URL", f"http://127.0.0.1:{port}")
+    ctx = SimpleNamespace(cfg=load_config(None, [f"decontaminate.benchmarks_dir={tmp_path / 'none'}"]))
+    with pytest.raises(StageError) as err:
+        load_index(ctx)  # pyright: ignore[reportArgumentType]
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"decontaminate: benchmark files are missing in {tmp_path / 'none'} and "
+                              "fetching them failed (")
+    assert "point decontaminate.benchmarks_dir (or the SELFALIGN_BENCHMARKS_DIR environment variable)" in message

@@ -109,7 +109,7 @@ def corpus(tmp_path_factory) -> Path:
         stack_row(MEAN.format(doc="Arithmetic mean of a list of numbers."), path="stats/a.py"),
         stack_row(MEAN.format(doc="Average of a list of numbers."), path="stats/b.py", repo="fork/tools"),
         stack_row(TYPE_ERROR, path="names.py"), stack_row(NO_RETURN, path="loud.py"),
-        stack_row(GOOD, path="math.py"), stack_row('print "py2"\n', path="old.py"),
+        stack_row(GOOD, path="math.py"), stack_row('def f():\n    return 1\nprint "py2"\n', path="old.py"),
     ])
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.core.config import ConfigError, PipelineConfig, load_config
 from jobs.core.failures import StageError, describe_failure, root_cause
@@ -29,11 +29,25 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE", help="override a config key, e.g. dedup.threshold=0.6")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is logged, not to the stream that
+    was current when the CLI first ran (a later `main` call in the same process, as in
+    tests or notebooks, may have replaced or closed that one)."""
+
+    @property
+    def stream(self) -> Any:  # pyright: ignore[reportIncompatibleVariableOverride]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     # Our own handler: under spark-submit the root logger is already configured by
     # others, and basicConfig would then silently do nothing.
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -25,7 +25,6 @@ from jobs.core.stage import Stage
 from schemas import FUNCTIONS
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
 from udfs.extract import (
-    KNOWN_RULES,
     FileReject,
     RuleSet,
     check_rules,
@@ -98,9 +97,7 @@ def read_files(ctx: Context) -> DataFrame:
 
 
 def _rule_set(cfg: ExtractConfig) -> RuleSet:
-    unknown = sorted(set(cfg.rules) - set(KNOWN_RULES))
-    if unknown:
-        raise StageError(f"{NAME}: unknown rule(s) {unknown}; known: {list(KNOWN_RULES)}")
+    # Rule names were checked when the config loaded (ExtractConfig), before Spark started.
     return RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports))
 
 
@@ -155,7 +152,6 @@ class ExtractSettings:
 
 
 def settings(ctx: Context) -> ExtractSettings:
-    _rule_set(ctx.cfg.extract)  # an unknown rule fails on the driver, before any task starts
     return ExtractSettings(ctx.cfg.extract, ctx.lake.read(FUNCTIONS).select("function_id"))
 
 

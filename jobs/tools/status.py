@@ -20,8 +20,8 @@ _PARALLEL_QUERIES = 8
 
 
 def _table_count(ctx: Context, name: str) -> str:
-    spec = TABLES[name]
-    return f"{ctx.lake.read(spec).count():,}" if ctx.lake.exists(spec) else "-"
+    table = ctx.lake.peek(TABLES[name])
+    return "-" if table is None else f"{table.count():,}"
 
 
 def _table_counts(ctx: Context, pool: ThreadPoolExecutor) -> list[tuple[str, str]]:

@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint bench clean sysdeps sysdeps-run
+.PHONY: run test test-spark4.0 setup lint bench clean sysdeps sysdeps-run
 
+# PYTHONWARNINGS: setuptools' ten-line notice about editable installs says nothing here.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[spark,test,report]"
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -c constraints.txt -e ".[spark,test,report]"
 	# Fail here, not mid-job, if pyright or node is unusable.
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright --version
 	touch $(STAMP)
@@ -47,6 +48,22 @@ test: $(STAMP) sysdeps
 	# Resolve the Delta jars into ./.ivy now (Maven Central), so no test downloads them.
 	$(BIN)/python -m jobs.core.session
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-spark4.0
+
+# The seed stages again on Spark 4.0 with its Delta 4.0 (Databricks 17.x LTS, EMR 8), in
+# a venv of their own; the Delta jars share ./.ivy under their own coordinate.
+VENV40 := .venv-spark4.0
+SEED_TESTS := tests/jobs/test_extract_stage.py tests/jobs/test_lake.py tests/jobs/test_unchanged_lake.py \
+	tests/jobs/test_dedup_stage.py tests/jobs/test_seed_filters.py
+$(VENV40)/.installed: pyproject.toml constraints-spark4.0.txt
+	$(PYTHON) -m venv $(VENV40)
+	$(VENV40)/bin/pip install --quiet --upgrade pip
+	PYTHONWARNINGS=ignore $(VENV40)/bin/pip install --quiet -c constraints-spark4.0.txt -e ".[spark,test]"
+	touch $@
+
+test-spark4.0: $(VENV40)/.installed
+	$(VENV40)/bin/python -m jobs.core.session
+	$(VENV40)/bin/python -m pytest $(SEED_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from jobs.core.context import Context
     from jobs.core.registry import ENGINE_STAGES, select_stages, stage_named
     from jobs.core.runner import run
+    from jobs.core.unchanged import IdleLedger
 
     cfg = _load(args)
     try:
@@ -78,22 +79,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     ctx = Context.create(cfg)
     log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
+    ledger = IdleLedger(ctx)
     code = 0
-    for name in stages:
-        try:
-            run(stage_named(name), ctx)
-        except ConfigError:
-            raise
-        except StageError as exc:
-            # The embedded default has no model: a whole-DAG run stops cleanly where
-            # generation starts. Asking for a generation stage by name is an error.
-            no_engine = name in ENGINE_STAGES and cfg.llm.engine == "none" and not args.stages
-            print(f"selfalign: {'stopped' if no_engine else 'error'}: {exc}", file=sys.stderr)
-            code = 0 if no_engine else 2
-            break
-        except Exception as exc:  # a failed Spark job
-            code = _report_failure(name, exc)
-            break
+    try:
+        for name in stages:
+            stage = stage_named(name)
+            if ledger.skips(stage):
+                continue
+            try:
+                ledger.finished(stage, run(stage, ctx))
+            except StageError as exc:
+                # The embedded default has no model: a whole-DAG run stops cleanly where
+                # generation starts. Asking for a generation stage by name is an error.
+                no_engine = name in ENGINE_STAGES and cfg.llm.engine == "none" and not args.stages
+                print(f"selfalign: {'stopped' if no_engine else 'error'}: {exc}", file=sys.stderr)
+                code = 0 if no_engine else 2
+                break
+            except ConfigError:
+                raise
+            except Exception as exc:  # a failed Spark job
+                code = _report_failure(name, exc)
+                break
+    finally:
+        ledger.save()
     if not args.no_status:
         _print_status_safely(ctx)
     return code

@@ -73,7 +73,9 @@ class SparkConfig(Section):
     shuffle_partitions: int = Field(default=4, ge=1)
     # Project-local Ivy cache: the Delta jars are fetched once, later runs start offline.
     ivy_dir: str = "./.ivy"
-    delta_package: str = "io.delta:delta-spark_4.2_2.13:4.4.0"
+    # The Delta jars' Maven coordinate; null: the one matching the installed delta-spark
+    # and pyspark (jobs.core.session.delta_package), so the two cannot drift apart.
+    delta_package: str | None = None
     ui_enabled: bool = False
     # Rows per Arrow batch handed to pandas UDFs; source files are large strings.
     arrow_batch_rows: int = Field(default=500, ge=1)

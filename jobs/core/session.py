@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -33,17 +35,47 @@ def launched_by_cluster() -> bool:
     return any(name in os.environ for name in markers)
 
 
-def _manifest(ivy: Path) -> Path:
-    return ivy / "selfalign-jars.txt"
+def delta_coordinate(delta: str, spark: str) -> str:
+    """The Maven coordinate of delta-spark `delta` built for pyspark `spark`.
+
+    Delta 3.x is built for Spark 3.5 with Scala 2.12, Delta 4.0 for Spark 4.0 with Scala
+    2.13; from 4.1 on, each Spark minor has its own artifact (delta-spark_4.2_2.13), as
+    delta-spark's own configure_spark_with_delta_pip names it.
+    """
+    major, minor = (int(part) for part in re.findall(r"\d+", delta)[:2])
+    if major < 4:
+        artifact = "delta-spark_2.12"
+    elif (major, minor) == (4, 0):
+        artifact = "delta-spark_2.13"
+    else:
+        artifact = f"delta-spark_{'.'.join(spark.split('.')[:2])}_2.13"
+    return f"io.delta:{artifact}:{delta}"
+
+
+def delta_package(cfg: SparkConfig) -> str:
+    """spark.delta_package, else the coordinate of the installed delta-spark and pyspark."""
+    if cfg.delta_package:
+        return cfg.delta_package
+    try:
+        return delta_coordinate(metadata.version("delta-spark"), metadata.version("pyspark"))
+    except metadata.PackageNotFoundError as exc:
+        raise ConfigError(f"spark: {exc.name} is not installed: install the `spark` extra "
+                          "(pip install 'selfalign[spark]') or set spark.delta_package") from None
+
+
+def _manifest(cfg: SparkConfig) -> Path:
+    # One per coordinate: venvs of two Spark versions can share one Ivy cache.
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", delta_package(cfg))
+    return Path(cfg.ivy_dir).expanduser().resolve() / f"selfalign-jars-{name}.txt"
 
 
 def cached_jars(cfg: SparkConfig) -> list[str] | None:
     """Jar paths resolved by an earlier run for the same package, if all still exist."""
-    manifest = _manifest(Path(cfg.ivy_dir).expanduser().resolve())
+    manifest = _manifest(cfg)
     if not manifest.is_file():
         return None
     package, *jars = manifest.read_text().split()
-    if package != cfg.delta_package or not jars:
+    if package != delta_package(cfg) or not jars:
         return None
     return jars if all(Path(j.removeprefix("file://")).is_file() for j in jars) else None
 
@@ -55,16 +87,16 @@ def ensure_jars(cfg: SparkConfig) -> None:
     if cached_jars(cfg) is not None:
         return
     log.info("fetching %s from Maven Central into %s (once; later runs start offline)",
-             cfg.delta_package, cfg.ivy_dir)
+             delta_package(cfg), cfg.ivy_dir)
     command = [sys.executable, "-m", "jobs.core.session", "--resolve",
-               f"spark.delta_package={cfg.delta_package}", f"spark.ivy_dir={cfg.ivy_dir}"]
+               f"spark.delta_package={delta_package(cfg)}", f"spark.ivy_dir={cfg.ivy_dir}"]
     done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0 or cached_jars(cfg) is None:
         lines = [line.strip(" :\t") for line in (done.stderr + done.stdout).splitlines()]
         # Ivy's most specific line first: "io.delta#x;1.0: not found", then a Java error.
         why = next((line for marker in (": not found", "unresolved dependency", "Exception")
                     for line in lines if marker in line), f"exit code {done.returncode}")
-        raise ConfigError(f"spark: cannot fetch {cfg.delta_package} ({why}): with no access to "
+        raise ConfigError(f"spark: cannot fetch {delta_package(cfg)} ({why}): with no access to "
                           "Maven Central, copy a .ivy directory from a machine that has one "
                           "and point spark.ivy_dir at it")
 
@@ -73,8 +105,7 @@ def remember_jars(spark: SparkSession, cfg: SparkConfig) -> None:
     """Record what Ivy resolved, so the next session skips resolution and starts offline."""
     jars = spark.sparkContext.getConf().get("spark.jars", "")
     if jars:
-        manifest = _manifest(Path(cfg.ivy_dir).expanduser().resolve())
-        manifest.write_text("\n".join([cfg.delta_package, *jars.split(",")]) + "\n")
+        _manifest(cfg).write_text("\n".join([delta_package(cfg), *jars.split(",")]) + "\n")
 
 
 LOG4J2_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
@@ -108,7 +139,7 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
     if jars:
         conf["spark.jars"] = ",".join(jars)
     else:
-        conf["spark.jars.packages"] = cfg.delta_package
+        conf["spark.jars.packages"] = delta_package(cfg)
     return {**conf, **cfg.extra, "spark.driver.extraJavaOptions": java_options(cfg)}
 
 
@@ -182,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     Run once when building an image or before parallel jobs share one Ivy cache, so
     two JVMs never resolve into it at the same time; later starts are offline.
     `--resolve KEY=VALUE...` is the child process of `ensure_jars`: it resolves in place.
+    `--package` prints the Delta coordinate (for spark-submit --packages).
     """
     from jobs.core.config import load_config
 
@@ -193,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
         spark.stop()
         return
     cfg = load_config(None, [])
+    if args[:1] == ["--package"]:
+        print(delta_package(cfg.spark))
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ensure_jars(cfg.spark)
     print(f"delta jars: {len(cached_jars(cfg.spark) or [])} cached under {cfg.spark.ivy_dir}")

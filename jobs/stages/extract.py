@@ -78,18 +78,20 @@ def read_files(ctx: Context) -> DataFrame:
     """The Stack v1 parquet at `input.path` (any path or glob Spark can read)."""
     raw = read_input(ctx)
 
-    def column(name: str, default: Any = None) -> Any:
-        return F.col(name) if name in raw.columns else F.lit(default)
+    def column(name: str, kind: str, default: Any = None) -> Any:
+        # A missing column is a typed constant: an untyped null is VOID, which parquet
+        # cannot store (Spark 4.0 refuses to write it).
+        return (F.col(name) if name in raw.columns else F.lit(default)).cast(kind)
 
     files = raw.select(
         # A row without hexsha still needs a stable key, or it could never be marked done.
         F.coalesce(F.col("hexsha"), F.sha1(F.coalesce(F.col("content").cast("binary"), F.lit(b"")))).alias(KEY),
         F.col("content"),
-        column("lang", "Python").alias("lang"),
-        column("max_stars_repo_name").alias("repo"),
-        column("max_stars_repo_path").alias("path"),
-        column("max_stars_repo_licenses").cast("array<string>").alias("licenses"),
-        column("max_stars_count").cast("long").alias("stars"),
+        column("lang", "string", "Python").alias("lang"),
+        column("max_stars_repo_name", "string").alias("repo"),
+        column("max_stars_repo_path", "string").alias("path"),
+        column("max_stars_repo_licenses", "array<string>").alias("licenses"),
+        column("max_stars_count", "long").alias("stars"),
     )
     # No dropDuplicates on the key here: it would shuffle every file's content. A file
     # listed twice yields the same outcome rows twice, and `transform` keeps one copy.

@@ -42,7 +42,11 @@ def test_unknown_stage_is_one_clear_line():
 def test_spark_submit_runs_a_stage(tmp_path: Path):
     src = write_stack(tmp_path / "in" / "p.parquet", [stack_row(GOOD, path="a.py")])
     lake = tmp_path / "lake"
+    from jobs.core.config import SparkConfig
+    from jobs.core.session import delta_package
+
     result = run(str(BIN / "spark-submit"), "--properties-file", "conf/spark-local.conf",
+                 "--packages", delta_package(SparkConfig()),
                  "--conf", f"spark.pyspark.python={sys.executable}",
                  "--conf", f"spark.pyspark.driver.python={sys.executable}",
                  "--conf", f"spark.jars.ivy={REPO / '.ivy'}",

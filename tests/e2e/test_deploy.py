@@ -261,3 +261,36 @@ def test_wheel_holds_the_code_configs_and_entry_point(tmp_path: Path):
     assert prompts and {f"conf/prompts/{p}" for p in prompts} <= names
     assert "[console_scripts]" in scripts
     assert "selfalign = jobs.cli:main" in scripts
+
+
+def gpu_extra() -> list[str]:
+    text = (REPO / "pyproject.toml").read_text()
+    found = re.search(r'^gpu = \[(.*?)\]', text, re.M)
+    assert found, "pyproject.toml has no gpu extra"
+    return re.findall(r'"([^"]+)"', found.group(1))
+
+
+def test_the_gpu_stack_is_one_exact_pin_installed_everywhere_alike():
+    [pin] = gpu_extra()
+    assert re.fullmatch(r"vllm==\d+(\.\d+)+", pin), pin
+    bundled = [library["pypi"]["package"] for task in bundle_tasks()
+               for library in task.get("libraries", []) if "pypi" in library]
+    assert [p for p in bundled if p.startswith("vllm")] == [pin]
+
+
+def test_emr_gpu_steps_run_from_the_venv_built_with_the_gpu_extra():
+    """GPU steps get the archive the README builds with `[gpu]`; CPU steps the one with
+    pyright's own Node.js (EMR nodes have no node)."""
+    steps = json.loads((EMR / "step.json").read_text())
+    archives = {}
+    for step in steps:
+        args = step["HadoopJarStep"]["Args"]
+        gpu = any(a.startswith("spark.executor.resource.gpu.amount=") for a in args)
+        venv = option(args, "--archives").split(",")[0]
+        archives.setdefault(gpu, set()).add(venv.split("/")[-1])
+    assert archives == {True: {"selfalign-gpu-venv.tar.gz#environment"},
+                        False: {"selfalign-venv.tar.gz#environment"}}
+    recipe = (EMR / "README.md").read_text()
+    gpu_build = re.search(r'pip install [^\n]*"\$wheel\[gpu\]"[^\n]*\n[^\n]*-o selfalign-gpu-venv\.tar\.gz', recipe)
+    cpu_build = re.search(r'pip install [^\n]*"pyright\[nodejs\]==[^"]+"[^\n]*\n[^\n]*-o selfalign-venv\.tar\.gz', recipe)
+    assert gpu_build and cpu_build

@@ -89,7 +89,7 @@ def bench_openai(n: int, latency_ms: float, concurrency: int) -> None:
         cfg = load_config(None, ["generation.respond.n=1"])
         params = sampling(cfg.generation.respond, "respond", seed=1)
         prompts = load_prompts()
-        texts = [respond_prompt(text, prompts) for _, text in rows]
+        texts = [respond_prompt(text, prompts, key) for key, text in rows]
         engine = OpenAIEngine(EngineSettings(engine="openai", base_url=base_url, model="", concurrency=concurrency))
         engine.check()
         start = time.perf_counter()
@@ -139,7 +139,7 @@ def bench_vllm(model: str, n: int, max_tokens: int) -> None:
 
     rows = instructions(n)
     prompts = load_prompts()
-    texts = [respond_prompt(text, prompts) for _, text in rows]
+    texts = [respond_prompt(text, prompts, key) for key, text in rows]
     llm = vllm.LLM(model=model, dtype="bfloat16", seed=0)
     params = vllm.SamplingParams(n=1, temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=1)
     start = time.perf_counter()

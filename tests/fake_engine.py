@@ -22,6 +22,7 @@ a prompt that failed after its retries.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -152,11 +153,15 @@ class FakeEngine:
 
 
 def _complete(prompt: str, text: str, params: SamplingParams) -> Completion:
-    """Honour stop sequences like a server does (cut before the first one)."""
+    """Honour stop sequences like a server does (cut before the first one), and max_tokens
+    (a token is a word here): a longer answer is cut there, with finish reason "length"."""
     finish_reason = "stop"
     cut = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
     if cut >= 0:
         text = text[:cut]
+    words = [match.start() for match in re.finditer(r"\S+", text)]
+    if len(words) > params.max_tokens:
+        text, finish_reason = text[: words[params.max_tokens]], "length"
     return Completion(
         text=text,
         finish_reason=finish_reason,

@@ -8,7 +8,9 @@ with content chosen by markers in the seed code so tests can plant every case:
 - `no_tests_please` gets responses without their tests section;
 - `crash_if_exists=<path>` in an instruction makes the engine raise on its respond
   prompt while that file exists (a hard task failure: a dying worker);
-- `flaky_here` fails the respond prompt transiently (an endpoint that keeps timing out).
+- `flaky_here` fails the respond prompt transiently (an endpoint that keeps timing out);
+- `endless_concepts` in a seed, `endless_answer` in an instruction: an answer longer than
+  any max_tokens, which the engine cuts (finish reason "length").
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ assert double(-3) == -6
 """
 
 
-PLANTED = ("no_tests_please", "flaky_here")
+PLANTED = ("no_tests_please", "flaky_here", "endless_answer")
+ENDLESS = " and so on" * 1000
 
 
 def _last_block(prompt: str) -> str:
@@ -59,6 +62,8 @@ def _respond(prompt: str, params: SamplingParams) -> str | list[str]:
         raise FakeFailure("timed out after 3 attempts", transient=True)
     if "no_tests_please" in tail:
         return RESPONSE.split("## Tests")[0]
+    if "endless_answer" in tail:
+        return [RESPONSE + ENDLESS] * params.n
     return [RESPONSE] * params.n
 
 
@@ -70,6 +75,8 @@ def stage_responder(prompt: str, params: SamplingParams) -> str | list[str]:
         return " Perhaps" if "judged_weird" in tail else " Yes"
     if prompt.endswith("Concepts:"):
         # The seed's own name makes each seed's concepts, and so its instruction, distinct.
+        if "endless_concepts" in tail:
+            return "arithmetic" + ENDLESS
         return ", ".join(["arithmetic", "function definition", *re.findall(r"def (\w+)", tail)[:1],
                           *_planted(tail)])
     if prompt.endswith("Task:\n"):

@@ -120,7 +120,7 @@ class RespondExample(_Model):
 class RespondConfig(_Model):
     version: Text
     instruction: Text
-    example: RespondExample
+    examples: list[RespondExample] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,8 @@ def load_prompts(prompts_dir: str | Path | None = None) -> PromptSet:
     oss = _load_model(oss_path, OssInstructConfig)
     _check_oss(oss_path, oss)
     respond = _load_model(respond_path, RespondConfig)
-    _check_response(respond_path, "example.response", respond.example.response)
+    for index, example in enumerate(respond.examples):
+        _check_response(respond_path, f"examples.{index}.response", example.response)
     return PromptSet(judge=judge, oss=oss, respond=respond, directory=str(directory))
 
 
@@ -275,9 +276,19 @@ def _drawn(items: Sequence[T], count: int, seed_key: str, purpose: str) -> list[
     return _rng(seed_key, purpose).sample(list(items), count)
 
 
-def pick_category_difficulty(seed_key: str, cfg: PromptSet) -> tuple[str, str]:
+def pick_category_difficulty(seed_key: str, cfg: PromptSet,
+                             weights: Mapping[str, float] | None = None) -> tuple[str, str]:
+    """The seed's task category (by weight; None: all of the prompt file's alike) and
+    difficulty, the same in every process and run."""
     rng = _rng(seed_key, "category-difficulty")
-    return rng.choice(cfg.oss.categories), rng.choice(cfg.oss.difficulties)
+    table = dict(weights) if weights is not None else dict.fromkeys(cfg.oss.categories, 1.0)
+    unknown = sorted(set(table) - set(cfg.oss.categories))
+    if unknown:
+        raise PromptConfigError(f"generation.categories: unknown {', '.join(map(repr, unknown))}; "
+                                f"the prompts know {', '.join(map(repr, cfg.oss.categories))}")
+    names = [name for name in cfg.oss.categories if table.get(name, 0) > 0]
+    category = rng.choices(names, weights=[table[name] for name in names])[0]
+    return category, rng.choice(cfg.oss.difficulties)
 
 
 # --- layout ---------------------------------------------------------------------
@@ -369,9 +380,9 @@ def instruct_prompt(
     return _assemble(cfg.oss.instruct_instruction, [*blocks, query])
 
 
-def respond_prompt(instruction: str, cfg: PromptSet) -> str:
-    """The one worked example, then the task; ends on the "## Reasoning" line."""
-    example = cfg.respond.example
+def respond_prompt(instruction: str, cfg: PromptSet, seed_key: str) -> str:
+    """One worked example drawn per key, then the task; ends on the "## Reasoning" line."""
+    [example] = _drawn(cfg.respond.examples, 1, seed_key, "respond")
     shot = _respond_block(example.instruction, example.response.strip())
     query = _respond_block(instruction, RESPONSE_OPENING)
     return _assemble(cfg.respond.instruction, [shot, query])

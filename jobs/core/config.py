@@ -302,15 +302,15 @@ class JudgeSampling(SamplingConfig):
     max_tokens: int = Field(default=4, ge=1)
 
 
-class ConceptsSampling(SamplingConfig):
-    max_tokens: int = Field(default=128, ge=1)
-
-
-class RespondSampling(SamplingConfig):
-    n: int = Field(default=10, ge=1)
+# The published recipe samples concepts, instructions and responses at temperature 0.7
+# with top_p 1.0 and up to 1536 new tokens; an output cut by that cap is rejected.
+class PublishedSampling(SamplingConfig):
     temperature: float = Field(default=0.7, ge=0.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(default=1536, ge=1)
+
+
+class RespondSampling(PublishedSampling):
+    n: int = Field(default=10, ge=1)
 
 
 class GenerationConfig(Section):
@@ -327,9 +327,20 @@ class GenerationConfig(Section):
     # Local mode with vllm: one task (one engine) per GPU, never one per core.
     local_gpus: int = Field(default=1, ge=1)
     judge: JudgeSampling = Field(default_factory=JudgeSampling)
-    concepts: ConceptsSampling = Field(default_factory=ConceptsSampling)
-    instruct: SamplingConfig = Field(default_factory=SamplingConfig)
+    concepts: PublishedSampling = Field(default_factory=PublishedSampling)
+    instruct: PublishedSampling = Field(default_factory=PublishedSampling)
     respond: RespondSampling = Field(default_factory=RespondSampling)
+    # Task category -> weight of its draw, per seed (deterministic). The published
+    # StarCoder2 run asked only for function implementations; SelfCodeAlign mixed
+    # function 0.5 / class 0.25 / program 0.25. Names are the prompt file's categories.
+    categories: dict[str, float] = Field(default_factory=lambda: {"function implementation": 1.0})
+
+    @field_validator("categories")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value or any(w < 0 for w in value.values()) or not sum(value.values()) > 0:
+            raise ValueError("needs at least one category, weights >= 0 and a positive total")
+        return value
 
 
 class ExecuteConfig(Section):

@@ -54,4 +54,6 @@ def _present(column: str) -> Column:
 def runnable(responses: DataFrame) -> DataFrame:
     """Responses with an implementation and tests that can fail: what the sandbox can judge."""
     tests_can_fail = ~F.array_contains(F.col("missing"), ASSERTIONS)
-    return responses.where(_present("code") & _present("tests") & tests_can_fail)
+    # Only complete generations count: one cut by max_tokens is a `truncated` reject.
+    complete = F.coalesce(F.col("finish_reason") != F.lit("length"), F.lit(True))
+    return responses.where(_present("code") & _present("tests") & tests_can_fail & complete)

@@ -14,8 +14,10 @@ it (udfs/llm/gpus.py) before its engine loads, so concurrent tasks never share a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +49,14 @@ from udfs.llm import (
     make_engine,
 )
 from udfs.llm.gpus import pin_task_gpus
-from udfs.prompts import PromptSet, load_prompts, prompt_version, stop_sequences
+from udfs.prompts import (
+    PromptConfigError,
+    PromptSet,
+    load_prompts,
+    pick_category_difficulty,
+    prompt_version,
+    stop_sequences,
+)
 
 log = logging.getLogger("selfalign")
 
@@ -62,8 +71,12 @@ def sampling(cfg: SamplingConfig, kind: str, seed: int | None = None) -> Samplin
 
 
 def row_seed(key: str, base: int) -> int:
-    """A per-row sampling seed: reruns reproduce the same samples on engines that honour it."""
-    return (int(key[:12], 16) + base) % (2**31 - 1) if key else base
+    """A per-row sampling seed: reruns reproduce the same samples on engines that honour it.
+    Keys are hex digests; any other key is hashed first."""
+    if not key:
+        return base
+    head = key[:12] if re.fullmatch(r"[0-9a-fA-F]{12}", key[:12]) else hashlib.sha256(key.encode()).hexdigest()[:12]
+    return (int(head, 16) + base) % (2**31 - 1)
 
 
 def lineage(engine: Engine, prompt_version: str, params: SamplingParams) -> dict[str, str]:
@@ -80,6 +93,16 @@ def failure(generation: Generation) -> dict[str, Any]:
     if generation.transient:
         return {RETRY_ERROR: generation.error or "transient failure"}
     return {REJECT_REASON: "generation_error", REJECT_DETAIL: (generation.error or "")[:1000]}
+
+
+# An engine's finish reason for an output cut by max_tokens (vLLM's and OpenAI's word).
+TRUNCATED_FINISH = "length"
+
+
+def truncated(max_tokens: int, text: str) -> dict[str, Any]:
+    """Only complete generations count: the reject of one cut by max_tokens."""
+    return {REJECT_REASON: "truncated",
+            REJECT_DETAIL: f"cut at max_tokens={max_tokens}: ...{text[-150:]}"}
 
 
 def require_engine(cfg: PipelineConfig, stage: str) -> None:
@@ -100,7 +123,14 @@ def require_engine(cfg: PipelineConfig, stage: str) -> None:
 
 
 def load_stage_prompts(cfg: PipelineConfig) -> PromptSet:
-    return load_prompts(cfg.generation.prompts_dir)
+    """The prompts, checked against the config at the stage's start: a category the
+    prompts do not know is an error here, not in an executor."""
+    prompts = load_prompts(cfg.generation.prompts_dir)
+    try:
+        pick_category_difficulty("", prompts, cfg.generation.categories)
+    except PromptConfigError as exc:
+        raise StageError(str(exc)) from None
+    return prompts
 
 
 @dataclass(frozen=True)
@@ -127,6 +157,7 @@ class GenerationSettings:
     sampling: SamplingConfig | None = None  # the stage's generation.<stage> section
     prompts: PromptSet | None = None
     seed: int = 0  # run.seed: per-row sampling seeds derive from it
+    categories: dict[str, float] | None = None  # generation.categories (instruct)
 
     def inputs(self) -> tuple[PromptSet, SamplingConfig]:
         """The prompts and sampling section a row handler needs (llm_stage sets both)."""
@@ -142,6 +173,7 @@ def generation_settings(ctx: Context, stage: str, sampling: SamplingConfig | Non
         engine=EngineSettings.from_settings(ctx.cfg.llm), group_size=ctx.cfg.generation.batch_rows,
         tasks=_task_count(ctx), gpu_profile=_gpu_request(ctx),
         sampling=sampling, prompts=prompts, seed=ctx.cfg.run.seed,
+        categories=dict(ctx.cfg.generation.categories),
     )
 
 
@@ -223,18 +255,24 @@ def one_answer_each(records: list[dict[str, Any]], engine: Engine, settings: Gen
     """Outcome rows of a stage that takes one completion per record (judge, concepts,
     instruct): `answer(row, raw)` fills the row from the model's text, or rejects it."""
     prompts, cfg = settings.inputs()
-    params = sampling(cfg, kind)
-    made_by = lineage(engine, prompt_version(kind, prompts), params)
+    # Sampled (temperature > 0) yet reproducible: each row has a seed of its own.
+    params = [sampling(cfg, kind, row_seed(record[key], settings.seed)) for record in records]
+    version = prompt_version(kind, prompts)
     rows = []
     generations = engine.generate(texts, params)
     for index, (record, generation) in enumerate(zip(records, generations, strict=True)):
         item = record[key]
         row: dict[str, Any] = {key: item, "source_key": item, "item_id": item,
-                               **(extra[index] if extra else {}), **made_by}
+                               **(extra[index] if extra else {}),
+                               **lineage(engine, version, params[index])}
         if not generation.ok:
             rows.append({**row, **failure(generation)})
             continue
-        answer(row, generation.completions[0].text)
+        completion = generation.completions[0]
+        if completion.finish_reason == TRUNCATED_FINISH:
+            rows.append({**row, **truncated(cfg.max_tokens, completion.text)})
+            continue
+        answer(row, completion.text)
         rows.append(row)
     return rows
 

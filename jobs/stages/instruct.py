@@ -29,7 +29,7 @@ def instruction_id(seed_id: str, instruction: str) -> str:
 def instruction_rows(records: list[dict[str, Any]], engine: Engine,
                      settings: GenerationSettings) -> list[dict[str, Any]]:
     prompts, _ = settings.inputs()
-    picks = [pick_category_difficulty(r[KEY], prompts) for r in records]
+    picks = [pick_category_difficulty(r[KEY], prompts, settings.categories) for r in records]
     texts = [
         instruct_prompt(list(r["concepts"]), category, difficulty, prompts, r[KEY])
         for r, (category, difficulty) in zip(records, picks, strict=True)

@@ -14,12 +14,14 @@ from pyspark.sql import DataFrame
 
 from jobs.core.context import Context
 from jobs.stages.generation import (
+    TRUNCATED_FINISH,
     GenerationSettings,
     failure,
     lineage,
     llm_stage,
     row_seed,
     sampling,
+    truncated,
 )
 from schemas import INSTRUCTIONS, RESPONSES
 from udfs.llm import Engine
@@ -39,7 +41,7 @@ def response_rows(records: list[dict[str, Any]], engine: Engine,
     prompts, cfg = settings.inputs()
     base_seed = settings.seed
     params = [sampling(cfg, "respond", row_seed(r[KEY], base_seed)) for r in records]
-    texts = [respond_prompt(r["instruction"], prompts) for r in records]
+    texts = [respond_prompt(r["instruction"], prompts, r[KEY]) for r in records]
     version = prompt_version("respond", prompts)
     rows: list[dict[str, Any]] = []
     for record, param, generation in zip(records, params, engine.generate(texts, params), strict=True):
@@ -59,7 +61,9 @@ def response_rows(records: list[dict[str, Any]], engine: Engine,
                 "completion_tokens": completion.completion_tokens,
                 "source_key": iid, "item_id": rid, **made_by,
             }
-            if not parsed.runnable:
+            if completion.finish_reason == TRUNCATED_FINISH:
+                row.update(**truncated(cfg.max_tokens, completion.text))
+            elif not parsed.runnable:
                 row.update(**unrunnable_reason(parsed))
             rows.append(row)
     return rows

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.context import Context
 from jobs.core.failures import StageError
+from jobs.core.readers import runnable
 from jobs.core.runner import run
 from jobs.stages import concepts, instruct, judge, respond
 from schemas import (
@@ -23,6 +24,7 @@ from schemas import (
 )
 from tests.lakes import new_context
 from tests.planted import plant_seeds
+from udfs.prompts import prompt_version
 
 pytestmark = pytest.mark.spark
 
@@ -35,6 +37,8 @@ SEEDS = {
     "weird": "judged_weird",
     "untested": "Return x. no_tests_please",
     "flaky": "Return x. flaky_here",
+    "rambling": "Return x. endless_concepts",
+    "verbose": "Return x. endless_answer",
 }
 
 
@@ -58,24 +62,37 @@ def rejects(ctx, stage: str) -> dict[str, int]:
 
 def test_four_tables_filled_with_lineage(generated):
     ctx, summaries = generated
-    assert [s.rows_in for s in summaries] == [5, 3, 3, 3]
+    assert [s.rows_in for s in summaries] == [7, 5, 4, 4]
     quality = {r["good"] for r in ctx.lake.read(QUALITY).collect()}
     assert quality == {True, False, None}
     assert rejects(ctx, "judge") == {"judge_no": 1, "judge_unparseable": 1}
-    assert ctx.lake.read(CONCEPTS).count() == 3
-    assert ctx.lake.read(INSTRUCTIONS).count() == 3
+    assert ctx.lake.read(CONCEPTS).count() == 4
+    assert ctx.lake.read(INSTRUCTIONS).count() == 4
     row = ctx.lake.read(RESPONSES).first()
-    assert row["model"] == ctx.cfg.llm.model and row["prompt_version"] == "respond-v1"
+    assert row["model"] == ctx.cfg.llm.model and row["prompt_version"] == prompt_version("respond")
     assert json.loads(row["sampling"])["n"] == 3 and json.loads(row["sampling"])["temperature"] == 0.7
 
 
 def test_samples_missing_tests_are_kept_and_rejected(generated):
     ctx, _ = generated
     responses = ctx.lake.read(RESPONSES)
-    # plain + untested made it through; flaky failed transiently.
-    assert responses.count() == 6
+    # plain, untested and verbose made it through; flaky failed transiently.
+    assert responses.count() == 9
     assert responses.where(F.size("missing") > 0).count() == 3
-    assert rejects(ctx, "respond") == {"response_missing_parts": 3}
+    assert rejects(ctx, "respond") == {"response_missing_parts": 3, "truncated": 3}
+
+
+def test_only_complete_generations_count(generated):
+    """An output cut by max_tokens (finish reason "length") is a `truncated` reject at
+    every stage, and the sandbox never sees a cut response."""
+    ctx, _ = generated
+    assert rejects(ctx, "concepts") == {"truncated": 1}
+    [detail] = [r["detail"] for r in ctx.lake.read(REJECTS).where(F.col("stage") == "concepts").collect()]
+    assert detail.startswith("cut at max_tokens=1536: ...") and "and so on" in detail
+    cut = ctx.lake.read(RESPONSES).where(F.col("finish_reason") == "length")
+    assert cut.count() == 3 and cut.where(F.col("code").isNull()).count() == 0  # parsed, yet cut
+    assert runnable(ctx.lake.read(RESPONSES)).where(F.col("finish_reason") == "length").count() == 0
+    assert runnable(ctx.lake.read(RESPONSES)).count() == 3
 
 
 def test_transient_failures_are_logged_and_retried_next_run(generated):
@@ -84,10 +101,10 @@ def test_transient_failures_are_logged_and_retried_next_run(generated):
     assert len(errors) == 1 and errors[0]["error"].startswith("timed out")
     assert summaries[-1].rows_failed == 1
     done = ctx.lake.read(PROGRESS).where(F.col("stage") == "respond").count()
-    assert done == 2  # the flaky instruction is still pending
+    assert done == 3  # the flaky instruction is still pending
     again = run(respond.STAGE, ctx)
     assert again.rows_in == 1 and again.rows_failed == 1
-    assert ctx.lake.read(RESPONSES).count() == 6  # nothing duplicated
+    assert ctx.lake.read(RESPONSES).count() == 9  # nothing duplicated
 
     # A later run that would be its run.max_attempts-th failure gives up: a reject, not a retry.
     capped = new_context(ctx.lake.root, ENGINE, "generation.respond.n=3", "run.max_attempts=2")
@@ -96,7 +113,7 @@ def test_transient_failures_are_logged_and_retried_next_run(generated):
     gave_up = ctx.lake.read(REJECTS).where(F.col("reason") == "gave_up_after_retries").collect()
     assert [r["stage"] for r in gave_up] == ["respond"]
     assert gave_up[0]["detail"].startswith("failed in 2 runs; last error: timed out")
-    assert ctx.lake.read(PROGRESS).where(F.col("stage") == "respond").count() == 3
+    assert ctx.lake.read(PROGRESS).where(F.col("stage") == "respond").count() == 4
 
 
 def test_rerun_generates_nothing_new(generated):

@@ -79,7 +79,7 @@ def test_versions_are_exposed_for_every_kind(real: PromptSet):
         "judge": "judge-v1",
         "concepts": "oss-instruct-v1",
         "instruct": "oss-instruct-v1",
-        "respond": "respond-v1",
+        "respond": "respond-v2",
     }
     assert prompt_version("judge") == "judge-v1"  # default config when none is passed
     with pytest.raises(ValueError, match="unknown prompt kind 'select'"):
@@ -148,8 +148,9 @@ BROKEN_RESPONSE = "## Reasoning\nx\n## Implementation\n```python\npass\n```\n## 
         ("oss_instruct.yaml", _set(("examples", 3, "difficulty"), "brutal"), "key 'examples.3.difficulty'"),
         ("oss_instruct.yaml", _set(("examples", 1, "concepts"), "a,\nb"), "key 'examples.1.concepts'"),
         ("oss_instruct.yaml", _set(("examples", 4, "response"), BROKEN_RESPONSE), "key 'examples.4.response': missing sections: tests"),
-        ("respond.yaml", _delete(("example", "response")), "missing required key 'example.response'"),
-        ("respond.yaml", _set(("example", "response"), "no headings"), "key 'example.response': must start with the line '## Reasoning'"),
+        ("respond.yaml", _delete(("examples", 3, "response")), "missing required key 'examples.3.response'"),
+        ("respond.yaml", _set(("examples", 7, "response"), "no headings"), "key 'examples.7.response': must start with the line '## Reasoning'"),
+        ("respond.yaml", _set(("examples",), []), "key 'examples': List should have at least 1 item"),
     ],
 )
 def test_config_errors_name_the_file_and_key(tmp_path: Path, name: str, change: Any, message: str):
@@ -293,6 +294,20 @@ def test_instruct_prompt_keeps_concepts_on_one_line(real: PromptSet):
     assert "\nConcepts: dynamic programming, graphs\nCategory: bug fixing\n" in prompt
 
 
+def test_categories_follow_their_weights_and_default_to_function_implementation(real: PromptSet):
+    from jobs.core.config import load_config
+
+    published = load_config(None, []).generation.categories
+    assert {pick_category_difficulty(f"s{i}", real, published)[0] for i in range(200)} == {"function implementation"}
+    mix = {"function implementation": 0.5, "class implementation": 0.25, "program implementation": 0.25}
+    drawn = Counter(pick_category_difficulty(f"s{i}", real, mix)[0] for i in range(2000))
+    assert set(drawn) == set(mix)
+    for name, weight in mix.items():
+        assert abs(drawn[name] / 2000 - weight) < 0.05, (name, drawn)
+    with pytest.raises(PromptConfigError, match="unknown 'poetry'"):
+        pick_category_difficulty("s", real, {"poetry": 1.0})
+
+
 def test_category_and_difficulty_are_deterministic_and_spread(real: PromptSet):
     picks = [pick_category_difficulty(f"42:{i}", real) for i in range(600)]
     assert picks == [pick_category_difficulty(f"42:{i}", real) for i in range(600)]
@@ -308,10 +323,25 @@ def test_category_and_difficulty_are_deterministic_and_spread(real: PromptSet):
 # --- respond ----------------------------------------------------------------------
 
 def test_respond_prompt_ends_inside_the_reasoning_section(real: PromptSet):
-    prompt = respond_prompt("Write `twice(x)`.", real)
-    assert prompt == respond_prompt("Write `twice(x)`.", real)
+    prompt = respond_prompt("Write `twice(x)`.", real, "k")
+    assert prompt == respond_prompt("Write `twice(x)`.", real, "k")
     assert prompt.endswith("=== Task ===\nWrite `twice(x)`.\n\n=== Response ===\n" + RESPONSE_OPENING)
     assert prompt.count("=== Task ===") == 2
+
+
+def test_each_instruction_gets_one_worked_example_drawn_by_its_id(real: PromptSet):
+    """As published: one solved example per task, drawn at random, here by the id (the
+    same in every run), and every example in use across many instructions."""
+    assert len(real.respond.examples) >= 10
+    shown = []
+    for i in range(400):
+        prompt = respond_prompt("Write `twice(x)`.", real, f"id-{i}")
+        [example] = [ex for ex in real.respond.examples if ex.instruction.strip() in prompt]
+        assert example.response.strip() in prompt
+        shown.append(example.instruction)
+    counts = Counter(shown)
+    assert len(counts) == len(real.respond.examples)
+    assert min(counts.values()) > 400 / len(real.respond.examples) / 3
 
 
 # --- stops ------------------------------------------------------------------------
@@ -331,8 +361,8 @@ def test_examples_never_contain_their_own_stop_sequence(real: PromptSet):
     for example in real.oss.examples:
         assert not any(stop in example.concepts.strip() for stop in STOPS["concepts"])
         assert not any(stop in example.instruction for stop in STOPS["instruct"])
-    response = real.respond.example.response
-    assert not any(stop in response for stop in STOPS["respond"])
+    for example in real.respond.examples:
+        assert not any(stop in example.response for stop in STOPS["respond"])
 
 
 # --- golden -----------------------------------------------------------------------
@@ -362,7 +392,7 @@ def test_golden_instruct_prompt(golden: PromptSet):
 
 
 def test_golden_respond_prompt(golden: PromptSet):
-    assert respond_prompt("Write `sq(x)` returning x squared.", golden) == _golden_text("respond.txt")
+    assert respond_prompt("Write `sq(x)` returning x squared.", golden, "k") == _golden_text("respond.txt")
 
 
 def test_golden_versions(golden: PromptSet):
@@ -379,7 +409,7 @@ def test_golden_versions(golden: PromptSet):
 def _example_responses() -> list[tuple[str, str]]:
     cfg = load_prompts()
     found = [(f"oss-{i + 1:02d}", ex.response) for i, ex in enumerate(cfg.oss.examples)]
-    return [*found, ("respond", cfg.respond.example.response)]
+    return [*found, *((f"respond-{i + 1:02d}", ex.response) for i, ex in enumerate(cfg.respond.examples))]
 
 
 @pytest.mark.parametrize(("name", "response"), _example_responses(), ids=lambda v: v if len(v) < 12 else "")

@@ -19,14 +19,13 @@ def test_only_an_unchanged_state_lets_stages_skip():
     assert still_idle(None, "s1") == frozenset()
 
 
-def test_stages_not_run_stay_idle_only_when_the_run_committed_nothing():
+def test_only_a_run_that_changed_nothing_leaves_a_record():
     before = frozenset({"extract", "decontaminate", "typecheck"})
-    # `--stages dedup` ran, ended idle, and committed nothing: the others are still idle.
-    quiet = next_record("s1", "s1", before, ran={"dedup"}, ended_idle={"dedup"})
+    # `--stages dedup` found nothing pending and nothing changed: the others stay idle.
+    quiet = next_record("s1", "s1", before, ran={"dedup"}, found_idle={"dedup"})
     assert quiet == IdleRecord("s1", before | {"dedup"})
-    # It committed something: what it did not run may have new input now.
-    busy = next_record("s1", "s2", before, ran={"dedup"}, ended_idle={"dedup"})
-    assert busy == IdleRecord("s2", frozenset({"dedup"}))
-    # A stage that ran and did not end idle (failed rows, an error) is dropped either way.
-    failed = next_record("s1", "s1", before, ran={"extract"}, ended_idle=set())
-    assert failed.stages == {"decontaminate", "typecheck"}
+    # Its own commits, or anyone else's during it: no record, the next run checks.
+    assert next_record("s1", "s2", before, ran={"dedup"}, found_idle={"dedup"}) is None
+    # A stage that ran and was not found idle (it could not start) is dropped.
+    failed = next_record("s1", "s1", before, ran={"extract"}, found_idle=set())
+    assert failed is not None and failed.stages == {"decontaminate", "typecheck"}

@@ -12,8 +12,10 @@ each rerun builds byte-identical prompts.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import inspect
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -306,8 +308,33 @@ def _assemble(instruction: str, blocks: list[str]) -> str:
     return instruction.strip() + "\n\n" + "\n\n".join(blocks)
 
 
-def _judge_block(number: int, code: str, answer: str, reason: str) -> str:
-    lines = [f"{SEPARATOR} Function {number} {SEPARATOR}", _fenced(code), f"Answer: {answer}"]
+def split_docstring(code: str) -> tuple[str, str]:
+    """(the first function's docstring, the code without it), so the judge reads the
+    docstring apart from the code; ("", code) when there is none to split off. A body
+    that was only the docstring keeps `...` in its place, so the code stays valid."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return "", code
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
+    if node is None:
+        return "", code
+    first = node.body[0]
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        return "", code
+    lines = code.splitlines(keepends=True)
+    start, end = first.lineno - 1, first.end_lineno or first.lineno
+    if lines[start][: first.col_offset].strip():
+        return "", code  # the docstring shares its line with the def: left in place
+    keep = [] if node.body[1:] else [" " * first.col_offset + "...\n"]
+    return inspect.cleandoc(first.value.value), "".join(lines[:start] + keep + lines[end:])
+
+
+def _judge_block(number: int, code: str, answer: str, reason: str = "") -> str:
+    docstring, rest = split_docstring(code)
+    lines = [f"{SEPARATOR} Function {number} {SEPARATOR}", "Docstring:", docstring or "(none)",
+             "Code:", _fenced(rest), f"Answer: {answer}".rstrip()]
     if reason.strip():
         lines.append(f"Reason: {reason.strip()}")
     return "\n".join(lines)
@@ -342,7 +369,7 @@ def judge_prompt(fn_code: str, cfg: PromptSet, seed_key: str) -> str:
         _judge_block(number, ex.code, ex.answer, ex.reason)
         for number, ex in enumerate(examples, 1)
     ]
-    query = f"{SEPARATOR} Function {len(blocks) + 1} {SEPARATOR}\n{_fenced(fn_code)}\nAnswer:"
+    query = _judge_block(len(blocks) + 1, fn_code, "")
     return _assemble(cfg.judge.instruction, [*blocks, query])
 
 

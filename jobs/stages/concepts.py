@@ -29,7 +29,8 @@ def concept_rows(records: list[dict[str, Any]], engine: Engine,
     return one_answer_each(records, engine, settings, NAME, KEY, texts, _concepts)
 
 
-def _concepts(row: dict[str, Any], raw: str) -> None:
+def _concepts(row: dict[str, Any], samples: list[str]) -> None:
+    raw = samples[0]
     concepts = parse_concepts(raw)
     row.update(concepts=concepts, raw_output=raw)
     if not concepts:

@@ -246,14 +246,16 @@ def generate(rows: DataFrame, key: str, schema: StructType, settings: Generation
     return spread.mapInPandas(run_groups, schema=schema)
 
 
-Answer = Callable[[dict[str, Any], str], None]
+Answer = Callable[[dict[str, Any], list[str]], None]
 
 
 def one_answer_each(records: list[dict[str, Any]], engine: Engine, settings: GenerationSettings,
                     kind: str, key: str, texts: list[str], answer: Answer,
-                    extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Outcome rows of a stage that takes one completion per record (judge, concepts,
-    instruct): `answer(row, raw)` fills the row from the model's text, or rejects it."""
+                    extra: list[dict[str, Any]] | None = None,
+                    complete_only: bool = True) -> list[dict[str, Any]]:
+    """Outcome rows of a stage that makes one row per record (judge, concepts, instruct):
+    `answer(row, samples)` fills the row from the model's texts (generation.<kind>.n of
+    them), or rejects it. complete_only: a sample cut by max_tokens rejects the row."""
     prompts, cfg = settings.inputs()
     # Sampled (temperature > 0) yet reproducible: each row has a seed of its own.
     params = [sampling(cfg, kind, row_seed(record[key], settings.seed)) for record in records]
@@ -268,11 +270,11 @@ def one_answer_each(records: list[dict[str, Any]], engine: Engine, settings: Gen
         if not generation.ok:
             rows.append({**row, **failure(generation)})
             continue
-        completion = generation.completions[0]
-        if completion.finish_reason == TRUNCATED_FINISH:
-            rows.append({**row, **truncated(cfg.max_tokens, completion.text)})
+        cut = [c for c in generation.completions if c.finish_reason == TRUNCATED_FINISH]
+        if complete_only and cut:
+            rows.append({**row, **truncated(cfg.max_tokens, cut[0].text)})
             continue
-        answer(row, completion.text)
+        answer(row, [completion.text for completion in generation.completions])
         rows.append(row)
     return rows
 

@@ -39,7 +39,8 @@ def instruction_rows(records: list[dict[str, Any]], engine: Engine,
     return one_answer_each(records, engine, settings, NAME, KEY, texts, _instruction, extra)
 
 
-def _instruction(row: dict[str, Any], raw: str) -> None:
+def _instruction(row: dict[str, Any], samples: list[str]) -> None:
+    raw = samples[0]
     instruction = parse_instruction(raw)
     if instruction is None:
         row.update(reject_reason="no_instruction", reject_detail=raw[:200])

@@ -46,7 +46,7 @@ def test_judge_yes_no_and_unparseable(engine):
     assert odd["raw_output"] == " Perhaps"
     assert engine.calls == 1  # one engine call for the whole group
     assert json.loads(good["sampling"])["temperature"] == 0.0
-    assert good["prompt_version"] == "judge-v1" and good["model"] == CFG.llm.model
+    assert good["prompt_version"] == "judge-v2" and good["model"] == CFG.llm.model
 
 
 def test_concepts_then_instruction_rows(engine):
@@ -82,3 +82,26 @@ def test_response_rows_samples_missing_parts_and_failures(engine):
     assert json.loads(full[0]["sampling"])["n"] == 3
     seeds = {json.loads(r["sampling"])["seed"] for r in rows if r.get("sampling")}
     assert len(seeds) == 3  # one sampling seed per instruction
+
+
+def test_the_judge_takes_the_majority_and_a_tie_is_no():
+    from jobs.stages.judge import majority
+
+    assert majority([True]) is True and majority([False]) is False
+    assert majority([True, True, False]) is True
+    assert majority([True, False]) is False  # a tie is No
+    assert majority([True, None, False, None]) is False
+    assert majority([None, True]) is True  # unreadable samples do not vote
+    assert majority([None, None]) is None
+
+
+def test_judge_samples_vote(engine):
+    """With generation.judge.n = 3 the answers are counted: the stage engine answers
+    Yes to every sample of a plain seed, No to every sample of a judged_bad one."""
+    cfg = load_config(None, ["generation.judge.n=3", "generation.judge.temperature=0.7"])
+    three = GenerationSettings(EngineSettings.from_settings(cfg.llm), group_size=8, tasks=1,
+                               gpu_profile=None, sampling=cfg.generation.judge, prompts=PROMPTS)
+    rows = judge_rows([fn("good", "Return x."), fn("bad", "judged_bad")], engine, three)
+    assert [r["good"] for r in rows] == [True, False]
+    assert rows[1]["reject_detail"].endswith("(0 Yes, 3 No of 3)")
+    assert rows[0]["raw_output"].count("---") == 2

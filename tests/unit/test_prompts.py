@@ -34,6 +34,7 @@ from udfs.prompts import (
     pick_category_difficulty,
     prompt_version,
     respond_prompt,
+    split_docstring,
     stop_sequences,
 )
 
@@ -76,12 +77,12 @@ def test_default_dir_is_the_packaged_conf_prompts(real: PromptSet):
 def test_versions_are_exposed_for_every_kind(real: PromptSet):
     versions = {kind: prompt_version(kind, real) for kind in KINDS}
     assert versions == {
-        "judge": "judge-v1",
+        "judge": "judge-v2",
         "concepts": "oss-instruct-v1",
         "instruct": "oss-instruct-v1",
         "respond": "respond-v2",
     }
-    assert prompt_version("judge") == "judge-v1"  # default config when none is passed
+    assert prompt_version("judge") == "judge-v2"  # default config when none is passed
     with pytest.raises(ValueError, match="unknown prompt kind 'select'"):
         prompt_version("select", real)
 
@@ -213,7 +214,9 @@ def test_judge_prompt_shows_all_seven_examples_in_a_per_key_order(real: PromptSe
 def test_judge_prompt_ends_on_the_answer_label(real: PromptSet):
     prompt = judge_prompt(FN, real, "k")
     assert prompt.startswith(real.judge.instruction.strip() + "\n\n=== Function 1 ===\n")
-    assert prompt.endswith("=== Function 8 ===\n```python\n" + FN.rstrip() + "\n```\nAnswer:")
+    # The docstring apart from the code, as the published judge showed it.
+    assert prompt.endswith("=== Function 8 ===\nDocstring:\nAdd one to n.\nCode:\n"
+                           "```python\ndef inc(n):\n    return n + 1\n```\nAnswer:")
 
 
 def test_judge_prompt_does_not_depend_on_the_process_hash_seed(real: PromptSet):
@@ -433,3 +436,12 @@ def test_every_snippet_and_judge_example_is_valid_python(real: PromptSet):
         tree = ast.parse(example.code)
         function = tree.body[0]
         assert isinstance(function, ast.FunctionDef) and ast.get_docstring(function)
+
+
+def test_the_docstring_is_split_off_the_code():
+    code = '@cache\ndef f(a):\n    """Sum it.\n\n    Details.\n    """\n    return a\n'
+    assert split_docstring(code) == ("Sum it.\n\nDetails.", "@cache\ndef f(a):\n    return a\n")
+    # A body that is only the docstring stays valid code.
+    assert split_docstring('def g():\n    """Only."""\n') == ("Only.", "def g():\n    ...\n")
+    for unsplittable in ('def h(): "x"; return 1\n', "x = 1\n", "def (:\n", 'def k():\n    return 1\n'):
+        assert split_docstring(unsplittable) == ("", unsplittable)

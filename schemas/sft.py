@@ -62,6 +62,10 @@ SFT = TableSpec(
             StructField("sampling", StringType(), True),
             StructField("instruction_model", StringType(), True),
             StructField("instruction_prompt_version", StringType(), True),
+            # The sanitizing choices made for this pair (JSON; null when select.sanitize
+            # is off): tests_kept, reasoning_dropped, explanation_dropped,
+            # asserts_in_instruction, comments_stripped.
+            StructField("sanitizing", StringType(), True),
             StructField("run_id", StringType(), False),
         ]
     ),

@@ -348,8 +348,19 @@ class ExecuteConfig(Section):
     chunk_rows: int = Field(default=5000, ge=1)
 
 
+class SanitizeConfig(Section):
+    """The published sanitizing of each SFT pair (udfs/sanitize.py); off: the cleaned
+    response as chosen, with its reasoning, explanation and tests."""
+
+    enabled: bool = True
+    drop_probability: float = Field(default=0.5, ge=0.0, le=1.0)  # reasoning, explanation
+    assert_probability: float = Field(default=0.5, ge=0.0, le=1.0)  # asserts into the instruction
+    max_asserts: int = Field(default=5, ge=1)
+
+
 class SelectConfig(Section):
-    """Near-duplicate instructions (MinHash-LSH over word shingles, as in dedup)."""
+    """Near-duplicate instructions (MinHash-LSH over word shingles, as in dedup), then
+    the published sanitizing of the kept pairs."""
 
     # Instructions are short prose: 3-word shingles, and a higher bar than code dedup's
     # 0.5, since two tasks on one seed share much wording yet ask different things.
@@ -358,6 +369,7 @@ class SelectConfig(Section):
     shingle_size: int = Field(default=3, ge=1)
     seed: int = 1
     max_iterations: int = Field(default=50, ge=1)
+    sanitize: SanitizeConfig = Field(default_factory=SanitizeConfig)
 
 
 class ExportConfig(Section):

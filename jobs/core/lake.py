@@ -116,6 +116,21 @@ class Lake:
         location = f" LOCATION {literal(self.path(spec))}" if self.namespace else ""
         self.spark.sql(f"CREATE TABLE IF NOT EXISTS {ident} ({column_ddl(spec)}) USING delta"
                        f"{partitioned} COMMENT {literal(spec.description)}{location}")
+        self._add_new_columns(spec, ident)
+
+    def _add_new_columns(self, spec: TableSpec, ident: str) -> None:
+        """A lake made by an earlier release lacks columns added since (nullable ones
+        only): add them, so its tables take the new rows; old rows read them as null."""
+        present = {field.name for field in self.spark.table(ident).schema.fields}
+        missing = [field for field in spec.schema.fields if field.name not in present]
+        if not missing:
+            return
+        required = [field.name for field in missing if not field.nullable]
+        if required:
+            raise ConfigError(f"lake: table {spec.name} at {self.path(spec)} lacks the required "
+                              f"column(s) {', '.join(required)} of this release: rebuild it")
+        columns = ", ".join(f"{quote(f.name)} {f.dataType.simpleString()}" for f in missing)
+        self.spark.sql(f"ALTER TABLE {ident} ADD COLUMNS ({columns})")
 
     def _ensure_namespace(self) -> None:
         namespace = self.namespace

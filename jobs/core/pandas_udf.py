@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType
 
 
-def series_udf(function: Callable[..., pd.Series], return_type: DataType) -> Callable[..., Column]:
-    """A vectorized (Series -> Series) UDF, called on Columns."""
+def series_udf(function: Callable[..., pd.Series | pd.DataFrame], return_type: DataType) -> Callable[..., Column]:
+    """A vectorized (Series -> Series, or -> DataFrame for a struct) UDF, called on Columns."""
     udf: Any = F.pandas_udf(function, return_type)  # pyright: ignore[reportCallIssue, reportArgumentType]
     return cast(Callable[..., Column], udf)

@@ -52,6 +52,7 @@ EXPORT_FIELDS = (
     "instruction", "response", "instruction_id", "response_id", "seed_id",
     "repo", "path", "hexsha", "licenses", "concepts", "category", "difficulty",
     "model", "prompt_version", "sampling", "instruction_model", "instruction_prompt_version",
+    "sanitizing",
 )
 LIST_FIELDS = frozenset({"licenses", "concepts"})
 PARQUET_ROW_GROUP = 5000

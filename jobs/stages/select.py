@@ -27,12 +27,14 @@ headings and any leaked continuation. A global operation: one chunk per run.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
+from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.core.context import Context
 from jobs.core.pandas_udf import series_udf
@@ -50,6 +52,7 @@ from jobs.ops.lsh import (
 from schemas import EXECUTIONS, FUNCTIONS, INSTRUCTIONS, PROGRESS, RESPONSES, SFT
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
 from udfs.parse import clean_response
+from udfs.sanitize import PLACEHOLDER_PATTERN, SanitizeOptions, sanitize
 
 NAME = "select"
 KEY = "instruction_id"
@@ -80,9 +83,13 @@ def draw_order(seed: int) -> Column:
     return F.sha2(F.concat_ws(":", F.lit(str(seed)), F.col(KEY), F.col("response_id")), 256)
 
 
-def choose(responses: DataFrame, executions: DataFrame, seed: int) -> DataFrame:
-    """Per instruction, its first passing response in draw order (responses' columns)."""
+def choose(responses: DataFrame, executions: DataFrame, seed: int,
+           skip_placeholders: bool = False) -> DataFrame:
+    """Per instruction, its first passing response in draw order (responses' columns);
+    skip_placeholders: never one whose code is a placeholder (the published sanitizing)."""
     passing = executions.where(F.col("passed")).select("response_id")
+    if skip_placeholders:
+        responses = responses.where(~F.coalesce(F.col("code").rlike(PLACEHOLDER_PATTERN), F.lit(False)))
     first = Window.partitionBy(KEY).orderBy(draw_order(seed), F.col("response_id"))
     return (
         responses.join(passing, on="response_id", how="inner")
@@ -160,21 +167,44 @@ def _rejects(rows: DataFrame, reason: str, detail: Column) -> DataFrame:
 @dataclass(frozen=True)
 class SelectSettings:
     params: LSHParams  # near-duplicate instructions
-    seed: int  # run.seed: the draw among passing responses
+    seed: int  # run.seed: the draw among passing responses, the sanitizing coins
     # Lazy tables: all responses and executions, the source functions, and the `sft`
     # rows of earlier runs.
     responses: DataFrame
     executions: DataFrame
     functions: DataFrame
     existing: DataFrame
+    # All instructions (earlier sft rows are compared by their instruction as written).
+    instructions: DataFrame
+    sanitize: SanitizeOptions | None = None  # None: select.sanitize.enabled is false
 
 
 def settings(ctx: Context) -> SelectSettings:
-    lake = ctx.lake
+    lake, cfg = ctx.lake, ctx.cfg.select.sanitize
+    options = SanitizeOptions(cfg.drop_probability, cfg.assert_probability, cfg.max_asserts)
     return SelectSettings(
         LSHParams.from_config(ctx.cfg.select, threshold="instruction_threshold"), ctx.cfg.run.seed,
         lake.read(RESPONSES), lake.read(EXECUTIONS), lake.read(FUNCTIONS), lake.read(SFT),
+        lake.read(INSTRUCTIONS), options if cfg.enabled else None,
     )
+
+
+SANITIZED = StructType([StructField(name, StringType(), True)
+                        for name in ("instruction", "response", "sanitizing")])
+
+
+def sanitizer(options: SanitizeOptions, seed: int) -> Callable[..., Column]:
+    """(instruction_id, instruction, raw response) -> the sanitized pair and its choices."""
+    def run(ids: pd.Series, instructions: pd.Series, responses: pd.Series) -> pd.DataFrame:
+        done = [sanitize(text, response, key, seed, options)
+                for key, text, response in zip(ids, instructions, responses, strict=True)]
+        return pd.DataFrame({
+            "instruction": [d.instruction for d in done],
+            "response": [d.response for d in done],
+            "sanitizing": [json.dumps(d.choices, sort_keys=True) for d in done],
+        })
+
+    return series_udf(run, SANITIZED)
 
 
 def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
@@ -183,17 +213,23 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
     functions, existing = settings.functions, settings.existing
     ids = instructions.select(KEY)
     theirs = responses.join(ids, on=KEY, how="inner")
-    chosen = choose(theirs, executions, seed).select(
+    chosen = choose(theirs, executions, seed, skip_placeholders=settings.sanitize is not None).select(
         KEY, "response_id", _clean(F.col("response")).alias("response"), "model", "prompt_version",
-        "sampling",
+        "sampling", F.col("response").alias("_raw"),
     )
     no_passing = ids.join(chosen.select(KEY), on=KEY, how="left_anti").join(
         verdict_summary(theirs, executions), on=KEY, how="left")
 
     # Rows already in `sft` compete as keepers; one whose key is pending again (a crash
-    # after the sft commit, before progress) is that same row, not a rival.
-    earlier = existing.join(ids, on=KEY, how="left_anti").select(
-        KEY, "instruction", "response", F.lit(False).alias("is_new"))
+    # after the sft commit, before progress) is that same row, not a rival. They compete
+    # as written before sanitizing: the instruction, the cleaned response.
+    earlier = (
+        existing.join(ids, on=KEY, how="left_anti").select(KEY, "response_id")
+        .join(settings.instructions.select(KEY, "instruction"), on=KEY, how="inner")
+        .join(responses.select("response_id", _clean(F.col("response")).alias("response")),
+              on="response_id", how="inner")
+        .select(KEY, "instruction", "response", F.lit(False).alias("is_new"))
+    )
     candidates = chosen.join(instructions.select(KEY, "instruction"), on=KEY, how="inner").select(
         KEY, "instruction", "response", F.lit(True).alias("is_new"))
     nodes = candidates.unionByName(earlier).select(
@@ -228,7 +264,10 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
         ), on=KEY, how="inner")
         .join(sources, on="seed_id", how="left")
     )
-    outcomes = kept.unionByName(rejected, allowMissingColumns=True)
+    if settings.sanitize is not None:
+        done = kept.withColumn("_s", sanitizer(settings.sanitize, seed)(F.col(KEY), F.col("instruction"), F.col("_raw")))
+        kept = done.withColumns({name: F.col(f"_s.{name}") for name in SANITIZED.fieldNames()}).drop("_s")
+    outcomes = kept.drop("_raw").unionByName(rejected, allowMissingColumns=True)
     return outcomes.select(
         *[F.col(f.name).cast(f.dataType).alias(f.name) for f in OUTCOME_SCHEMA.fields
           if f.name not in (SOURCE_KEY, ITEM_ID) and f.name in outcomes.columns],

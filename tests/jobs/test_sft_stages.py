@@ -230,7 +230,15 @@ def test_select_keeps_one_passing_response_per_distinct_instruction(lake):
     assert mixed["instruction_prompt_version"] == "instruct-v1" and mixed["concepts"] == ["loops"]
     for row in sft.values():
         assert not any(marker in row["response"] for marker in MARKERS.values())
-        assert "```python" in row["response"] and row["response"].rstrip().endswith("```")
+        assert "```python\ndef " in row["response"]
+        # Sanitized as published, each choice recorded: tests stay only where the
+        # instruction asks for them ("mixed"); moved asserts are in the instruction.
+        choices = json.loads(row["sanitizing"])
+        asked = row["instruction_id"] == IDS["mixed"]
+        assert choices["tests_kept"] == asked and ("assert " in row["response"]) == asked
+        moved = choices["asserts_in_instruction"]
+        assert row["instruction"].count("\nassert ") == moved
+        assert ("Your code should pass the following assertion" in row["instruction"]) == (moved > 0)
 
 
 @pytest.mark.spark

@@ -249,3 +249,23 @@ def test_verdict_summary_counts_each_status(spark):
         ("i3", "0 of 2 responses passed (crashed 1, not runnable 1)"),
     ], "instruction_id string, detail string")
     same(verdict_summary(responses, executions), expected)
+
+
+def test_choose_never_picks_placeholder_code_when_sanitizing(spark):
+    from jobs.stages.select import choose
+
+    responses = spark.createDataFrame([
+        ("i1", "r1", "def f():\n    raise NotImplementedError\n"),
+        ("i1", "r2", "def f():\n    return 1  # TODO later\n"),
+        ("i1", "r3", "def f():\n    return 1\n"),
+        ("i2", "r4", "def g():\n    pass  # your code here\n"),
+    ], "instruction_id string, response_id string, code string")
+    executions = spark.createDataFrame([(r, True) for r in ("r1", "r2", "r3", "r4")],
+                                       "response_id string, passed boolean")
+    picked = {r["instruction_id"]: r["response_id"]
+              for r in choose(responses, executions, seed=0, skip_placeholders=True).collect()}
+    assert picked == {"i1": "r3"}  # i2 has no passing response left: no_passing_response
+    # Off, every passing response is a candidate; over many seeds the stubs get drawn.
+    drawn = {r["response_id"] for seed in range(12)
+             for r in choose(responses, executions, seed=seed).where("instruction_id = 'i1'").collect()}
+    assert drawn > {"r3"}

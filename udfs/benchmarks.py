@@ -29,7 +29,8 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10
     from importlib.abc import Traversable
 
-KINDS = ("solution", "prompt", "docstring", "test")
+# body: the canonical solution alone, where it completes the prompt (HumanEval-style).
+KINDS = ("solution", "prompt", "docstring", "test", "body")
 FORMATS = ("humaneval", "mbpp", "evalplus", "jsonl")
 PACKAGE_PREFIX = "package:"
 
@@ -195,6 +196,7 @@ def code_items(
         start = _function_from(prompt, entry)
         items.append(BenchmarkItem(benchmark, task_id, "solution", start.rstrip() + "\n" + solution))
         items.append(BenchmarkItem(benchmark, task_id, "prompt", start))
+        items.append(BenchmarkItem(benchmark, task_id, "body", solution))
         doc_node = _docstring_node(entry.body)
     else:
         full = solution if standalone else prompt + solution

@@ -43,8 +43,15 @@ import numpy as np
 from udfs.benchmarks import BenchmarkItem, BenchmarkSpec, load_benchmarks
 
 # Kinds whose text a leaked seed would contain; tests are code a seed never holds.
-INDEXED_KINDS = frozenset({"solution", "prompt", "docstring"})
-CODE_KINDS = frozenset({"solution", "prompt"})
+INDEXED_KINDS = frozenset({"solution", "prompt", "docstring", "body"})
+CODE_KINDS = frozenset({"solution", "prompt", "body"})
+# The published rule matched a canonical solution by plain substring whatever its
+# length: a body such as `return len(string)` under another name and docstring is
+# contamination too. Measured on the 2,232 functions of the sample corpus: it flags one
+# more of them (a gcd by Euclid's loop, HumanEval/13's very solution), and catches the
+# 35 of 164 HumanEval+ bodies planted under another name that the 40-character floor let
+# through. MBPP solutions are whole functions: they keep the floor, as other texts do.
+UNBOUNDED_KINDS = frozenset({"body"})
 MATCHED_TEXT_CHARS = 300
 
 _WHITESPACE = re.compile(r"\s+")
@@ -268,7 +275,8 @@ def _add_texts(
 ) -> None:
     seen: set[str] = set()
     for item, text, toks in normalized:
-        if len(text) < index.min_substring_chars or text in seen:
+        floor = 1 if item.kind in UNBOUNDED_KINDS else index.min_substring_chars
+        if len(text) < floor or text in seen:
             continue
         seen.add(text)
         position = len(index.texts)

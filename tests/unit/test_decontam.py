@@ -136,6 +136,23 @@ def test_every_humaneval_solution_is_caught(index: BenchmarkIndex, humaneval: li
     assert missed == []
 
 
+def test_a_canonical_body_under_another_name_and_docstring_is_caught(
+    index: BenchmarkIndex, humaneval: list[dict]
+) -> None:
+    """The published rule: a solution matches by plain substring whatever its length, so
+    short bodies (`return len(string)`) renamed and re-documented are caught too."""
+    missed = []
+    for record in humaneval:
+        body = record["canonical_solution"].strip("\n")
+        renamed = f'def unrelated_name(first, second=None):\n    """Another docstring entirely."""\n{body}\n'
+        match = find_contamination(renamed, index)
+        if match is None or not match.task_id.endswith(record["task_id"].split("/")[1]):
+            missed.append(record["task_id"])
+    assert missed == []
+    short = [r for r in humaneval if len(r["canonical_solution"].strip()) < 40]
+    assert len(short) >= 10  # the case this is about
+
+
 def test_humaneval_functions_extracted_from_files_are_caught(
     index: BenchmarkIndex, humaneval: list[dict]
 ) -> None:

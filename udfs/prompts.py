@@ -262,7 +262,7 @@ def prompt_version(kind: str, cfg: PromptSet | None = None) -> str:
 
 # --- deterministic choices ------------------------------------------------------
 
-def _rng(seed_key: str, purpose: str) -> random.Random:
+def seeded_rng(seed_key: str, purpose: str) -> random.Random:
     """A generator private to one (seed key, purpose) pair, identical in every process."""
     digest = hashlib.sha256(f"{seed_key}:{purpose}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
@@ -270,19 +270,19 @@ def _rng(seed_key: str, purpose: str) -> random.Random:
 
 def _shuffled(items: Sequence[T], seed_key: str, purpose: str) -> list[T]:
     order = list(items)
-    _rng(seed_key, purpose).shuffle(order)
+    seeded_rng(seed_key, purpose).shuffle(order)
     return order
 
 
 def _drawn(items: Sequence[T], count: int, seed_key: str, purpose: str) -> list[T]:
-    return _rng(seed_key, purpose).sample(list(items), count)
+    return seeded_rng(seed_key, purpose).sample(list(items), count)
 
 
 def pick_category_difficulty(seed_key: str, cfg: PromptSet,
                              weights: Mapping[str, float] | None = None) -> tuple[str, str]:
     """The seed's task category (by weight; None: all of the prompt file's alike) and
     difficulty, the same in every process and run."""
-    rng = _rng(seed_key, "category-difficulty")
+    rng = seeded_rng(seed_key, "category-difficulty")
     table = dict(weights) if weights is not None else dict.fromkeys(cfg.oss.categories, 1.0)
     unknown = sorted(set(table) - set(cfg.oss.categories))
     if unknown:

@@ -13,15 +13,14 @@ returned for the `sft` row.
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
-import random
 import re
 import tokenize
 from dataclasses import dataclass
 from typing import Any
 
 from udfs.parse import parse_response, split_sections
+from udfs.prompts import seeded_rng
 
 # Also the Java regex select's choice skips such responses with (the same syntax in both).
 PLACEHOLDER_PATTERN = r"(?i)\btodo\b|\bfixme\b|your code here|NotImplementedError"
@@ -70,11 +69,6 @@ def top_level_asserts(tests: str) -> list[str]:
     return [text for text in found if text]
 
 
-def _rng(key: str, seed: int) -> random.Random:
-    digest = hashlib.sha256(f"{seed}:{key}:sanitize".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
 def _fenced(code: str) -> str:
     return f"```python\n{code.strip()}\n```"
 
@@ -86,7 +80,7 @@ def sanitize(instruction: str, response: str, key: str, seed: int = 0,
     placeholder = PLACEHOLDER.search(parsed.code)
     if placeholder:
         return Sanitized(instruction, response, {}, placeholder.group(0))
-    rng = _rng(key, seed)
+    rng = seeded_rng(f"{seed}:{key}", "sanitize")
     drop_reasoning = rng.random() < options.drop_probability
     drop_explanation = rng.random() < options.drop_probability
     asserts = top_level_asserts(parsed.tests)

@@ -57,6 +57,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: every socket stays bound until all are picked, so the
+    kernel cannot hand the same port out twice (a master's UI and its RPC port once did)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
 def spark_env() -> dict[str, str]:
     """The environment the cluster's JVMs and spark-submit run with: loopback only."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SPARK_", "PYSPARK_"))}
@@ -115,7 +125,7 @@ def standalone_cluster(root: Path, workers: int = 2, cores: int = 1, memory: str
                        worker_conf: Mapping[str, str] | None = None) -> Iterator[StandaloneCluster]:
     """A master and `workers` workers of `cores` cores each, ALIVE before this yields."""
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    port, webui = free_port(), free_port()
+    port, webui = free_ports(2)
     cluster = StandaloneCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui}", root)
     with ExitStack() as stack:
         # Runs last: whatever the workers' groups did not take along.
@@ -129,7 +139,9 @@ def standalone_cluster(root: Path, workers: int = 2, cores: int = 1, memory: str
             work.mkdir(exist_ok=True)
             cluster.processes.append(_start(f"worker-{index}", [
                 "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                "--webui-port", str(free_port()), "--cores", str(cores), "--memory", memory,
+                # 0: the worker's UI takes a port the kernel picks when it binds, so it can
+                # never land on the master's UI port before the master has bound it.
+                "--webui-port", "0", "--cores", str(cores), "--memory", memory,
                 "--work-dir", str(work), "--properties-file", str(conf), cluster.master_url,
             ], root, stack))
         _wait_for_workers(cluster, workers)

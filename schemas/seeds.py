@@ -60,12 +60,16 @@ MINHASHES = TableSpec(
             StructField("signature", BinaryType(), False),  # num_perm little-endian uint32
             StructField("num_perm", IntegerType(), False),
             StructField("run_id", StringType(), False),
+            # Sorted distinct uint32 shingle hashes, little-endian: what candidate pairs
+            # are confirmed on (exact Jaccard). Null in rows of releases before it was
+            # kept, or under dedup.verify=estimate: those pairs use the signatures.
+            StructField("shingles", BinaryType(), True),
         ]
     ),
     key=("function_id",),
     description=(
-        "MinHash signature of every function that reached dedup, kept so a new snapshot is "
-        "compared against existing seeds without re-hashing them."
+        "MinHash signature and shingle hashes of every function that reached dedup, kept so "
+        "a new snapshot is compared against existing seeds without re-hashing them."
     ),
 )
 

@@ -146,11 +146,22 @@ class MinHasher:
 
     def signatures(self, shingle_sets: Sequence[Iterable[str]]) -> np.ndarray:
         """(n, num_perm) signatures; documents are packed into chunks so numpy calls amortize."""
+        return self.signatures_and_hashes(shingle_sets)[0]
+
+    def signatures_and_hashes(
+        self, shingle_sets: Sequence[Iterable[str]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(n, num_perm) signatures, and each document's sorted distinct shingle hashes
+        (what `exact_jaccard` compares), from one hashing pass."""
         sets = [items if isinstance(items, list) else list(items) for items in shingle_sets]
-        out = np.full((len(sets), self.num_perm), self.empty_value, dtype=self.dtype)
         counts = np.fromiter((len(items) for items in sets), dtype=np.int64, count=len(sets))
         hashes = self.hash_shingles([item for items in sets for item in items])
         starts = np.concatenate(([0], np.cumsum(counts))).tolist()
+        per_doc = [np.unique(hashes[starts[i] : starts[i + 1]]) for i in range(len(sets))]
+        return self._signatures_of(hashes, counts, starts), per_doc
+
+    def _signatures_of(self, hashes: np.ndarray, counts: np.ndarray, starts: list[int]) -> np.ndarray:
+        out = np.full((len(counts), self.num_perm), self.empty_value, dtype=self.dtype)
         for lo, hi in _pack(counts, self.chunk_rows):
             if hi - lo == 1:
                 out[lo] = self._min_over(hashes[starts[lo] : starts[hi]])
@@ -286,6 +297,23 @@ def signatures_from_bytes(blobs: Sequence[bytes], num_perm: int) -> np.ndarray:
                          f"(num_perm={num_perm})")
     joined = b"".join(bytes(blob) for blob in blobs)
     return np.frombuffer(joined, dtype="<u4").reshape(len(blobs), num_perm)
+
+
+def hashes_to_bytes(hashes: Sequence[np.ndarray]) -> list[bytes]:
+    """Sorted distinct shingle hashes -> one little-endian uint32 blob each (the stored form)."""
+    return [np.ascontiguousarray(h.astype("<u4", copy=False)).tobytes() for h in hashes]
+
+
+def exact_jaccard(left: bytes, right: bytes) -> float:
+    """|A & B| / |A | B| of two stored shingle-hash sets: the exact Jaccard of the shingle
+    sets up to 32-bit hash collisions (a few per billion pairs of shingles; each moves a
+    Jaccard by at most 1/|A | B|). Two empty sets are identical (1.0), as their
+    signatures are."""
+    a = np.frombuffer(left, dtype="<u4")
+    b = np.frombuffer(right, dtype="<u4")
+    common = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - common
+    return common / union if union else 1.0
 
 
 def jaccard_rows(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -246,6 +246,17 @@ def checks_anything(tests: str) -> bool:
     return any(_checks(node) for node in ast.walk(tree))
 
 
+def defined_function_names(code: str | None) -> str:
+    """The top-level functions a response's code defines, sorted and comma-joined ("" for
+    none, or for code that does not parse): the key of function-name diversification."""
+    try:
+        tree = ast.parse(code or "")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""
+    names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return ",".join(sorted(names))
+
+
 def _close_fences(body: str) -> str:
     fences = sum(1 for line in body.split("\n") if _FENCE.match(line))
     return body + "\n```" if fences % 2 else body

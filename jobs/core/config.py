@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from udfs.evaluation import DEFAULT_FILES as EVAL_FILES
 from udfs.evaluation import SETS as EVAL_SETS
@@ -200,11 +208,26 @@ class DedupConfig(Section):
     shingle_size: int = Field(default=5, ge=1)
     seed: int = 1
     max_iterations: int = Field(default=50, ge=1)
-    # Band/row choice leans to recall: every candidate is confirmed on its
-    # estimated Jaccard anyway, so a false positive costs one comparison while
-    # a false negative is a duplicate kept. 0.2/0.8 at 0.5/256 gives 51x5.
+    # The LSH bands are tuned for candidate_threshold (default 0.8 x threshold: 0.4 at
+    # 0.5), and every candidate is confirmed on the exact Jaccard of the two shingle sets
+    # (verify: exact) or, as published, on the signatures' estimate (verify: estimate).
+    # Band/row choice leans to recall: a false positive costs one comparison, a false
+    # negative is a duplicate kept. 0.2/0.8 at 0.4/256 gives 64x4 (published: 42x6).
+    candidate_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    verify: Literal["exact", "estimate"] = "exact"
     fp_weight: float = Field(default=0.2, ge=0.0)
     fn_weight: float = Field(default=0.8, ge=0.0)
+
+    @model_validator(mode="after")
+    def _candidates_reach_the_threshold(self) -> DedupConfig:
+        if self.candidate_threshold is not None and self.candidate_threshold > self.threshold:
+            raise ValueError(f"dedup.candidate_threshold ({self.candidate_threshold}) must not "
+                             f"exceed dedup.threshold ({self.threshold})")
+        return self
+
+    def bands_threshold(self) -> float:
+        """The similarity the LSH bands are tuned for."""
+        return self.candidate_threshold if self.candidate_threshold is not None else 0.8 * self.threshold
 
 
 _ENGINE_RE = re.compile(r"none|openai|vllm|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -369,6 +392,9 @@ class SelectConfig(Section):
     shingle_size: int = Field(default=3, ge=1)
     seed: int = 1
     max_iterations: int = Field(default=50, ge=1)
+    # As published: of the pairs kept from one seed, at most one per set of top-level
+    # function names its code defines (the rest: same_function_names rejects).
+    diversify_function_names: bool = True
     sanitize: SanitizeConfig = Field(default_factory=SanitizeConfig)
 
 

@@ -5,9 +5,11 @@ Identify, then remove, as two clear steps:
 1. a `before` hook stores the MinHash signatures of the pending functions in
    `minhashes` (insert-only), so a later snapshot compares its new functions against the
    existing representatives without re-hashing them;
-2. `transform`, one global operation (never chunked): band keys -> candidate pairs ->
-   pairs confirmed on the signature-estimated Jaccard (banding alone lets pairs at
-   0.3-0.4 through) -> connected components (large-star/small-star over DataFrames)
+2. `transform`, one global operation (never chunked): band keys (tuned for
+   `candidate_threshold`, below the threshold, so pairs just above it are nearly all
+   candidates) -> candidate pairs -> pairs confirmed on the exact Jaccard of their
+   shingle sets, stored beside the signatures (banding alone lets pairs at 0.3 through)
+   -> connected components (large-star/small-star over DataFrames)
    -> one representative per component. Every pending function gets a `clusters` row;
    the others of its component are also `near_duplicate` rejects.
 
@@ -42,7 +44,9 @@ from jobs.ops.lsh import (
     band_keys,
     candidate_pairs,
     confirmed_edges,
+    jaccard_label,
     signatures,
+    verifying,
     with_jaccard,
 )
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES
@@ -80,7 +84,7 @@ def _best_link(edges: DataFrame) -> DataFrame:
 
 def _detail(bands: int, rows: int) -> Column:
     lsh = f" (LSH {bands} bands x {rows} rows)"
-    to_rep = F.format_string("near duplicate of %s: estimated Jaccard %.3f", F.col("cluster_id"),
+    to_rep = F.format_string("near duplicate of %s: %s %.3f", F.col("cluster_id"), F.col("rep_measure"),
                              F.col("rep_jaccard"))
     via = F.format_string("; linked by %s at %.3f", F.col("link"), F.col("link_jaccard"))
     return F.concat(to_rep, F.when(F.col("link") != F.col("cluster_id"), via).otherwise(F.lit("")),
@@ -91,24 +95,25 @@ def _detail(bands: int, rows: int) -> Column:
 class DedupSettings:
     params: LSHParams
     # Lazy tables, read when the transform runs (after the `before` hook stored signatures):
-    signatures: DataFrame  # (function_id, signature) of every hashed function
-    known: DataFrame  # existing representatives: (function_id, signature, cluster_size)
+    signatures: DataFrame  # (function_id, signature, shingles) of every hashed function
+    known: DataFrame  # existing representatives: (function_id, signature, shingles, cluster_size)
     to_hash: DataFrame  # (function_id, code) pending or representatives without a signature
 
 
 def _cluster(functions: DataFrame, seeds: DataFrame, cfg: LSHParams) -> DataFrame:
-    """Pending functions (function_id, stars, signature) and existing representatives
-    (function_id, signature, cluster_size) -> one outcome row per pending function."""
+    """Pending functions (function_id, stars, signature, shingles) and existing
+    representatives (function_id, signature, shingles, cluster_size) -> one outcome row
+    per pending function."""
     bands, rows = band_choice(cfg)
-    fresh = functions.select("function_id", "stars", "signature", F.lit(True).alias("is_new"))
+    fresh = functions.select("function_id", "stars", "signature", "shingles", F.lit(True).alias("is_new"))
     known = seeds.join(functions.select("function_id"), on="function_id", how="left_anti")
     nodes = fresh.unionByName(
-        known.select("function_id", F.lit(None).cast("long").alias("stars"), "signature",
+        known.select("function_id", F.lit(None).cast("long").alias("stars"), "signature", "shingles",
                      F.lit(False).alias("is_new"))
     )
     # Both read several times (bands, confirmation, representatives): computed once each.
     nodes = nodes.localCheckpoint()
-    sigs = nodes.select("function_id", "signature")
+    sigs = verifying(nodes.select("function_id", "signature", "shingles"), cfg)
     edges = confirmed_edges(candidate_pairs(band_keys(as_nodes(nodes), cfg)), as_nodes(sigs),
                             cfg).localCheckpoint()
     labels = from_nodes(connected_components(edges, cfg.max_iterations)[0])
@@ -147,7 +152,8 @@ def _cluster(functions: DataFrame, seeds: DataFrame, cfg: LSHParams) -> DataFram
     duplicates = with_jaccard(
         assigned.where(F.col("function_id") != F.col("cluster_id")).select("function_id", "cluster_id"),
         "function_id", "cluster_id", as_nodes(sigs), cfg.num_perm,
-    ).select("function_id", F.col("jaccard").alias("rep_jaccard")).join(
+    ).select("function_id", F.col("jaccard").alias("rep_jaccard"),
+             jaccard_label().alias("rep_measure")).join(
         _best_link(edges), on="function_id", how="left"
     )
     is_rep = F.col("function_id") == F.col("cluster_id")
@@ -218,7 +224,7 @@ def settings(ctx: Context) -> DedupSettings:
     # Rows of earlier runs only: a run that crashed after writing clusters redoes its own rows.
     earlier = ctx.lake.read(CLUSTERS).join(todo.select(KEY), on=KEY, how="left_anti")
     seed_ids = earlier.where(F.col("is_representative")).select(KEY)
-    stored = ctx.lake.read(MINHASHES).select(KEY, "signature")
+    stored = ctx.lake.read(MINHASHES).select(KEY, "signature", "shingles")
     seed_code = ctx.lake.read(FUNCTIONS).join(seed_ids, on=KEY, how="inner").select(KEY, "code")
     to_hash = todo.select(KEY, "code").unionByName(seed_code).join(stored.select(KEY), on=KEY,
                                                                    how="left_anti")

@@ -15,11 +15,15 @@ Then, as two clear steps (identify duplicates, then remove them):
 2. dedup, in this order, each step over the survivors of the one before:
    exact duplicate instructions, then exact duplicate (cleaned) responses, both
    whitespace-normalized; then near-duplicate instructions by MinHash-LSH over word
-   shingles (the dedup stage's Spark functions), confirmed on the estimated Jaccard at
-   `select.instruction_threshold`, grouped into connected components. Each group keeps
-   its smallest instruction_id; rows already in `sft` always win (an earlier run chose
-   them), and the others are rejects (`duplicate_instruction`, `duplicate_response`,
-   `near_duplicate_instruction`) naming the kept id.
+   shingles (the dedup stage's Spark functions), confirmed on the exact Jaccard at
+   `select.instruction_threshold`, grouped into connected components; last, as the
+   published cleaning did (`select.diversify_function_names`), of the instructions made
+   from one seed at most one per set of top-level function names its code defines (one
+   instruction keeps one response, so the group is the seed's instructions). Each
+   group keeps its smallest instruction_id; rows already in `sft` always win (an earlier
+   run chose them), and the others are rejects (`duplicate_instruction`,
+   `duplicate_response`, `near_duplicate_instruction`, `same_function_names`) naming the
+   kept id.
 
 The response is stored as SFT text: udfs.parse.clean_response drops the section
 headings and any leaked continuation. A global operation: one chunk per run.
@@ -46,12 +50,14 @@ from jobs.ops.lsh import (
     band_keys,
     candidate_pairs,
     confirmed_edges,
+    jaccard_label,
     signatures,
+    verifying,
     with_jaccard,
 )
 from schemas import EXECUTIONS, FUNCTIONS, INSTRUCTIONS, PROGRESS, RESPONSES, SFT
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
-from udfs.parse import clean_response
+from udfs.parse import clean_response, defined_function_names
 from udfs.sanitize import PLACEHOLDER_PATTERN, SanitizeOptions, sanitize
 
 NAME = "select"
@@ -62,6 +68,7 @@ NO_PASSING = "no_passing_response"
 DUPLICATE_INSTRUCTION = "duplicate_instruction"
 DUPLICATE_RESPONSE = "duplicate_response"
 NEAR_DUPLICATE = "near_duplicate_instruction"
+SAME_FUNCTION_NAMES = "same_function_names"
 
 
 def normalized(column: str) -> Column:
@@ -74,6 +81,7 @@ def _clean_series(responses: pd.Series) -> pd.Series:
 
 
 _clean = series_udf(_clean_series, StringType())
+_function_names = series_udf(lambda codes: codes.map(defined_function_names), StringType())
 
 
 # --- step 1: choose ----------------------------------------------------------------------
@@ -143,7 +151,7 @@ def near_duplicates(nodes: DataFrame, cfg: LSHParams) -> DataFrame:
     """
     items = nodes.select(F.col(KEY).alias("id"), F.col("instruction").alias("text"), "is_new")
     sigs = signatures(items, cfg).join(items.select("id", "is_new"), on="id", how="inner").localCheckpoint()
-    edges = confirmed_edges(candidate_pairs(band_keys(sigs, cfg)), sigs.select("id", "signature"),
+    edges = confirmed_edges(candidate_pairs(band_keys(sigs, cfg)), sigs.select("id", "signature", "shingles"),
                             cfg).localCheckpoint()
     labels, _ = connected_components(edges, cfg.max_iterations)
     members = labels.join(sigs.select("id", "is_new"), on="id", how="inner")
@@ -154,8 +162,21 @@ def near_duplicates(nodes: DataFrame, cfg: LSHParams) -> DataFrame:
         .where(F.col("id") != F.col("_keep.id"))
         .select("id", F.col("_keep.id").alias("kept_id"))
     )
-    scored = with_jaccard(dropped, "id", "kept_id", sigs.select("id", "signature"), cfg.num_perm)
-    return scored.select(F.col("id").alias(KEY), "kept_id", "jaccard")
+    scored = with_jaccard(dropped, "id", "kept_id", verifying(sigs.select("id", "signature", "shingles"), cfg),
+                          cfg.num_perm)
+    return scored.select(F.col("id").alias(KEY), "kept_id", "jaccard", jaccard_label().alias("measure"))
+
+
+def same_function_names(nodes: DataFrame) -> DataFrame:
+    """(instruction_id, kept_id, names) of new nodes whose code defines the same top-level
+    functions as another node from the same seed; code defining none is never grouped.
+
+    `nodes`: instruction_id, is_new, seed_id, names. Keepers as in `exact_duplicates`.
+    """
+    named = nodes.where(F.col("names") != "").withColumn(
+        "_group", F.concat_ws("\u0000", F.col("seed_id"), F.col("names")))
+    same = exact_duplicates(named.select(KEY, "is_new", "_group"), "_group")
+    return same.join(named.select(KEY, "names"), on=KEY, how="inner")
 
 
 # --- the transform -----------------------------------------------------------------------
@@ -177,6 +198,7 @@ class SelectSettings:
     # All instructions (earlier sft rows are compared by their instruction as written).
     instructions: DataFrame
     sanitize: SanitizeOptions | None = None  # None: select.sanitize.enabled is false
+    diversify_function_names: bool = True
 
 
 def settings(ctx: Context) -> SelectSettings:
@@ -186,6 +208,7 @@ def settings(ctx: Context) -> SelectSettings:
         LSHParams.from_config(ctx.cfg.select, threshold="instruction_threshold"), ctx.cfg.run.seed,
         lake.read(RESPONSES), lake.read(EXECUTIONS), lake.read(FUNCTIONS), lake.read(SFT),
         lake.read(INSTRUCTIONS), options if cfg.enabled else None,
+        ctx.cfg.select.diversify_function_names,
     )
 
 
@@ -215,7 +238,7 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
     theirs = responses.join(ids, on=KEY, how="inner")
     chosen = choose(theirs, executions, seed, skip_placeholders=settings.sanitize is not None).select(
         KEY, "response_id", _clean(F.col("response")).alias("response"), "model", "prompt_version",
-        "sampling", F.col("response").alias("_raw"),
+        "sampling", F.col("response").alias("_raw"), _function_names(F.col("code")).alias("names"),
     )
     no_passing = ids.join(chosen.select(KEY), on=KEY, how="left_anti").join(
         verdict_summary(theirs, executions), on=KEY, how="left")
@@ -225,15 +248,16 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
     # as written before sanitizing: the instruction, the cleaned response.
     earlier = (
         existing.join(ids, on=KEY, how="left_anti").select(KEY, "response_id")
-        .join(settings.instructions.select(KEY, "instruction"), on=KEY, how="inner")
-        .join(responses.select("response_id", _clean(F.col("response")).alias("response")),
+        .join(settings.instructions.select(KEY, "instruction", "seed_id"), on=KEY, how="inner")
+        .join(responses.select("response_id", _clean(F.col("response")).alias("response"),
+                               _function_names(F.col("code")).alias("names")),
               on="response_id", how="inner")
-        .select(KEY, "instruction", "response", F.lit(False).alias("is_new"))
+        .select(KEY, "instruction", "response", "seed_id", "names", F.lit(False).alias("is_new"))
     )
-    candidates = chosen.join(instructions.select(KEY, "instruction"), on=KEY, how="inner").select(
-        KEY, "instruction", "response", F.lit(True).alias("is_new"))
+    candidates = chosen.join(instructions.select(KEY, "instruction", "seed_id"), on=KEY, how="inner").select(
+        KEY, "instruction", "response", "seed_id", "names", F.lit(True).alias("is_new"))
     nodes = candidates.unionByName(earlier).select(
-        KEY, "is_new", "instruction", "response",
+        KEY, "is_new", "instruction", "response", "seed_id", "names",
         normalized("instruction").alias("_instruction"), normalized("response").alias("_response"),
     ).localCheckpoint()
 
@@ -242,6 +266,12 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
     same_response = exact_duplicates(left.select(KEY, "is_new", "_response"), "_response")
     left = left.join(same_response.select(KEY), on=KEY, how="left_anti")
     near = near_duplicates(left.select(KEY, "is_new", "instruction"), settings.params)
+    left = left.join(near.select(KEY), on=KEY, how="left_anti")
+    if settings.diversify_function_names:
+        same_names = same_function_names(left.select(KEY, "is_new", "seed_id", "names"))
+    else:
+        same_names = left.select(KEY, F.lit(None).cast("string").alias("kept_id"),
+                                 F.lit(None).cast("string").alias("names")).limit(0)
 
     rejected = (
         _rejects(no_passing, NO_PASSING, F.coalesce(F.col("detail"), F.lit("no responses")))
@@ -250,8 +280,11 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
         .unionByName(_rejects(same_response, DUPLICATE_RESPONSE, F.format_string(
             "same chosen response (whitespace-normalized) as %s", F.col("kept_id"))))
         .unionByName(_rejects(near, NEAR_DUPLICATE, F.format_string(
-            "near duplicate of %s: estimated Jaccard %.3f (threshold %.2f)", F.col("kept_id"),
+            "near duplicate of %s: %s %.3f (threshold %.2f)", F.col("kept_id"), F.col("measure"),
             F.col("jaccard"), F.lit(settings.params.threshold))))
+        .unionByName(_rejects(same_names, SAME_FUNCTION_NAMES, F.format_string(
+            "defines the same functions (%s) as %s, from the same seed", F.col("names"),
+            F.col("kept_id"))))
     )
     sources = functions.select(
         F.col("function_id").alias("seed_id"), "hexsha", "repo", "path", "licenses")
@@ -267,7 +300,7 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
     if settings.sanitize is not None:
         done = kept.withColumn("_s", sanitizer(settings.sanitize, seed)(F.col(KEY), F.col("instruction"), F.col("_raw")))
         kept = done.withColumns({name: F.col(f"_s.{name}") for name in SANITIZED.fieldNames()}).drop("_s")
-    outcomes = kept.drop("_raw").unionByName(rejected, allowMissingColumns=True)
+    outcomes = kept.drop("_raw", "names").unionByName(rejected, allowMissingColumns=True)
     return outcomes.select(
         *[F.col(f.name).cast(f.dataType).alias(f.name) for f in OUTCOME_SCHEMA.fields
           if f.name not in (SOURCE_KEY, ITEM_ID) and f.name in outcomes.columns],

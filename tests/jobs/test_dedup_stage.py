@@ -259,17 +259,24 @@ def test_planted_families_end_in_one_cluster_with_the_most_starred_representativ
 
 def test_rejects_name_the_representative_and_the_jaccard(lake):
     by_item = {r[0]: r for r in lake["first_rejects"]}  # (item_id, stage, reason, detail, source_key)
-    bands, rows = dedup.band_choice(load_config(None).dedup)
+    cfg = load_config(None).dedup
+    bands, rows = dedup.band_choice(LSHParams.from_config(cfg))
     for members in FAMILIES.values():
-        rep = fid(expected_rep(members))
+        rep_code = expected_rep(members)
+        rep = fid(rep_code)
         for p in members:
             if fid(p.code) == rep:
                 assert fid(p.code) not in by_item
                 continue
             _, stage, reason, detail, _ = by_item[fid(p.code)]
             assert (stage, reason) == ("dedup", "near_duplicate")
-            assert detail.startswith(f"near duplicate of {rep}: estimated Jaccard ")
+            prefix = f"near duplicate of {rep}: Jaccard "
+            assert detail.startswith(prefix)
             assert detail.endswith(f"(LSH {bands} bands x {rows} rows)")
+            # The exact Jaccard of the two shingle sets, not an estimate.
+            a, b = minhash.shingles(p.code, cfg.shingle_size), minhash.shingles(rep_code, cfg.shingle_size)
+            said = float(detail[len(prefix):].split(";")[0].split(" ")[0])
+            assert said == pytest.approx(len(a & b) / len(a | b), abs=0.0005)
 
 
 def test_spark_components_equal_the_pure_reference(lake, spark):

@@ -1,10 +1,11 @@
 """The pure DataFrame functions of dedup and select, as transforms on small hand-built frames.
 
 Every expected frame is written by hand from the functions' documented behaviour.
-Signatures are hand-made 16-slot vectors (`sig`): with the default threshold 0.5 and
-num_perm=16 the LSH uses 7 bands x 2 rows (band i holds slots 2i and 2i+1, slots 14-15
-are in no band), so which pairs share a band and what their estimated Jaccard is
-(equal slots / 16) can be read off the slots each signature changes.
+Signatures are hand-made 16-slot vectors (`sig`): with threshold and candidate threshold
+0.5 and num_perm=16 the LSH uses 7 bands x 2 rows (band i holds slots 2i and 2i+1, slots
+14-15 are in no band), so which pairs share a band and what their estimated Jaccard is
+(equal slots / 16) can be read off the slots each signature changes. Shingle sets
+(`hashes`) are small integer sets whose exact Jaccard is counted by hand.
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ from jobs.ops.components import connected_components
 from jobs.ops.lsh import BAND_SCHEMA, LSHParams, band_choice, band_keys, candidate_pairs
 from jobs.stages.dedup import DedupSettings
 from jobs.stages.dedup import transform as dedup_transform
-from jobs.stages.select import choose, exact_duplicates, verdict_summary
+from jobs.stages.select import choose, exact_duplicates, same_function_names, verdict_summary
 
 NODE = "id"  # of band keys, pairs' members and component labels
 
 
 def cluster(functions, seeds, params):
-    """dedup's transform: pending (function_id, stars, signature), existing representatives
-    (function_id, signature, cluster_size) -> one outcome row per pending function."""
-    sigs = functions.select("function_id", "signature").unionByName(
-        seeds.select("function_id", "signature"))
+    """dedup's transform: pending (function_id, stars, signature[, shingles]), existing
+    representatives (function_id, signature, cluster_size) -> one outcome row per pending
+    function. Without a shingles column the signatures' estimate decides."""
+    if "shingles" not in functions.columns:
+        functions = functions.withColumn("shingles", F.lit(None).cast("binary"))
+    seeds = seeds.withColumn("shingles", F.lit(None).cast("binary"))
+    sigs = functions.select("function_id", "signature", "shingles").unionByName(
+        seeds.select("function_id", "signature", "shingles"))
     settings = DedupSettings(params, signatures=sigs, known=seeds, to_hash=None)
     return dedup_transform(functions.select("function_id", "stars"), settings)
 
@@ -42,7 +47,8 @@ def cluster(functions, seeds, params):
 
 pytestmark = pytest.mark.spark
 
-CFG = LSHParams.from_config(DedupConfig(num_perm=16))  # threshold 0.5
+CFG = LSHParams.from_config(DedupConfig(num_perm=16, candidate_threshold=0.5))  # threshold 0.5
+ESTIMATE = LSHParams.from_config(DedupConfig(num_perm=16, candidate_threshold=0.5, verify="estimate"))
 EDGES = "lo string, hi string"
 LABELS = f"{NODE} string, component string"
 PAIRS = "lo string, hi string"
@@ -58,6 +64,11 @@ def sig(base: int, changed: Iterable[int] = ()) -> bytes:
     for slot in changed:
         values[slot] = 900_000 + slot
     return values.tobytes()
+
+
+def hashes(values: Iterable[int]) -> bytes:
+    """A stored shingle-hash set: sorted distinct little-endian uint32."""
+    return np.array(sorted(set(values)), dtype="<u4").tobytes()
 
 
 def same(actual, expected) -> None:
@@ -189,6 +200,67 @@ def test_dedup_transform_seeds_stay_representatives(spark):
          f"near duplicate of s1: estimated Jaccard 0.375; linked by n1 at 0.625 {LSH}"),
     ], OUTCOME)
     same(got, expected)
+
+
+def _exact_case(spark):
+    return spark.createDataFrame([
+        # 14/16 slots equal (estimate 0.875), but shingles {1..4} shared of {1..16}: 0.25.
+        ("g1", 10, sig(0), hashes(range(1, 11))),
+        ("g2", 30, sig(0, [0, 1]), hashes([1, 2, 3, 4, *range(11, 17)])),
+        # 6/16 slots equal (estimate 0.375; bands 5 and 6 shared, so a candidate), but
+        # shingles: 7 shared of 12, 0.583.
+        ("g3", 5, sig(2000), hashes(range(100, 110))),
+        ("g4", 1, sig(2000, range(10)), hashes([*range(100, 107), 110, 111])),
+    ], "function_id string, stars long, signature binary, shingles binary")
+
+
+def test_dedup_transform_confirms_candidates_on_the_exact_jaccard(spark):
+    got = cluster(_exact_case(spark), _seeds(spark, []), CFG)
+    expected = spark.createDataFrame([
+        ("g1", "g1", 1, True, "g1", "g1", None, None),
+        ("g2", "g2", 1, True, "g2", "g2", None, None),
+        ("g3", "g3", 2, True, "g3", "g3", None, None),
+        ("g4", "g3", 2, False, "g4", "g4", "near_duplicate",
+         f"near duplicate of g3: Jaccard 0.583 {LSH}"),
+    ], OUTCOME)
+    same(got, expected)
+
+
+def test_dedup_transform_verify_estimate_ignores_the_shingles(spark):
+    got = cluster(_exact_case(spark), _seeds(spark, []), ESTIMATE)
+    expected = spark.createDataFrame([
+        ("g1", "g2", 2, False, "g1", "g1", "near_duplicate",
+         f"near duplicate of g2: estimated Jaccard 0.875 {LSH}"),
+        ("g2", "g2", 2, True, "g2", "g2", None, None),
+        ("g3", "g3", 1, True, "g3", "g3", None, None),
+        ("g4", "g4", 1, True, "g4", "g4", None, None),
+    ], OUTCOME)
+    same(got, expected)
+
+
+def test_default_bands_are_tuned_below_the_threshold():
+    # 0.8 x 0.5 = 0.4 at 256 permutations, fp/fn weights 0.2/0.8: 64 bands x 4 rows, which
+    # makes a pair at exactly J=0.5 a candidate with probability 1 - (1 - 0.5**4)**64 > 0.98.
+    params = LSHParams.from_config(DedupConfig())
+    assert params.candidate_threshold == pytest.approx(0.4)
+    assert band_choice(params) == (64, 4)
+    bands, rows = band_choice(params)
+    assert 1 - (1 - 0.5**rows) ** bands > 0.98
+
+
+# --- select: function-name diversification -------------------------------------------------
+
+def test_same_function_names_keep_one_per_seed_and_name_set(spark):
+    nodes = spark.createDataFrame([
+        ("i1", True, "s1", "parse"), ("i2", True, "s1", "parse"),  # i2 repeats i1's names
+        ("i3", True, "s2", "parse"),  # the same names from another seed: kept
+        ("i4", True, "s1", ""), ("i5", True, "s1", ""),  # no top-level function: never grouped
+        ("i6", True, "s1", "parse,tokens"),  # another set of names: kept
+        ("i7", True, "s3", "walk"), ("e0", False, "s3", "walk"),  # an earlier sft row wins
+    ], "instruction_id string, is_new boolean, seed_id string, names string")
+    expected = spark.createDataFrame([("i2", "i1", "parse"), ("i7", "e0", "walk")],
+                                     "instruction_id string, kept_id string, names string")
+    same(same_function_names(nodes), expected)
 
 
 # --- select: exact duplicates ------------------------------------------------------------

@@ -15,6 +15,7 @@ from udfs.parse import (
     ParsedResponse,
     checks_anything,
     clean_response,
+    defined_function_names,
     parse_concepts,
     parse_instruction,
     parse_judge,
@@ -338,3 +339,22 @@ def test_missing_parts_win_over_no_tests():
     parsed = parse_response(WELL_FORMED.split("## Implementation")[0] + "## Tests\n```python\nprint(1)\n```\n")
     assert unrunnable_reason(parsed) == {"reject_reason": "response_missing_parts",
                                          "reject_detail": "missing code"}
+
+
+# --- function-name diversification's key -----------------------------------------------
+
+def test_defined_function_names_are_the_top_level_functions_sorted():
+    code = (
+        "import math\n\n"
+        "def zeta(x):\n    def inner():\n        return 1\n    return inner()\n\n"
+        "async def fetch(url):\n    return url\n\n"
+        "class Box:\n    def size(self):\n        return 0\n\n"
+        "def alpha():\n    return math.pi\n"
+    )
+    # Nested functions and methods are not the response's interface: left out.
+    assert defined_function_names(code) == "alpha,fetch,zeta"
+
+
+@pytest.mark.parametrize("code", ["", None, "class Only:\n    pass\n", "def broken(:\n"])
+def test_code_without_top_level_functions_or_unparsable_has_no_key(code):
+    assert defined_function_names(code) == ""

@@ -221,6 +221,39 @@ def _check_oss(path: Path, cfg: OssInstructConfig) -> None:
         _check_response(path, f"{where}.response", example.response)
 
 
+SFT_TEMPLATE_FILE = "sft_template.yaml"
+INSTRUCTION_SLOT, RESPONSE_SLOT = "{instruction}", "{response}"
+
+
+class SftTemplate(_Model):
+    """The instruction/response layout of conf/prompts/sft_template.yaml."""
+
+    version: Text
+    template: Text
+
+    def prompt(self, instruction: str) -> str:
+        """The text before the response: what a fine-tuned model is given."""
+        return self.template.split(RESPONSE_SLOT)[0].replace(INSTRUCTION_SLOT, instruction)
+
+    def render(self, instruction: str, response: str) -> str:
+        return self.prompt(instruction) + response
+
+
+def load_sft_template(prompts_dir: str | Path | None = None) -> SftTemplate:
+    """sft_template.yaml, checked: each slot once, the response slot last."""
+    directory = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
+    path = directory / SFT_TEMPLATE_FILE
+    template = _load_model(path, SftTemplate)
+    for slot in (INSTRUCTION_SLOT, RESPONSE_SLOT):
+        if template.template.count(slot) != 1:
+            raise _fail(path, "template", f"must hold {slot} exactly once")
+    if not template.template.rstrip().endswith(RESPONSE_SLOT):
+        raise _fail(path, "template", f"must end with {RESPONSE_SLOT}")
+    if template.template.index(INSTRUCTION_SLOT) > template.template.index(RESPONSE_SLOT):
+        raise _fail(path, "template", f"{INSTRUCTION_SLOT} must come before {RESPONSE_SLOT}")
+    return template
+
+
 def load_prompts(prompts_dir: str | Path | None = None) -> PromptSet:
     """Load and validate judge.yaml, oss_instruct.yaml and respond.yaml."""
     directory = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()

@@ -427,7 +427,14 @@ class EvaluateConfig(Section):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     k: list[int] = Field(default_factory=lambda: [1, 10, 100], min_length=1)
     max_tokens: int = Field(default=512, ge=1)
-    # None: per prompt style (udfs/evaluation STOP); none with llm.api=chat.
+    # completion: a base model continues the task's code (bigcode harness style);
+    # instruct: an instruction-tuned model gets the published instruct format through
+    # conf/prompts/sft_template.yaml, ending at the end of its code block.
+    prompt_format: Literal["completion", "instruct"] = "completion"
+    # MBPP and MBPP+ on EvalPlus's 378 tasks (the MBPP+ file's task ids), as published
+    # figures are; test_split: MBPP's original tasks 11-510.
+    mbpp_tasks: Literal["evalplus", "test_split"] = "evalplus"
+    # None: per prompt format (udfs/evaluation STOP, INSTRUCT_STOP); none with llm.api=chat.
     stop: list[str] | None = None
     chunk_rows: int = Field(default=500, ge=1)  # tasks per committed chunk
     workers: int = Field(default=1, ge=1)  # sandbox runs at once per Spark task

@@ -55,7 +55,9 @@ from udfs.evaluation import (
     load_problems,
     summarize,
 )
+from udfs.evaluation.instruct import INSTRUCT_STOP, instruct_prompt
 from udfs.llm import Engine, EngineSettings, SamplingParams, make_engine
+from udfs.prompts import PromptConfigError, SftTemplate, load_sft_template
 from udfs.sandbox import Limits, choose_isolation
 
 log = logging.getLogger("selfalign")
@@ -99,8 +101,10 @@ class Plan:
     settings: ExecSettings
     workers: int
     params: dict[str, SamplingParams]  # decoding -> sampling (stop set per prompt)
-    stop: tuple[str, ...] | None  # evaluate.stop, else each prompt style's own
+    stop: tuple[str, ...] | None  # evaluate.stop, else each prompt's own
     seed: int
+    prompt_format: str = "completion"  # evaluate.prompt_format
+    template: SftTemplate | None = None  # instruct format, completions API: the SFT layout
 
 
 @dataclass
@@ -158,14 +162,27 @@ def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams]) -> str:
         "stop": stop_sequences(cfg),
         "execution": asdict(exec_settings(cfg)),  # sandbox limits and time rules
     }
+    if ev.prompt_format == "instruct" and not ev.reference:
+        template = instruct_template(cfg)
+        identity["prompt"] = {"format": "instruct", "template": template.version if template else "chat"}
+    if "mbpp" in ev.sets and ev.mbpp_tasks != "evalplus":
+        identity["mbpp_tasks"] = ev.mbpp_tasks
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load(cfg: PipelineConfig) -> list[Problem]:
     """The configured sets' problems; BenchmarkMissing (one line) when a file is absent."""
     ev = cfg.evaluate
-    return load_or_fetch(lambda: load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit),
+    return load_or_fetch(lambda: load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit,
+                                               ev.mbpp_tasks),
                          ev.benchmarks_dir, "evaluate.benchmarks_dir")
+
+
+def engine_prompt(problem: Problem, plan: Plan) -> tuple[str, tuple[str, ...]]:
+    """What the engine is given for a problem, and where its completion stops."""
+    if plan.prompt_format != "instruct" or plan.params.keys() == {REFERENCE}:
+        return problem.prompt, problem.stop
+    return instruct_prompt(problem, plan.template), INSTRUCT_STOP
 
 
 def input_rows(problems: Sequence[Problem], plan: Plan) -> list[tuple[Any, ...]]:
@@ -173,7 +190,8 @@ def input_rows(problems: Sequence[Problem], plan: Plan) -> list[tuple[Any, ...]]
     for decoding, params in plan.params.items():
         for p in problems:
             key = f"{plan.eval_id}/{decoding}/{p.benchmark}/{p.task_id}"
-            rows.append((key, p.benchmark, p.task_id, decoding, params.n, p.prompt, list(p.stop),
+            prompt, stop = engine_prompt(p, plan)
+            rows.append((key, p.benchmark, p.task_id, decoding, params.n, prompt, list(stop),
                          p.to_json()))
     return rows
 
@@ -341,11 +359,23 @@ def stop_sequences(cfg: PipelineConfig) -> tuple[str, ...] | None:
     return () if cfg.llm.api == "chat" and not cfg.evaluate.reference else None
 
 
+def instruct_template(cfg: PipelineConfig) -> SftTemplate | None:
+    """The SFT layout instruct prompts go through; None for a chat server (its own)."""
+    if cfg.llm.api == "chat":
+        return None
+    try:
+        return load_sft_template(cfg.generation.prompts_dir)
+    except PromptConfigError as exc:
+        raise StageError(f"{NAME}: {exc}") from None
+
+
 def plan_for(cfg: PipelineConfig) -> Plan:
     params = decodings(cfg)
+    instruct = cfg.evaluate.prompt_format == "instruct" and not cfg.evaluate.reference
     return Plan(eval_id=eval_id(cfg, params), model=model_name(cfg), settings=exec_settings(cfg),
                 workers=cfg.evaluate.workers, params=params, stop=stop_sequences(cfg),
-                seed=cfg.run.seed)
+                seed=cfg.run.seed, prompt_format=cfg.evaluate.prompt_format,
+                template=instruct_template(cfg) if instruct else None)
 
 
 def settings(ctx: Context) -> EvalSettings:

@@ -51,8 +51,9 @@ def test_tables_hold_every_sample_and_figure(reference):
     ctx, outcome, _, _ = reference
     samples = ctx.lake.read(EVAL_SAMPLES).collect()
     assert len(samples) == 12
+    # EvalPlus's task set: MBPP+'s first three tasks, with MBPP's own tests.
     assert {(r["benchmark"], r["task_id"]) for r in samples if r["benchmark"] == "mbpp"} == {
-        ("mbpp", "Mbpp/11"), ("mbpp", "Mbpp/12"), ("mbpp", "Mbpp/13")}
+        ("mbpp", "Mbpp/2"), ("mbpp", "Mbpp/3"), ("mbpp", "Mbpp/4")}
     for row in samples:
         assert row["passed"] and row["base_passed"] and row["status"] == "pass"
         assert row["model"] == "reference" and row["run_id"] == ctx.run_id
@@ -90,3 +91,16 @@ def test_wrong_code_scores_zero_greedy_and_sampled(spark, tmp_path):
     assert all(r["completion"] for r in samples)
     plus_detail = next(r["detail"] for r in samples if r["benchmark"] == "humanevalplus")
     assert "got None" in plus_detail
+
+
+def test_instruct_format_prompts_through_the_sft_template_and_stops_at_the_fence(spark, tmp_path):
+    engine = "llm.engine=python:tests.eval_engines:InstructReferenceEngine"
+    instruct = evaluate.run_evaluation(make(tmp_path / "instruct", engine, "evaluate.limit=3",
+                                            "evaluate.prompt_format=instruct"))
+    # The engine answers the reference only to instruct prompts: all pass, once the
+    # chatter after the closing fence is cut.
+    assert {(r["benchmark"], r["variant"]): r["pass_at_k"] for r in instruct.results} == {
+        column: 1.0 for column in COLUMNS}
+    completion = evaluate.run_evaluation(make(tmp_path / "completion", engine, "evaluate.limit=3"))
+    assert all(r["pass_at_k"] == 0.0 for r in completion.results)
+    assert instruct.eval_id != completion.eval_id

@@ -33,6 +33,8 @@ from udfs.evaluation import (
     program_with_tests,
     solution_code,
 )
+from udfs.evaluation.instruct import docstring_task, instruct_parts, instruct_prompt
+from udfs.prompts import load_sft_template
 from udfs.sandbox import Limits
 
 needs_benchmarks = pytest.mark.skipif(
@@ -113,7 +115,13 @@ def test_loaders_count_every_set():
     counts: dict[str, int] = {}
     for p in problems:
         counts[p.benchmark] = counts.get(p.benchmark, 0) + 1
-    assert counts == {"humaneval": 164, "humanevalplus": 164, "mbpp": 500, "mbppplus": 378}
+    # MBPP on EvalPlus's task set by default: the MBPP+ file's 378 tasks, from every split.
+    assert counts == {"humaneval": 164, "humanevalplus": 164, "mbpp": 378, "mbppplus": 378}
+    mbpp = {p.task_id for p in problems if p.benchmark == "mbpp"}
+    assert mbpp == {p.task_id for p in problems if p.benchmark == "mbppplus"}
+    assert "Mbpp/2" in mbpp  # a task of MBPP's prompt split, outside 11-510
+    original = load_problems(("mbpp",), DEFAULT_FILES, BENCHMARKS, mbpp_tasks="test_split")
+    assert [p.task_id for p in original] == [f"Mbpp/{n}" for n in range(11, 511)]
     limited = load_problems(("humaneval", "mbppplus"), DEFAULT_FILES, BENCHMARKS, limit=2)
     assert [p.task_id for p in limited] == ["HumanEval/0", "HumanEval/1", "Mbpp/2", "Mbpp/3"]
 
@@ -339,3 +347,33 @@ def test_why_names_the_failing_assert():
     assert why(failed) == "AssertionError at: assert set_to_tuple({12, 13}) == (12, 13)"
     timeout = Outcome("timeout", False, -9, 20.0, "bwrap", "", "", "wall time over 20 s")
     assert why(timeout) == "wall time over 20 s"
+
+
+# --- the instruct format ------------------------------------------------------------------
+
+def test_docstring_task_splits_the_text_from_its_first_assert():
+    prompt = mbpp_prompt("Write a function to add.\nBoth are ints.", "assert add(1, 2) == 3")
+    assert docstring_task(prompt) == ("Write a function to add.\nBoth are ints.", "assert add(1, 2) == 3")
+    assert docstring_task('"""\nNo test here.\n"""\n') == ("No test here.", "")
+
+
+def test_instruct_parts_of_mbpp_ask_for_the_first_assertion():
+    problem = Problem("mbpp", "Mbpp/9", mbpp_prompt("Write add.", "assert add(1, 2) == 3"), "add",
+                      "def add(a, b):\n    return a + b\n", "write")
+    instruction, opening = instruct_parts(problem)
+    assert instruction == ("Write add.\nYour code should pass the following assertion:\n"
+                           "```python\nassert add(1, 2) == 3\n```")
+    assert opening == "```python\n"
+
+
+def test_instruct_parts_of_humaneval_open_the_code_block_with_the_prompt():
+    stub = 'def inc(x: int) -> int:\n    """Add one."""\n'
+    problem = Problem("humaneval", "HumanEval/0", stub, "inc", "    return x + 1\n", "complete")
+    instruction, opening = instruct_parts(problem)
+    assert f"```python\n{stub.strip()}\n```" in instruction
+    assert opening == "```python\n" + stub
+    # A completion continues the stub: the code under test is the stub and the body.
+    assert solution_code(problem, "    return x + 1\n") == stub + "    return x + 1\n"
+    template = load_sft_template()
+    assert instruct_prompt(problem, template) == template.prompt(instruction) + opening
+    assert instruct_prompt(problem, None) == instruction  # a chat server: its own template

@@ -31,6 +31,7 @@ from udfs.prompts import (
     instruct_prompt,
     judge_prompt,
     load_prompts,
+    load_sft_template,
     pick_category_difficulty,
     prompt_version,
     respond_prompt,
@@ -445,3 +446,26 @@ def test_the_docstring_is_split_off_the_code():
     assert split_docstring('def g():\n    """Only."""\n') == ("Only.", "def g():\n    ...\n")
     for unsplittable in ('def h(): "x"; return 1\n', "x = 1\n", "def (:\n", 'def k():\n    return 1\n'):
         assert split_docstring(unsplittable) == ("", unsplittable)
+
+
+# --- the SFT template --------------------------------------------------------------------
+
+def test_sft_template_puts_the_instruction_before_the_response_verbatim():
+    template = load_sft_template()
+    instruction, response = "Sort {a} and {b}.", "```python\ndef f(): return {}\n```"
+    text = template.render(instruction, response)
+    assert text.startswith(template.prompt(instruction)) and text.endswith(response)
+    assert instruction in template.prompt(instruction)  # braces in code are not format fields
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("## Task\n{instruction}\n", "must hold {response} exactly once"),
+    ("{instruction}\n{response}\n{response}", "must hold {response} exactly once"),
+    ("{response}\n{instruction}", "must end with {response}"),
+    ("{instruction} {response} trailing words", "must end with {response}"),
+])
+def test_sft_template_errors_name_the_file_and_the_rule(tmp_path, body, message):
+    (tmp_path / "sft_template.yaml").write_text(yaml.safe_dump({"version": "t1", "template": body}))
+    with pytest.raises(PromptConfigError, match=re.escape(message)) as err:
+        load_sft_template(tmp_path)
+    assert "sft_template.yaml" in str(err.value)

@@ -14,7 +14,7 @@ import ast
 import builtins
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -139,11 +139,14 @@ def humaneval_problems(records: Sequence[dict[str, Any]], name: str) -> list[Pro
     ]
 
 
-def mbpp_problems(records: Sequence[dict[str, Any]], name: str) -> list[Problem]:
+def mbpp_problems(records: Sequence[dict[str, Any]], name: str,
+                  task_ids: Collection[str] | None = None) -> list[Problem]:
+    """MBPP's test split, or with `task_ids` ("Mbpp/N") those tasks from every split."""
     problems = []
     for r in records:
         number = int(r["task_id"])
-        if mbpp_split(number) != "test":
+        wanted = f"Mbpp/{number}" in task_ids if task_ids is not None else mbpp_split(number) == "test"
+        if not wanted:
             continue
         code = _text(r, "code", name).replace("\r\n", "\n")
         asserts = [str(t) for t in r.get("test_list") or []]
@@ -178,8 +181,10 @@ def evalplus_problems(benchmark: str, records: Sequence[dict[str, Any]], name: s
     return problems
 
 
-def load_set(benchmark: str, path: str, benchmarks_dir: str | Path) -> list[Problem]:
-    """All problems of one set, from `path` (`package:` or relative to benchmarks_dir)."""
+def load_set(benchmark: str, path: str, benchmarks_dir: str | Path,
+             mbpp_task_ids: Collection[str] | None = None) -> list[Problem]:
+    """All problems of one set, from `path` (`package:` or relative to benchmarks_dir);
+    MBPP's tasks are `mbpp_task_ids` when given, else its test split."""
     if benchmark not in SETS:
         raise ValueError(f"evaluate: unknown set '{benchmark}' (one of {', '.join(SETS)})")
     location = resolve_path(path, benchmarks_dir)
@@ -189,16 +194,22 @@ def load_set(benchmark: str, path: str, benchmarks_dir: str | Path) -> list[Prob
     if benchmark == "humaneval":
         return humaneval_problems(records, path)
     if benchmark == "mbpp":
-        return mbpp_problems(records, path)
+        return mbpp_problems(records, path, mbpp_task_ids)
     return evalplus_problems(benchmark, records, path)
 
 
 def load_problems(sets: Sequence[str], files: dict[str, str], benchmarks_dir: str | Path,
-                  limit: int | None = None) -> list[Problem]:
-    """Problems of the chosen sets in set order, the first `limit` tasks of each."""
+                  limit: int | None = None, mbpp_tasks: str = "evalplus") -> list[Problem]:
+    """Problems of the chosen sets in set order, the first `limit` tasks of each. With
+    mbpp_tasks="evalplus", MBPP's tasks are those of the MBPP+ file (EvalPlus's set)."""
+    task_ids = None
+    if "mbpp" in sets and mbpp_tasks == "evalplus":
+        plus = load_set("mbppplus", files.get("mbppplus", DEFAULT_FILES["mbppplus"]), benchmarks_dir)
+        task_ids = {p.task_id for p in plus}
     problems: list[Problem] = []
     for benchmark in sets:
-        loaded = load_set(benchmark, files.get(benchmark, DEFAULT_FILES[benchmark]), benchmarks_dir)
+        loaded = load_set(benchmark, files.get(benchmark, DEFAULT_FILES[benchmark]), benchmarks_dir,
+                          task_ids)
         problems += loaded[:limit] if limit is not None else loaded
     return problems
 

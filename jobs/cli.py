@@ -27,6 +27,9 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
                         help="YAML config (default: the packaged conf/local.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config key, e.g. dedup.threshold=0.6")
+    parser.add_argument("--profile", dest="profiles", action="append", default=[], metavar="NAME",
+                        help="merge a profile over the config: a packaged one (published, "
+                             "selfcodealign) or a YAML file; --set still applies last")
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -55,7 +58,7 @@ def _setup_logging() -> None:
 
 
 def _load(args: argparse.Namespace) -> PipelineConfig:
-    return load_config(args.config, args.overrides)
+    return load_config(args.config, args.overrides, args.profiles)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -161,7 +164,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overrides.append(f"evaluate.sets=[{args.sets}]")
     if args.limit is not None:
         overrides.append(f"evaluate.limit={args.limit}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, args.profiles)
     problems = load(cfg)  # a missing benchmark file fails here, before Spark starts
     outcome = run_evaluation(Context.create(cfg), problems)
     print(report(outcome))

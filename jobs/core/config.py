@@ -541,26 +541,60 @@ def parse_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (
         raise ConfigError(_describe(exc.errors()[0])) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
-    """Load a YAML config (default: the packaged conf/local.yaml) and apply overrides."""
-    source = Path(path) if path is not None else default_config_path()
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                profiles: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Load a YAML config (default: the packaged conf/local.yaml), merge the profiles over
+    it in order, then apply the overrides."""
+    raw = read_mapping(Path(path) if path is not None else default_config_path(), "config")
+    for profile in profiles:
+        _merge(raw, read_mapping(profile_path(profile), "profile"))
+    return parse_config(raw, overrides)
+
+
+def profile_path(name: str) -> Path:
+    """A packaged profile by name (conf/profiles/<name>.yaml), or a YAML file's path."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return Path(name)
+    packaged = default_config_path().parent / "profiles"
+    path = packaged / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in packaged.glob("*.yaml"))) or "none"
+        raise ConfigError(f"profile: no packaged profile '{name}' (packaged: {known}; or give a .yaml path)")
+    return path
+
+
+# Tables a profile replaces whole: a profile's category mix is the mix, not an addition.
+WHOLE_TABLES: frozenset[tuple[str, ...]] = frozenset({("generation", "categories")})
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any], path: tuple[str, ...] = ()) -> None:
+    """Merge `layer` into `base` in place: sections merge key by key, values replace."""
+    for key, value in layer.items():
+        here = (*path, key)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and here not in WHOLE_TABLES:
+            _merge(base[key], value, here)
+        else:
+            base[key] = value
+
+
+def read_mapping(source: Path, what: str) -> dict[str, Any]:
     if source.is_dir():
-        raise ConfigError(f"config: {source} is a directory, not a YAML file")
+        raise ConfigError(f"{what}: {source} is a directory, not a YAML file")
     if not source.is_file():
-        raise ConfigError(f"config: file not found: {source}")
+        raise ConfigError(f"{what}: file not found: {source}")
     try:
         raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config: {source} is not UTF-8 text (byte {exc.start})") from None
+        raise ConfigError(f"{what}: {source} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
-        raise ConfigError(f"config: cannot read {source}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{what}: cannot read {source}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config: {source}{where} is not valid YAML") from None
+        raise ConfigError(f"{what}: {source}{where} is not valid YAML") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config: {source} must hold a mapping at the top level")
-    return parse_config(raw, overrides)
+        raise ConfigError(f"{what}: {source} must hold a mapping at the top level")
+    return raw
 
 
 def default_config_path() -> Path:

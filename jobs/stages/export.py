@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.core.config import ExportConfig
+from jobs.core.recipe import recipe
 from jobs.core.stage import Step
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def _sampling_value(text: str) -> Any:
 
 
 def dataset_info(stats: Stats, cfg: ExportConfig, fmt: str, files: dict[str, list[str]],
-                 source: dict[str, Any]) -> dict[str, Any]:
+                 source: dict[str, Any], recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """dataset_info.json: counts, files, split rule, sources and generation settings."""
     return {
         "name": cfg.name,
@@ -153,6 +154,7 @@ def dataset_info(stats: Stats, cfg: ExportConfig, fmt: str, files: dict[str, lis
         "categories": _ranked(stats.categories),
         "difficulties": _ranked(stats.difficulties),
         "source": source,
+        "recipe": recipe or {},
     }
 
 
@@ -234,8 +236,23 @@ def dataset_card(info: dict[str, Any]) -> str:
         "",
         *_table(("difficulty", "examples"), info["difficulties"]),
         "",
+        *_recipe_lines(info.get("recipe") or {}),
     ]
     return "\n".join([*front, "", *body])
+
+
+def _recipe_lines(recipe: dict[str, Any]) -> list[str]:
+    if not recipe:
+        return []
+    lines = ["## Recipe", ""]
+    changed = recipe.get("deviations") or []
+    if not changed:
+        return [*lines, f"Made with the published StarCoder2-Instruct settings ({recipe['reference']}).", ""]
+    lines += [f"Made with the published StarCoder2-Instruct settings ({recipe['reference']}) except:", "",
+              "| setting | published | used |", "| --- | --- | --- |"]
+    lines += [f"| `{d['key']}` | {_cell(json.dumps(d['published']))} | {_cell(json.dumps(d['used']))} |"
+              for d in changed]
+    return [*lines, ""]
 
 
 # --- writers -------------------------------------------------------------------------------
@@ -311,7 +328,8 @@ class ParquetWriter:
 
 
 def write_dataset(rows: Iterable[dict[str, Any]], out: Path, fmt: str, cfg: ExportConfig,
-                  source: dict[str, Any] | None = None) -> dict[str, Any]:
+                  source: dict[str, Any] | None = None,
+                  recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write `rows` (sft rows, sorted by instruction_id) as the dataset in `out`; its info."""
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -333,7 +351,7 @@ def write_dataset(rows: Iterable[dict[str, Any]], out: Path, fmt: str, cfg: Expo
         for temp, final in moves:
             os.replace(temp, final)
         files[split] = [final.name for _, final in moves]
-    info = dataset_info(stats, cfg, fmt, files, source or {})
+    info = dataset_info(stats, cfg, fmt, files, source or {}, recipe)
     (out / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
     (out / "README.md").write_text(dataset_card(info), encoding="utf-8")
@@ -366,7 +384,7 @@ def export_dataset(ctx: Any, fmt: str, out: str | Path) -> dict[str, Any]:
     from schemas import SFT
 
     ctx.lake.ensure(SFT)
-    info = write_dataset(sft_rows(ctx), target, fmt, ctx.cfg.export, _source(ctx))
+    info = write_dataset(sft_rows(ctx), target, fmt, ctx.cfg.export, _source(ctx), recipe(ctx.cfg))
     log.info("[export] %s: %s", target, ", ".join(
         f"{split} {info['splits'][split]['num_examples']}" for split in SPLITS))
     return info

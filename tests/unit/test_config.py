@@ -207,3 +207,34 @@ def test_jars_that_cannot_be_resolved_are_one_line_naming_the_way_out(tmp_path: 
     assert "groupId:artifactId:version" in message and "spark.ivy_dir" in message
     assert "\n" not in message
     assert cached_jars(cfg.spark) is None
+
+
+# --- profiles ----------------------------------------------------------------------------
+
+def test_published_profile_sets_the_published_dedup_and_evaluation():
+    default, published = load_config(None), load_config(None, profiles=["published"])
+    # Our alternatives are the defaults; the profile turns them back.
+    assert (default.dedup.verify, published.dedup.verify) == ("exact", "estimate")
+    assert published.dedup.bands_threshold() == 0.5 and published.dedup.fp_weight == 0.5
+    assert (default.evaluate.prompt_format, published.evaluate.prompt_format) == ("completion", "instruct")
+    # Where the defaults already are the published recipe, the profile changes nothing.
+    assert published.generation == default.generation
+    assert published.select == default.select
+
+
+def test_profiles_merge_in_order_and_set_overrides_come_last(tmp_path: Path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("dedup: {threshold: 0.7}\ngeneration: {categories: {class implementation: 1.0}}\n")
+    cfg = load_config(None, ["dedup.num_perm=128"], ["published", str(mine)])
+    assert cfg.dedup.threshold == 0.7  # the later profile wins ...
+    assert cfg.dedup.verify == "estimate"  # ... key by key, the rest of the section stays
+    assert cfg.dedup.num_perm == 128  # --set applies last
+    # A category mix is a whole table: a profile's mix replaces the default one.
+    assert cfg.generation.categories == {"class implementation": 1.0}
+    mix = load_config(None, profiles=["selfcodealign"]).generation.categories
+    assert mix == {"function implementation": 0.5, "class implementation": 0.25, "program implementation": 0.25}
+
+
+def test_unknown_profile_is_one_line_naming_the_packaged_ones():
+    with pytest.raises(ConfigError, match=r"^profile: no packaged profile 'nope' \(packaged: published, selfcodealign"):
+        load_config(None, profiles=["nope"])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.core.config import ExportConfig
+from jobs.core.config import ExportConfig, load_config
+from jobs.core.recipe import recipe
 from jobs.stages.export import (
     EXPORT_FIELDS,
     Stats,
@@ -117,3 +118,19 @@ def test_card_states_counts_sources_and_generation_settings():
 def test_unknown_format_is_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="jsonl, parquet"):
         write_dataset(iter([]), tmp_path, "csv", ExportConfig())
+
+
+def test_card_names_each_setting_that_departs_from_the_published_recipe():
+    def card_for(cfg):
+        info = dataset_info(Stats(), ExportConfig(), "jsonl", {}, {}, recipe(cfg))
+        return info, dataset_card(info)
+
+    info, card = card_for(load_config(None, ["dedup.threshold=0.6"]))
+    changed = {d["key"]: (d["published"], d["used"]) for d in info["recipe"]["deviations"]}
+    assert changed["dedup.threshold"] == (0.5, 0.6)
+    assert changed["dedup.verify"] == ("estimate", "exact")  # our default alternative
+    assert not any(key.startswith("evaluate.") for key in changed)  # not about the data
+    assert '| `dedup.verify` | "estimate" | "exact" |' in card
+    info, card = card_for(load_config(None, profiles=["published"]))
+    assert info["recipe"]["deviations"] == []
+    assert "Made with the published StarCoder2-Instruct settings (conf/profiles/published.yaml)." in card

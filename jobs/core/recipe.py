@@ -1,0 +1,43 @@
+"""How a configuration differs from the published recipe (conf/profiles/published.yaml):
+what the dataset card records, so a dataset says which of our alternatives made it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from jobs.core.config import WHOLE_TABLES, PipelineConfig, profile_path, read_mapping
+
+PUBLISHED = "published"
+# What makes the data; the published profile's evaluate section describes how a model
+# is scored, not how its data was made.
+DATA_SECTIONS = ("extract", "decontaminate", "typecheck", "dedup", "generation", "select")
+
+
+def _leaves(tree: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in tree.items():
+        here = (*path, str(key))
+        if isinstance(value, Mapping) and here not in WHOLE_TABLES:
+            yield from _leaves(value, here)
+        else:
+            yield here, value
+
+
+def _value(tree: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        tree = tree.get(key) if isinstance(tree, Mapping) else None
+    return tree
+
+
+def deviations(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """Each setting of the published profile that `cfg` sets otherwise: key, published, used."""
+    published = read_mapping(profile_path(PUBLISHED), "profile")
+    used = cfg.model_dump(mode="json")
+    return [{"key": ".".join(path), "published": value, "used": _value(used, path)}
+            for path, value in _leaves(published)
+            if path[0] in DATA_SECTIONS and _value(used, path) != value]
+
+
+def recipe(cfg: PipelineConfig) -> dict[str, Any]:
+    """dataset_info's `recipe`: the reference profile and this configuration's departures."""
+    return {"reference": f"conf/profiles/{PUBLISHED}.yaml", "deviations": deviations(cfg)}

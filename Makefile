@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TRAIN_STAMP := $(VENV)/.installed-train
 
 .PHONY: run test test-spark4.0 setup lint bench clean sysdeps sysdeps-run
 
@@ -31,6 +32,12 @@ define ensure_packages
 	fi
 endef
 
+# The train extra for the training tests: torch from PyPI brings its CUDA libraries
+# (~2 min and ~6 GB here); `make run` does not need it.
+$(TRAIN_STAMP): $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -c constraints.txt -e ".[spark,test,report,train]"
+	touch $(TRAIN_STAMP)
+
 sysdeps-run:
 	$(call ensure_packages,bwrap:bubblewrap)
 
@@ -42,7 +49,7 @@ setup: $(STAMP) sysdeps
 run: $(STAMP) sysdeps-run
 	$(BIN)/selfalign run $(ARGS)
 
-test: $(STAMP) sysdeps
+test: $(STAMP) $(TRAIN_STAMP) sysdeps
 	$(BIN)/ruff check .
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 	# Resolve the Delta jars into ./.ivy now (Maven Central), so no test downloads them.
@@ -65,7 +72,7 @@ test-spark4.0: $(VENV40)/.installed
 	$(VENV40)/bin/python -m jobs.core.session
 	$(VENV40)/bin/python -m pytest $(SEED_TESTS)
 
-lint: $(STAMP)
+lint: $(STAMP) $(TRAIN_STAMP)
 	$(BIN)/ruff check .
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 

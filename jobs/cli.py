@@ -71,7 +71,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.core.context import Context
-    from jobs.core.registry import ENGINE_STAGES, select_stages, stage_named
+    from jobs.core.registry import ENGINE_STAGES, OPTIONAL, select_stages, stage_named
     from jobs.core.runner import run
     from jobs.core.unchanged import IdleLedger
 
@@ -80,6 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         stages = select_stages(args.stages, args.until, args.start)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if not args.stages:  # optional steps join a whole-DAG run only when switched on
+        stages = [name for name in stages if name not in OPTIONAL or OPTIONAL[name](cfg)]
     ctx = Context.create(cfg)
     log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
     ledger = IdleLedger(ctx)
@@ -226,6 +228,20 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from jobs.core.context import Context
+    from jobs.core.runner import run
+    from jobs.stages import train
+
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"train.output_dir={args.output_dir}")
+    cfg = load_config(args.config, overrides, args.profiles)
+    train.require_packages()  # before Spark starts
+    run(train.STEP, Context.create(cfg))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfalign", description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -270,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sets", help="comma-separated: humaneval,humanevalplus,mbpp,mbppplus")
     evaluate.add_argument("--limit", type=int, help="the first N tasks of each set")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    train_cmd = sub.add_parser("train", help="fine-tune train.base_model on the sft table (train extra)")
+    _config_options(train_cmd)
+    train_cmd.add_argument("--output-dir", help="where the checkpoint goes (default: train.output_dir)")
+    train_cmd.set_defaults(func=cmd_train)
 
     bench = sub.add_parser("benchmarks", help="benchmark data for decontamination/evaluation")
     bench_sub = bench.add_subparsers(dest="action", required=True)

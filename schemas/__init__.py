@@ -11,6 +11,7 @@ from schemas.ledger import ERRORS, PROGRESS, REJECTS, RUNS
 from schemas.seeds import CLUSTERS, DECONTAMINATION, MINHASHES, TYPECHECK
 from schemas.sft import EXECUTIONS, SFT
 from schemas.spec import TableSpec
+from schemas.training import TRAIN_RUNS
 
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
@@ -32,10 +33,11 @@ TABLES: dict[str, TableSpec] = {
         SFT,
         EVAL_SAMPLES,
         EVAL_RESULTS,
+        TRAIN_RUNS,
     )
 }
 
 __all__ = [
     "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "EVAL_RESULTS", "EVAL_SAMPLES", "EXECUTIONS", "FUNCTIONS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS", "SFT",
-    "TABLES", "TYPECHECK", "TableSpec",
+    "TABLES", "TRAIN_RUNS", "TYPECHECK", "TableSpec",
 ]

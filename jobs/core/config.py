@@ -230,7 +230,7 @@ class DedupConfig(Section):
         return self.candidate_threshold if self.candidate_threshold is not None else 0.8 * self.threshold
 
 
-_ENGINE_RE = re.compile(r"none|openai|vllm|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_ENGINE_RE = re.compile(r"none|openai|vllm|transformers|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class LLMConfig(Section):
@@ -269,7 +269,7 @@ class LLMConfig(Section):
     @classmethod
     def _known_engine(cls, value: str) -> str:
         if not _ENGINE_RE.fullmatch(value):
-            raise ValueError("expected none, openai, vllm or python:<module>:<Class>")
+            raise ValueError("expected none, openai, vllm, transformers or python:<module>:<Class>")
         return value
 
 
@@ -460,6 +460,43 @@ class EvaluateConfig(Section):
         return value
 
 
+class TrainConfig(Section):
+    """`selfalign train`: fine-tune base_model on the sft table (the published recipe)."""
+
+    base_model: str = "bigcode/starcoder2-15b"  # a Hugging Face id or a local directory
+    # The checkpoint (model + tokenizer, safetensors), its checkpoints/ and the staged
+    # pairs (_data/): a path every training process can read and write (on Databricks
+    # /Volumes/... or /dbfs/...; on a multi-node EMR cluster a shared mount).
+    output_dir: str = "./checkpoints/selfalign-instruct"
+    learning_rate: float = Field(default=1e-5, gt=0.0)
+    epochs: float = Field(default=4.0, gt=0.0)
+    # per_device_batch_size x gradient accumulation x processes >= effective_batch_size.
+    effective_batch_size: int = Field(default=64, ge=1)
+    per_device_batch_size: int = Field(default=1, ge=1)
+    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
+    scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    optimizer: Literal["adafactor", "adamw_torch"] = "adafactor"
+    max_length: int = Field(default=1280, ge=16)  # tokens; longer pairs are cut
+    max_grad_norm: float = Field(default=0.0, ge=0.0)  # 0: no gradient clipping
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # every dropout of the model
+    bf16: Literal["auto", "true", "false"] = "auto"  # auto: on GPUs that support it
+    save_steps: int = Field(default=500, ge=1)  # a checkpoint every N optimizer steps
+    logging_steps: int = Field(default=10, ge=1)
+    max_steps: int = Field(default=-1, ge=-1)  # > 0: stop after N steps (smoke runs)
+    seed: int = 42
+    # TorchDistributor: processes in all (one per GPU); local_mode null = local when the
+    # Spark master is local; use_gpu auto = when torch sees a GPU (local) or always (cluster).
+    num_processes: int = Field(default=1, ge=1)
+    local_mode: bool | None = None
+    use_gpu: Literal["auto", "true", "false"] = "auto"
+    # MLflow: an experiment name turns tracking on (the tracking URI from
+    # mlflow_tracking_uri, else MLFLOW_TRACKING_URI; Databricks sets its own).
+    mlflow_experiment: str | None = None
+    mlflow_tracking_uri: str | None = None
+    # The DAG's optional last step: `selfalign run` trains after export when true.
+    in_dag: bool = False
+
+
 class RunConfig(Section):
     seed: int = 42
     chunk_rows: int = Field(default=50_000, ge=1)
@@ -483,6 +520,7 @@ class PipelineConfig(Section):
     execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     def fingerprint(self) -> str:
@@ -501,6 +539,26 @@ def _describe(error: Mapping[str, Any]) -> str:
     given = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
     return f"config: key '{key}': {message} (got {given!r})"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's floats: PyYAML (YAML 1.1) reads `1e-5` (no dot) as a string, and a
+    learning rate is written that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 FREE_FORM_MAPS: tuple[tuple[str, ...], ...] = (("spark", "extra"),)
@@ -525,7 +583,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
             raise ConfigError(f"config: override key '{dotted}': '{part}' is not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+        node[parts[-1]] = _load_yaml(text) if text.strip() else ""
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"config: override '{assignment}': the value is {problem} "
@@ -583,7 +641,7 @@ def read_mapping(source: Path, what: str) -> dict[str, Any]:
     if not source.is_file():
         raise ConfigError(f"{what}: file not found: {source}")
     try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        raw = _load_yaml(source.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what}: {source} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:

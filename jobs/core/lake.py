@@ -163,6 +163,10 @@ class Lake:
     def read(self, spec: TableSpec) -> DataFrame:
         return self.spark.read.table(self.ensure(spec))
 
+    def read_version(self, spec: TableSpec, version: int) -> DataFrame:
+        """The table as of one Delta version (time travel): what a consumer pins to."""
+        return self.spark.sql(f"SELECT * FROM {self.ensure(spec)} VERSION AS OF {int(version)}")
+
     def history(self, spec: TableSpec, limit: int | None = None) -> DataFrame:
         """The table's Delta commits, newest first (version, operation, userMetadata, ...)."""
         newest = f" LIMIT {int(limit)}" if limit is not None else ""

@@ -17,6 +17,7 @@ from jobs.stages import (
     judge,
     respond,
     select,
+    train,
     typecheck,
 )
 
@@ -32,7 +33,10 @@ DAG: tuple[Stage[Any] | Step, ...] = (
     execute.STAGE,
     select.STAGE,
     export.STEP,  # files, not a table: the sft table as the trainer reads it
+    train.STEP,  # a checkpoint; only with train.in_dag or when named (--stages train)
 )
+# Steps `selfalign run` takes only when asked: by name, or by their config switch.
+OPTIONAL = {train.NAME: lambda cfg: cfg.train.in_dag}
 STAGES: dict[str, Stage[Any] | Step] = {stage.name: stage for stage in DAG}
 # Stages that call the model: they need `llm.engine`.
 ENGINE_STAGES = frozenset(stage.name for stage in DAG if stage.needs_engine)

@@ -238,3 +238,12 @@ def test_profiles_merge_in_order_and_set_overrides_come_last(tmp_path: Path):
 def test_unknown_profile_is_one_line_naming_the_packaged_ones():
     with pytest.raises(ConfigError, match=r"^profile: no packaged profile 'nope' \(packaged: published, selfcodealign"):
         load_config(None, profiles=["nope"])
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path: Path):
+    # YAML 1.1 (PyYAML) reads 1e-5 as a string; a learning rate is written that way.
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  learning_rate: 2e-5\n")
+    assert load_config(config).train.learning_rate == 2e-5
+    assert load_config(None, ["train.learning_rate=3E-4"]).train.learning_rate == 3e-4
+    assert load_config(None, ["train.base_model=v1e5"]).train.base_model == "v1e5"

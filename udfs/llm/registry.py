@@ -74,6 +74,10 @@ def engine_class(settings: EngineSettings) -> Any:
         from udfs.llm.vllm import VLLMEngine
 
         return VLLMEngine
+    if name == "transformers":
+        from udfs.llm.transformers_engine import TransformersEngine
+
+        return TransformersEngine
     if name.startswith(PYTHON_PREFIX):
         return load_class(name)
     raise EngineUnavailable(f"llm.engine '{name}' is unknown: {HOW_TO_CONFIGURE}")

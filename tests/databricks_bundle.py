@@ -36,6 +36,7 @@ class NewCluster(Strict):
                                 "DATA_SECURITY_MODE_STANDARD", "DATA_SECURITY_MODE_DEDICATED"] | None = None
     spark_conf: dict[str, str] = Field(default_factory=dict)
     spark_env_vars: dict[str, str] = Field(default_factory=dict)
+    custom_tags: dict[str, str] = Field(default_factory=dict)
     init_scripts: list[dict[str, dict[str, str]]] = Field(default_factory=list)
 
     _workers = field_validator("num_workers")(_count)

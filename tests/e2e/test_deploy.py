@@ -107,10 +107,11 @@ def test_the_bundle_model_refuses_a_misspelled_key():
 def test_bundle_has_a_scheduled_job_with_wheel_tasks():
     config = bundle()
     assert config["bundle"]["name"] == "selfalign"
-    for job in config["resources"]["jobs"].values():
-        schedule = job["schedule"]
-        assert schedule["quartz_cron_expression"].split() and schedule["timezone_id"] == "UTC"
-        assert job["tasks"]
+    jobs = config["resources"]["jobs"]
+    schedule = jobs["selfalign_nightly"]["schedule"]
+    assert schedule["quartz_cron_expression"].split() and schedule["timezone_id"] == "UTC"
+    assert "schedule" not in jobs["selfalign_train"]  # fine-tuning runs on demand
+    assert all(job["tasks"] for job in jobs.values())
     artifact = next(iter(config["artifacts"].values()))
     assert artifact["type"] == "whl" and "build" in artifact["build"]
     assert (DATABRICKS / artifact["path"] / "pyproject.toml").is_file()
@@ -125,7 +126,7 @@ def test_bundle_tasks_call_the_selfalign_entry_point_with_known_stages():
         assert wheel["entry_point"] == "selfalign"
         assert scripts[wheel["entry_point"]] == "jobs.cli:main"
         params = wheel["parameters"]
-        assert params[0] in {"run", "report", "status"}, params
+        assert params[0] in {"run", "report", "status", "train"}, params
         config = option(params, "--config")
         assert config is not None and config.endswith("/pipeline.yaml")
         if params[0] == "run":
@@ -259,6 +260,9 @@ def test_wheel_holds_the_code_configs_and_entry_point(tmp_path: Path):
     assert "conf/local.yaml" in names
     prompts = {p.name for p in (REPO / "conf" / "prompts").glob("*.yaml")}
     assert prompts and {f"conf/prompts/{p}" for p in prompts} <= names
+    profiles = {p.name for p in (REPO / "conf" / "profiles").glob("*.yaml")}
+    assert "published.yaml" in profiles and {f"conf/profiles/{p}" for p in profiles} <= names
+    assert {"udfs/training/run.py", "jobs/stages/train.py", "udfs/llm/transformers_engine.py"} <= names
     assert "[console_scripts]" in scripts
     assert "selfalign = jobs.cli:main" in scripts
 
@@ -291,6 +295,24 @@ def test_emr_gpu_steps_run_from_the_venv_built_with_the_gpu_extra():
     assert archives == {True: {"selfalign-gpu-venv.tar.gz#environment"},
                         False: {"selfalign-venv.tar.gz#environment"}}
     recipe = (EMR / "README.md").read_text()
-    gpu_build = re.search(r'pip install [^\n]*"\$wheel\[gpu\]"[^\n]*\n[^\n]*-o selfalign-gpu-venv\.tar\.gz', recipe)
+    gpu_build = re.search(r'pip install [^\n]*"\$wheel\[gpu,train\]"[^\n]*\n[^\n]*-o selfalign-gpu-venv\.tar\.gz', recipe)
     cpu_build = re.search(r'pip install [^\n]*"pyright\[nodejs\]==[^"]+"[^\n]*\n[^\n]*-o selfalign-venv\.tar\.gz', recipe)
     assert gpu_build and cpu_build
+
+
+def test_training_runs_one_process_per_gpu_from_the_gpu_venv():
+    [step] = json.loads((EMR / "train-step.json").read_text())
+    args = step["HadoopJarStep"]["Args"]
+    at = next(i for i, a in enumerate(args) if a.endswith(".py"))
+    assert args[at].endswith("/" + SUBMIT) and args[at + 1] == "train"
+    conf = dict(a.split("=", 1) for a in args[:at] if a.startswith("spark.") and "=" in a)
+    settings = dict(a.split("=", 1) for a in args[at:] if a.startswith("train."))
+    gpus = int(conf["spark.executor.resource.gpu.amount"]) * int(conf["spark.executor.instances"])
+    assert int(settings["train.num_processes"]) == gpus // int(conf["spark.task.resource.gpu.amount"])
+    assert settings["train.local_mode"] == "false"
+    assert option(args, "--archives").split(",")[0].endswith("selfalign-gpu-venv.tar.gz#environment")
+    cfg = load_config(EMR / "emr.yaml", [f"{k}={v}" for k, v in settings.items()])
+    assert cfg.train.num_processes == gpus
+    databricks = next(t for t in bundle_tasks() if t["python_wheel_task"]["parameters"][0] == "train")
+    params = databricks["python_wheel_task"]["parameters"]
+    assert "train.local_mode=true" in params and "train.num_processes=8" in params

@@ -98,9 +98,8 @@ def test_a_second_trainer_on_the_same_directory_stops_with_one_line(tmp_path):
     holder.start()
     try:
         assert ready.wait(30)
-        with pytest.raises(RuntimeError, match="another training run is writing"):
-            with exclusive(str(tmp_path)):
-                pass
+        with pytest.raises(RuntimeError, match="another training run is writing"), exclusive(str(tmp_path)):
+            pass
     finally:
         release.set()
         holder.join(30)

@@ -71,17 +71,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.core.context import Context
-    from jobs.core.registry import ENGINE_STAGES, OPTIONAL, select_stages, stage_named
+    from jobs.core.registry import ENGINE_STAGES, stage_named, stages_to_run
     from jobs.core.runner import run
     from jobs.core.unchanged import IdleLedger
 
     cfg = _load(args)
     try:
-        stages = select_stages(args.stages, args.until, args.start)
+        stages = stages_to_run(cfg, args.stages, args.until, args.start)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if not args.stages:  # optional steps join a whole-DAG run only when switched on
-        stages = [name for name in stages if name not in OPTIONAL or OPTIONAL[name](cfg)]
     ctx = Context.create(cfg)
     log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
     ledger = IdleLedger(ctx)

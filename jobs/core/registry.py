@@ -61,3 +61,13 @@ def select_stages(only: str | None = None, until: str | None = None,
     first = order.index(start) if start else 0
     last = order.index(until) if until else len(order) - 1
     return order[first : last + 1]
+
+
+def stages_to_run(cfg: Any, only: str | None = None, until: str | None = None,
+                  start: str | None = None) -> list[str]:
+    """`select_stages`, less the optional steps a whole-DAG run leaves out unless their
+    config switch is on (a step named in --stages always runs)."""
+    chosen = select_stages(only, until, start)
+    if only:
+        return chosen
+    return [name for name in chosen if name not in OPTIONAL or OPTIONAL[name](cfg)]

@@ -27,7 +27,6 @@ either format) are removed first, so a trainer never globs a stale shard.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from jobs.core.config import ExportConfig
 from jobs.core.recipe import recipe
 from jobs.core.stage import Step
+from udfs.splits import split_of
 
 if TYPE_CHECKING:
     from jobs.core.runner import StageSummary
@@ -63,13 +63,6 @@ _STALE = ("train*.jsonl", "validation*.jsonl", "train-*.parquet", "validation-*.
 
 
 # --- plain functions (unit-tested without Spark) -------------------------------------------
-
-def split_of(instruction_id: str, validation_fraction: float) -> str:
-    """"validation" or "train", fixed by the instruction id alone."""
-    digest = hashlib.sha256(instruction_id.encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / float(1 << 64)
-    return "validation" if position < validation_fraction else "train"
-
 
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
     """One exported example: EXPORT_FIELDS in order, lists as lists."""

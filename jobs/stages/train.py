@@ -30,9 +30,9 @@ from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.runner import StageSummary
 from jobs.core.stage import Step
-from jobs.stages.export import split_of
 from schemas import SFT, TRAIN_RUNS
 from udfs.prompts import PromptConfigError, SftTemplate, load_sft_template
+from udfs.splits import split_of
 from udfs.training.run import TrainSettings
 
 log = logging.getLogger("selfalign")

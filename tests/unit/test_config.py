@@ -125,6 +125,15 @@ def test_stage_selection_keeps_dag_order():
         select_stages(only="nope")
 
 
+def test_training_joins_a_whole_dag_run_only_when_switched_on():
+    from jobs.core.registry import stages_to_run
+
+    assert stages_to_run(load_config(None))[-2:] == ["select", "export"]
+    assert stages_to_run(load_config(None, ["train.in_dag=true"]))[-2:] == ["export", "train"]
+    assert stages_to_run(load_config(None), only="train") == ["train"]
+    assert stages_to_run(load_config(None), start="export") == ["export"]
+
+
 # Values that used to break every sandbox run (an overflow inside the run, limits the
 # kernel refuses, an output budget too small for the completion marker).
 @pytest.mark.parametrize(

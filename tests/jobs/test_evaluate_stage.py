@@ -95,12 +95,12 @@ def test_wrong_code_scores_zero_greedy_and_sampled(spark, tmp_path):
 
 def test_instruct_format_prompts_through_the_sft_template_and_stops_at_the_fence(spark, tmp_path):
     engine = "llm.engine=python:tests.eval_engines:InstructReferenceEngine"
-    instruct = evaluate.run_evaluation(make(tmp_path / "instruct", engine, "evaluate.limit=3",
+    instruct = evaluate.run_evaluation(make(tmp_path / "instruct", engine, "evaluate.limit=2",
                                             "evaluate.prompt_format=instruct"))
     # The engine answers the reference only to instruct prompts: all pass, once the
     # chatter after the closing fence is cut.
     assert {(r["benchmark"], r["variant"]): r["pass_at_k"] for r in instruct.results} == {
         column: 1.0 for column in COLUMNS}
-    completion = evaluate.run_evaluation(make(tmp_path / "completion", engine, "evaluate.limit=3"))
+    completion = evaluate.run_evaluation(make(tmp_path / "completion", engine, "evaluate.limit=1"))
     assert all(r["pass_at_k"] == 0.0 for r in completion.results)
     assert instruct.eval_id != completion.eval_id

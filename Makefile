@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TRAIN_STAMP := $(VENV)/.installed-train
 
-.PHONY: run test test-spark4.0 spark4.0-setup setup lint bench clean sysdeps sysdeps-run
+.PHONY: run test test-spark4.0 setup lint bench clean sysdeps sysdeps-run
 
 # PYTHONWARNINGS: setuptools' ten-line notice about editable installs says nothing here.
 $(STAMP): pyproject.toml constraints.txt
@@ -54,11 +54,7 @@ test: $(STAMP) $(TRAIN_STAMP) sysdeps
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 	# Resolve the Delta jars into ./.ivy now (Maven Central), so no test downloads them.
 	$(BIN)/python -m jobs.core.session
-	# The Spark 4.0 venv and its jars are set up in the background while the main suite
-	# runs (mostly downloads); its tests run after. A failed setup prints its log.
-	@$(MAKE) --no-print-directory spark4.0-setup > $(VENV40).log 2>&1 & setup=$$!; \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
-	  wait $$setup || { cat $(VENV40).log; exit 1; }; exit $$status
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-spark4.0
 
 # The seed stages again on Spark 4.0 with its Delta 4.0 (Databricks 17.x LTS, EMR 8), in
@@ -72,10 +68,8 @@ $(VENV40)/.installed: pyproject.toml constraints-spark4.0.txt
 	PYTHONWARNINGS=ignore $(VENV40)/bin/pip install --quiet -c constraints-spark4.0.txt -e ".[spark,test]"
 	touch $@
 
-spark4.0-setup: $(VENV40)/.installed
+test-spark4.0: $(VENV40)/.installed
 	$(VENV40)/bin/python -m jobs.core.session
-
-test-spark4.0: spark4.0-setup
 	$(VENV40)/bin/python -m pytest $(SEED_TESTS)
 
 lint: $(STAMP) $(TRAIN_STAMP)

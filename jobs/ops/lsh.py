@@ -183,11 +183,17 @@ def pair_jaccard(num_perm: int) -> Callable[..., Column]:
     sets are known, else the signatures' estimate (rows stored before shingles were)."""
 
     def jaccard(sig_l: pd.Series, sig_r: pd.Series, sh_l: pd.Series, sh_r: pd.Series) -> pd.Series:
-        values = jaccard_rows(signatures_from_bytes(sig_l.tolist(), num_perm),
-                              signatures_from_bytes(sig_r.tolist(), num_perm))
+        values = np.empty(len(sig_l), dtype=np.float64)
+        estimated = []  # rows whose shingle sets are not both known: the signatures decide
         for row, (left, right) in enumerate(zip(sh_l.tolist(), sh_r.tolist(), strict=True)):
             if left is not None and right is not None:
                 values[row] = exact_jaccard(left, right)
+            else:
+                estimated.append(row)
+        if estimated:
+            values[estimated] = jaccard_rows(
+                signatures_from_bytes(sig_l.iloc[estimated].tolist(), num_perm),
+                signatures_from_bytes(sig_r.iloc[estimated].tolist(), num_perm))
         return pd.Series(values)
 
     return series_udf(jaccard, DoubleType())

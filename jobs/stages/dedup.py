@@ -216,10 +216,11 @@ def settings(ctx: Context) -> DedupSettings:
     params = LSHParams.from_config(ctx.cfg.dedup)
     _check_stored_width(ctx)
     bands, rows = band_choice(params)
-    log.info("[dedup] LSH %d bands x %d rows for Jaccard >= %.2f over %d permutations "
-             "(fp/fn weights %.2f/%.2f); buckets over %d members link to their smallest id",
-             bands, rows, params.threshold, params.num_perm, params.fp_weight, params.fn_weight,
-             FULL_PAIRS_MAX_BUCKET)
+    log.info("[dedup] LSH %d bands x %d rows tuned for %.2f over %d permutations (fp/fn weights "
+             "%.2f/%.2f), candidates confirmed on the %s Jaccard >= %.2f; buckets over %d members "
+             "link to their smallest id", bands, rows, params.candidate_threshold or params.threshold,
+             params.num_perm, params.fp_weight, params.fn_weight,
+             "exact" if params.verify == "exact" else "estimated", params.threshold, FULL_PAIRS_MAX_BUCKET)
     todo = pending_input(ctx, NAME, read(ctx), KEY)
     # Rows of earlier runs only: a run that crashed after writing clusters redoes its own rows.
     earlier = ctx.lake.read(CLUSTERS).join(todo.select(KEY), on=KEY, how="left_anti")

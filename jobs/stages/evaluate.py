@@ -151,7 +151,8 @@ def model_name(cfg: PipelineConfig) -> str:
     return str(described.get("model") or described.get("engine") or cfg.llm.model)
 
 
-def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams]) -> str:
+def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams],
+            template: SftTemplate | None = None) -> str:
     """Hash of what decides a verdict; the same evaluation run again resumes under it."""
     ev = cfg.evaluate
     identity = {
@@ -163,7 +164,6 @@ def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams]) -> str:
         "execution": asdict(exec_settings(cfg)),  # sandbox limits and time rules
     }
     if ev.prompt_format == "instruct" and not ev.reference:
-        template = instruct_template(cfg)
         identity["prompt"] = {"format": "instruct", "template": template.version if template else "chat"}
     if "mbpp" in ev.sets and ev.mbpp_tasks != "evalplus":
         identity["mbpp_tasks"] = ev.mbpp_tasks
@@ -372,10 +372,10 @@ def instruct_template(cfg: PipelineConfig) -> SftTemplate | None:
 def plan_for(cfg: PipelineConfig) -> Plan:
     params = decodings(cfg)
     instruct = cfg.evaluate.prompt_format == "instruct" and not cfg.evaluate.reference
-    return Plan(eval_id=eval_id(cfg, params), model=model_name(cfg), settings=exec_settings(cfg),
+    template = instruct_template(cfg) if instruct else None  # read once: id and prompts
+    return Plan(eval_id=eval_id(cfg, params, template), model=model_name(cfg), settings=exec_settings(cfg),
                 workers=cfg.evaluate.workers, params=params, stop=stop_sequences(cfg),
-                seed=cfg.run.seed, prompt_format=cfg.evaluate.prompt_format,
-                template=instruct_template(cfg) if instruct else None)
+                seed=cfg.run.seed, prompt_format=cfg.evaluate.prompt_format, template=template)
 
 
 def settings(ctx: Context) -> EvalSettings:

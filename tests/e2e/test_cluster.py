@@ -3,7 +3,13 @@ master and two one-core workers as separate JVMs, `spark-submit` from outside th
 checkout, the project shipped as the built wheel, a Python that cannot import the
 checkout, the Delta jars shipped from the local cache (no Maven at test time).
 
-The tables must equal local mode's on the same input, row for row.
+The tables must equal local mode's on the same input, row for row. Under `make test` the
+local-mode run is the `selfalign` command on Spark 4.0 with Delta 4.0 (Databricks 17.x
+LTS, EMR 8), from the venv make builds for it (SELFALIGN_SPARK40_PYTHON names its
+interpreter), while the cluster runs the installed Spark 4.2: one comparison then checks
+both that a cluster computes what local mode does and that Spark 4.0 computes what 4.2
+does (a difference on either axis fails it). Without that venv, local mode is this test
+process's Spark.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +54,13 @@ LAUNCHER = Path(__file__).with_name("wheel_launcher.py")
 SUBMIT_TIMEOUT_S = 900
 
 
+SPARK40_PYTHON = os.environ.get("SELFALIGN_SPARK40_PYTHON")
+
+
 @dataclass(frozen=True)
 class Lakes:
     cluster: Path
-    local: Path
+    local: Path  # local mode: on Spark 4.0 + Delta 4.0 when SPARK40_PYTHON is set
     origins: dict[str, Any]  # wheel_launcher's record: driver and executors
     shipped: Path  # the wheel, as spark-submit shipped it
     python: Path  # the isolated interpreter driver and executors ran
@@ -127,22 +137,40 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
     env = {**spark_env(), "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "SELFALIGN_IMPORT_RECORD": str(record)}
     log = tmp / "spark-submit.log"
-    with log.open("wb") as out:
+    spark40_log = tmp / "spark40.log"
+    with log.open("wb") as out, spark40_log.open("wb") as spark40_out, ExitStack() as running:
         submit = subprocess.Popen(submit_command(cluster, python, shipped, launcher, config),
                                   cwd=job, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            # Local mode in this process while the cluster works: the machine has two cores
-            # and the cluster run mostly waits on its many small Delta jobs.
+        running.callback(stop_group, submit)
+        # Local mode beside the cluster: the machine has two cores and the cluster run
+        # mostly waits on its many small Delta jobs.
+        local = {**settings, "lake.root": str(tmp / "lake-local")}
+        if SPARK40_PYTHON:
+            spark40 = subprocess.Popen(spark40_command(local), cwd=tmp, env=spark40_env(),
+                                       stdin=subprocess.DEVNULL, stdout=spark40_out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            running.callback(stop_group, spark40)
+            spark40.wait(timeout=SUBMIT_TIMEOUT_S)
+            assert spark40.returncode == 0, spark40_log.read_text(errors="replace")[-6000:]
+        else:
             ctx = lake_context(tmp / "lake-local", *(f"{k}={v}" for k, v in settings.items()))
             for name in SEED_STAGES:
                 run(stage_named(name), ctx)
-            submit.wait(timeout=SUBMIT_TIMEOUT_S)
-        finally:
-            stop_group(submit)
+        submit.wait(timeout=SUBMIT_TIMEOUT_S)
     assert submit.returncode == 0, log.read_text(errors="replace")[-6000:] + cluster.logs()
-    return Lakes(tmp / "lake-cluster", tmp / "lake-local", json.loads(record.read_text()),
-                 shipped, python)
+    return Lakes(tmp / "lake-cluster", tmp / "lake-local", json.loads(record.read_text()), shipped, python)
+
+
+def spark40_command(settings: dict[str, str]) -> list[str]:
+    assert SPARK40_PYTHON
+    return [SPARK40_PYTHON, "-m", "jobs.cli", "run", "--stages", ",".join(SEED_STAGES), "--no-status",
+            *(f"--set={key}={value}" for key, value in {**settings, "spark.ivy_dir": str(REPO / ".ivy")}.items())]
+
+
+def spark40_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPARK_", "PYSPARK_"))}
+    return {**env, "PYTHONUNBUFFERED": "1"}
 
 
 def test_driver_and_executors_import_the_project_only_from_the_wheel(lakes: Lakes):
@@ -167,6 +195,21 @@ def test_cluster_tables_equal_local_mode(lakes: Lakes, spark, table: str):
     on_cluster = snapshot(spark, lakes.cluster, table)
     assert on_cluster, f"{table} is empty: the comparison would prove nothing"
     assert on_cluster == snapshot(spark, lakes.local, table)
+
+
+def test_local_mode_ran_spark_4_0_when_make_test_runs():
+    if SPARK40_PYTHON is None:
+        pytest.skip("SELFALIGN_SPARK40_PYTHON is not set: local mode is this process's Spark")
+    version = subprocess.run([SPARK40_PYTHON, "-c", "import pyspark; print(pyspark.__version__)"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    assert version.startswith("4.0."), version
+    assert not pyspark_version().startswith("4.0."), "the cluster must run the other Spark"
+
+
+def pyspark_version() -> str:
+    import pyspark
+
+    return pyspark.__version__
 
 
 def test_each_stage_succeeded_with_local_mode_counts(lakes: Lakes, spark):

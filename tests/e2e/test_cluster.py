@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pyspark
 import pytest
 import yaml
 
@@ -137,8 +138,7 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
     env = {**spark_env(), "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "SELFALIGN_IMPORT_RECORD": str(record)}
     log = tmp / "spark-submit.log"
-    spark40_log = tmp / "spark40.log"
-    with log.open("wb") as out, spark40_log.open("wb") as spark40_out, ExitStack() as running:
+    with log.open("wb") as out, ExitStack() as running:
         submit = subprocess.Popen(submit_command(cluster, python, shipped, launcher, config),
                                   cwd=job, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT, start_new_session=True)
@@ -147,12 +147,13 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
         # mostly waits on its many small Delta jobs.
         local = {**settings, "lake.root": str(tmp / "lake-local")}
         if SPARK40_PYTHON:
-            spark40 = subprocess.Popen(spark40_command(local), cwd=tmp, env=spark40_env(),
-                                       stdin=subprocess.DEVNULL, stdout=spark40_out,
+            spark40_log = running.enter_context((tmp / "spark40.log").open("wb"))
+            spark40 = subprocess.Popen(spark40_command(SPARK40_PYTHON, local), cwd=tmp, env=spark40_env(),
+                                       stdin=subprocess.DEVNULL, stdout=spark40_log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
             running.callback(stop_group, spark40)
             spark40.wait(timeout=SUBMIT_TIMEOUT_S)
-            assert spark40.returncode == 0, spark40_log.read_text(errors="replace")[-6000:]
+            assert spark40.returncode == 0, (tmp / "spark40.log").read_text(errors="replace")[-6000:]
         else:
             ctx = lake_context(tmp / "lake-local", *(f"{k}={v}" for k, v in settings.items()))
             for name in SEED_STAGES:
@@ -162,14 +163,14 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
     return Lakes(tmp / "lake-cluster", tmp / "lake-local", json.loads(record.read_text()), shipped, python)
 
 
-def spark40_command(settings: dict[str, str]) -> list[str]:
-    assert SPARK40_PYTHON
-    return [SPARK40_PYTHON, "-m", "jobs.cli", "run", "--stages", ",".join(SEED_STAGES), "--no-status",
+def spark40_command(python: str, settings: dict[str, str]) -> list[str]:
+    return [python, "-m", "jobs.cli", "run", "--stages", ",".join(SEED_STAGES), "--no-status",
             *(f"--set={key}={value}" for key, value in {**settings, "spark.ivy_dir": str(REPO / ".ivy")}.items())]
 
 
 def spark40_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPARK_", "PYSPARK_"))}
+    """The cluster's loopback environment, less its SPARK_HOME: that venv finds its own Spark."""
+    env = {key: value for key, value in spark_env().items() if key != "SPARK_HOME"}
     return {**env, "PYTHONUNBUFFERED": "1"}
 
 
@@ -203,13 +204,7 @@ def test_local_mode_ran_spark_4_0_when_make_test_runs():
     version = subprocess.run([SPARK40_PYTHON, "-c", "import pyspark; print(pyspark.__version__)"],
                              capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     assert version.startswith("4.0."), version
-    assert not pyspark_version().startswith("4.0."), "the cluster must run the other Spark"
-
-
-def pyspark_version() -> str:
-    import pyspark
-
-    return pyspark.__version__
+    assert not pyspark.__version__.startswith("4.0."), "the cluster must run the other Spark"
 
 
 def test_each_stage_succeeded_with_local_mode_counts(lakes: Lakes, spark):

@@ -278,3 +278,9 @@ def program_for(parsed: ParsedResponse) -> str:
         # A tests block alone can pass without any implementation: never run it.
         raise ValueError(f"response has no runnable program (missing: {', '.join(parsed.missing)})")
     return parsed.code + "\n\n" + parsed.tests
+
+
+def first_line_after(code: str) -> int:
+    """The first line of a program that starts with `code`, after `code`'s own lines:
+    where its tests begin (the sandbox's tests_from_line)."""
+    return code.count("\n") + 2

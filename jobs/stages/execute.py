@@ -50,7 +50,7 @@ from schemas.outcome import (
     SOURCE_KEY,
     outcome_schema,
 )
-from udfs.parse import ParsedResponse, program_for
+from udfs.parse import ParsedResponse, first_line_after, program_for
 from udfs.sandbox import Limits, Outcome, choose_isolation, run_program
 
 log = logging.getLogger("selfalign")
@@ -122,7 +122,8 @@ def execute_one(record: dict[str, Any], plan: SandboxPlan) -> dict[str, Any]:
     try:
         outcome = run_program(program_of(record["code"], record["tests"]), plan.limits,
                               plan.isolation, plan.allow_weaker,
-                              cgroup_parent=plan.cgroup_parent)
+                              cgroup_parent=plan.cgroup_parent,
+                              tests_from_line=first_line_after(record["code"] or ""))
     except Exception as exc:  # the host failed (no temp dir, no fds): not the program's fault
         detail = f"sandbox: {type(exc).__name__}: {exc}"
         outcome = Outcome("sandbox-error", False, None, 0.0, "none", "", "", detail)

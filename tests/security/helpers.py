@@ -49,6 +49,9 @@ def new_token() -> str:
     return "sbx" + secrets.token_hex(6)  # 15 characters: the most a comm holds
 
 
+HEADER_LINES = 2  # what `hostile` puts before the body
+
+
 def hostile(body: str, token: str) -> str:
     """The program text: rename to the token, then the test's body."""
     header = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.security.helpers import (
+    HEADER_LINES,
     LEVEL,
     LIMITS,
     assert_none_survive,
@@ -198,3 +199,107 @@ def test_a_program_python_cannot_read_fails_with_the_reason_and_never_runs() -> 
     outcome = run_program("x = '\udc80'\nassert True\n", LIMITS, isolation=LEVEL)
     assert outcome.status == "fail" and not outcome.passed
     assert outcome.exit_code is None and "not valid UTF-8" in outcome.detail
+
+
+# A test's failed assertion is a failure however the program hides it: caught and
+# printed, masked by an exit in `finally`, or raised where Python does not stop for it.
+CAUGHT_FAILURES = {
+    "assert caught and printed": (
+        "def add(a, b):\n    return a - b\n"
+        "try:\n    assert add(1, 2) == 3\nexcept AssertionError:\n    print('Test failed')\n"
+    ),
+    "assert masked by sys.exit(0) in finally": (
+        "import sys\ndef add(a, b):\n    return a - b\n"
+        "try:\n    assert add(1, 2) == 3\nfinally:\n    sys.exit(0)\n"
+    ),
+    "assert in a thread": (
+        "import threading\ndef add(a, b):\n    return a - b\n"
+        "def test_add():\n    assert add(1, 2) == 3\n"
+        "worker = threading.Thread(target=test_add)\nworker.start()\nworker.join()\n"
+    ),
+    "assert in a future never read": (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "def add(a, b):\n    return a - b\n"
+        "def check():\n    assert add(1, 2) == 3\n"
+        "with ThreadPoolExecutor() as pool:\n    pool.submit(check)\n"
+    ),
+    "assert in a forked child whose exit is ignored": (
+        "import os\ndef add(a, b):\n    return a - b\n"
+        "if os.fork() == 0:\n    try:\n        assert add(1, 2) == 3\n    finally:\n        os._exit(0)\n"
+        "os.wait()\n"
+    ),
+    "unittest failures ignored with exit=False": (
+        "import unittest\ndef add(a, b):\n    return a - b\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
+        "unittest.main(argv=['program'], exit=False)\n"
+    ),
+    "atexit hook raising SystemExit(0) after a caught failure": (
+        "import atexit\ndef leave():\n    raise SystemExit(0)\natexit.register(leave)\n"
+        "try:\n    assert 1 + 1 == 3\nexcept AssertionError:\n    pass\n"
+    ),
+    "unittest.main() followed by a failing assert it never reaches": (
+        "import unittest\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_sum(self):\n        self.assertEqual(sum([1, 2]), 3)\n"
+        "unittest.main()\nassert sum([1, 2]) == 4\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("program", list(CAUGHT_FAILURES))
+def test_a_failed_test_assertion_fails_however_it_is_hidden(program: str) -> None:
+    token = new_token()
+    outcome = run_hostile(CAUGHT_FAILURES[program], token)
+    assert outcome.status == "fail" and not outcome.passed, outcome
+    assert_none_survive(token)
+
+
+# Correct programs that a marker on stdout, a rerun of their TestCases or a missing
+# passwd entry judged wrongly.
+CORRECT = {
+    "stdout redirected to a file with dup2": (
+        "import os\nfd = os.open('log.txt', os.O_WRONLY | os.O_CREAT, 0o644)\nos.dup2(fd, 1)\n"
+        "assert sum([1, 2]) == 3\nprint('all passed')\n"
+    ),
+    "a daemon child printing after the tests": (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    for _ in range(2000):\n        sys.stdout.write('progress ' * 10 + '\\n')\n"
+        "    sys.stdout.flush()\n    os._exit(0)\n"
+        "assert sum([1, 2]) == 3\n"
+    ),
+    "output just under the budget": (
+        f"import sys\nsys.stdout.write('y' * ({LIMITS.output_bytes} - 8))\nassert sum([1, 2]) == 3\n"
+    ),
+    "getpass.getuser()": (
+        "import getpass\nassert getpass.getuser()\n"
+    ),
+    "stateful tests run by unittest.main(exit=False)": (
+        "import unittest\nCALLS = []\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_once(self):\n        CALLS.append(1)\n        self.assertEqual(len(CALLS), 1)\n"
+        "unittest.main(argv=['program'], exit=False)\nprint('done')\n"
+    ),
+    "unittest.main() followed by example code": (
+        "import unittest\ndef double(x):\n    return 2 * x\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_double(self):\n        self.assertEqual(double(2), 4)\n"
+        "unittest.main()\nprint(double(21))\n"
+    ),
+    "an implementation assert its test expects to fail": (
+        "def root(x):\n    assert x >= 0, 'negative'\n    return x ** 0.5\n"
+        "try:\n    root(-1)\n    raise RuntimeError('no error for -1')\nexcept AssertionError:\n    pass\n"
+        "assert root(4) == 2\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("program", list(CORRECT))
+def test_correct_programs_are_not_failed_by_the_harness(program: str) -> None:
+    token = new_token()
+    # Where the tests start: an implementation's own asserts are not the tests'.
+    first_test_line = 4 + HEADER_LINES if program.startswith("an implementation assert") else 1
+    outcome = run_hostile(CORRECT[program], token, tests_from_line=first_test_line)
+    assert outcome.status == "pass", outcome
+    assert_none_survive(token)

@@ -110,8 +110,10 @@ def test_capture_keeps_a_bounded_tail_and_counts_everything() -> None:
 
 def test_environment_is_scrubbed() -> None:
     env = sandbox_env("/sandbox")
-    assert sorted(env) == ["HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED"]
+    assert sorted(env) == ["HOME", "LANG", "LOGNAME", "PATH", "PYTHONDONTWRITEBYTECODE",
+                           "PYTHONHASHSEED", "USER"]
     assert env["HOME"] == "/sandbox" and env["PYTHONHASHSEED"] == "0"
+    assert env["USER"] == env["LOGNAME"] == "sandbox"
 
 
 def test_limits_match_the_config_section() -> None:
@@ -252,7 +254,7 @@ def test_a_harness_that_cannot_start_is_a_sandbox_error(monkeypatch: pytest.Monk
     import sys
 
     monkeypatch.setattr(sandbox.run, "python_command",
-                        lambda *args: [sys.executable, "-c", "raise SystemExit(3)"])
+                        lambda *args, **kwargs: [sys.executable, "-c", "raise SystemExit(3)"])
     outcome = run("pass")
     assert outcome.status == "sandbox-error" and not outcome.passed
 

@@ -1,10 +1,17 @@
-"""The harness's own rules as functions: which SystemExit is a normal end."""
+"""The harness's own rules as functions: which SystemExit is a normal end, which asserts
+are the tests', and which files come back."""
 
 from __future__ import annotations
 
 import pytest
 
-from udfs.sandbox.harness import exit_is_normal_end, last_statement_lines
+from udfs.sandbox.handback import check_names, parse_records
+from udfs.sandbox.harness import (
+    ASSERT_HOOK,
+    exit_is_normal_end,
+    last_statement_lines,
+    rewrite_asserts,
+)
 
 PATH = "/sandbox/program.py"
 
@@ -47,11 +54,66 @@ def raised_at(source: str) -> SystemExit:
 )
 def test_a_success_exit_is_a_normal_end_only_from_the_last_statement(source: str, normal: bool) -> None:
     exc = raised_at(source)
-    assert exit_is_normal_end(exc, PATH, last_statement_lines(source.encode())) is normal
+    assert exit_is_normal_end(exc, PATH, source.encode()) is normal
 
 
 def test_an_exit_from_code_compiled_under_another_name_is_not_the_program_s() -> None:
     exc = raised_at("import sys\nexec(compile('import sys; sys.exit(0)', 'other.py', 'exec'))\n")
     # The module frame of the program is still found (line 2, its last statement).
-    assert exit_is_normal_end(exc, PATH, (2, 2))
-    assert not exit_is_normal_end(exc, "/elsewhere.py", (2, 2))
+    source = b"import sys\nexec(compile('import sys; sys.exit(0)', 'other.py', 'exec'))\n"
+    assert exit_is_normal_end(exc, PATH, source)
+    assert not exit_is_normal_end(exc, "/elsewhere.py", source)
+
+
+PASSING_CASE = "class T(unittest.TestCase):\n    def test_ok(self):\n        pass\n"
+
+
+@pytest.mark.parametrize(
+    ("rest", "normal"),
+    [
+        # unittest.main() ends the program: the rest may show examples, never test.
+        ("print(2 * 21)\n", True),
+        ("assert 2 * 21 == 42\n", False),
+        ("check()\n", False),
+        ("show()\n", True),
+    ],
+)
+def test_unittest_main_ends_a_program_that_tests_nothing_after_it(rest: str, normal: bool) -> None:
+    import types
+
+    source = ("import unittest\n" + PASSING_CASE + "def check():\n    assert 2 * 21 == 42\n"
+              "def show():\n    print(42)\nunittest.main(module=PROGRAM, argv=['program'])\n" + rest)
+    program = types.ModuleType("program")
+    program.PROGRAM = program  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit) as raised:
+        exec(compile(source, PATH, "exec"), program.__dict__)
+    assert exit_is_normal_end(raised.value, PATH, source.encode()) is normal
+
+
+def test_asserts_are_rewritten_from_the_first_test_line_only() -> None:
+    import ast
+
+    source = "def root(x):\n    assert x >= 0\n    return x\nassert root(4) == 4, 'message'\n"
+    tree = ast.parse(source)
+    rewrite_asserts(tree, first_line=4)
+    hooked = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Assert)
+              and isinstance(node.test, ast.Call) and getattr(node.test.func, "id", "") == ASSERT_HOOK]
+    assert hooked == [4]
+    seen: list[object] = []
+    namespace = {ASSERT_HOOK: lambda value: seen.append(value) or bool(value)}
+    exec(compile(tree, PATH, "exec"), namespace)
+    assert seen == [True]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "/etc/passwd", "nul\0"])
+def test_kept_names_must_be_plain(name: str) -> None:
+    with pytest.raises(ValueError, match="plain file names"):
+        check_names([name])
+
+
+def test_hand_back_records_keep_only_what_was_asked_and_stop_at_a_bad_record() -> None:
+    stream = (b"out.txt\x003\nabc" + b"other.txt\x002\nzz" + b"out.txt\x001\nX"
+              + b"late.txt\x00999\nshort")
+    assert parse_records(stream, ["out.txt", "late.txt"]) == {"out.txt": b"abc"}
+    assert parse_records(b"x\x00nan\nabc", ["x"]) == {}
+    assert parse_records(b"", ["x"]) == {}

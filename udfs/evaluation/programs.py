@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any
 
 from udfs.evaluation.problems import Problem, oracle, problem_inputs
+from udfs.parse import first_line_after
 
 SHIPPED = "udfs.evaluation.shipped"
 # The parts of each program after the code under test, in order (see shipped/__init__.py).
@@ -61,6 +62,13 @@ def solution_code(problem: Problem, completion: str) -> str:
         # After the prompt, not instead of it: its imports and helpers stay, its stub is replaced.
         return problem.prompt.rstrip("\n") + "\n\n\n" + code.lstrip("\n")
     return problem.prompt + code
+
+
+def tests_start(problem: Problem, completion: str) -> int:
+    """The first line after the code under test in every program built here: what comes
+    next (the task's tests, the shipped harness) is the tests (the sandbox's
+    tests_from_line; asserts of the code itself are its own business)."""
+    return first_line_after(solution_code(problem, completion))
 
 
 def program_with_tests(problem: Problem, completion: str) -> str:

@@ -30,6 +30,7 @@ from udfs.evaluation.programs import (
     ground_truth_program,
     output_file,
     program_with_tests,
+    tests_start,
 )
 from udfs.sandbox import Limits, Outcome, run_program
 
@@ -136,14 +137,14 @@ def why(outcome: Outcome) -> str:
     return (f"{detail}: {last}" if last and last not in detail else detail)[:500]
 
 
-def run_in_dir(program: str, limits: Limits, settings: ExecSettings,
+def run_in_dir(program: str, limits: Limits, settings: ExecSettings, tests_from_line: int,
                give: dict[str, Path] | None = None, keep: Sequence[str] = (),
                into: Path | None = None) -> tuple[Outcome, list[str]]:
     """run_program with `give` (name -> file) in the program's dir; after a pass, the files
-    named in `keep` move to `into`. Returns the outcome and the names moved."""
+    named in `keep` are copied to `into`. Returns the outcome and the names copied."""
     outcome = run_program(program, limits, settings.isolation, settings.allow_weaker,
                           settings.work_root, give=give, keep=keep, into=into,
-                          cgroup_parent=settings.cgroup_parent)
+                          cgroup_parent=settings.cgroup_parent, tests_from_line=tests_from_line)
     return outcome, list(outcome.kept)
 
 
@@ -156,7 +157,8 @@ def compute_expected(problem: Problem, settings: ExecSettings) -> tuple[Expected
     directory = Path(tempfile.mkdtemp(prefix="selfalign-expected-", dir=settings.work_root))
     names = [GROUND_TRUTH_FILE, *(output_file(v) for v in problem.variants)]
     outcome, moved = run_in_dir(ground_truth_program(problem), settings.ground_truth_limits(),
-                                settings, keep=names, into=directory)
+                                settings, tests_start(problem, problem.reference),
+                                keep=names, into=directory)
     failure = None
     if not outcome.passed:
         failure = why(outcome)
@@ -180,7 +182,7 @@ def evaluate_completion(problem: Problem, completion: str, settings: ExecSetting
     """Run one completion against the problem's tests (EvalPlus: base, then plus if base passed)."""
     if not problem.plus:
         outcome, _ = run_in_dir(program_with_tests(problem, completion), settings.test_limits(),
-                                settings)
+                                settings, tests_start(problem, completion))
         return Verdict(outcome.status, why(outcome), outcome.passed, None, outcome.duration_s)
     if expected is None:
         raise ValueError(f"{problem.task_id}: EvalPlus problems need their expected outputs")
@@ -191,6 +193,7 @@ def evaluate_completion(problem: Problem, completion: str, settings: ExecSetting
         program = check_program(problem, completion, variant,
                                 settings.input_limits(expected.cpu[variant]))
         outcome, _ = run_in_dir(program, settings.program_limits(expected, variant), settings,
+                                tests_start(problem, completion),
                                 give={output_file(variant): expected.file(variant)})
         duration += outcome.duration_s
         passed[variant] = outcome.passed

@@ -70,13 +70,18 @@ def run_program(
     keep: Sequence[str] = (),
     into: Path | None = None,
     cgroup_parent: str | None = None,
+    tests_from_line: int = 1,
 ) -> Outcome:
     """Run `program` (its code, then its tests) once in the sandbox and judge it.
 
     `isolation`, `allow_weaker` and `cgroup_parent` are the `sandbox.*` config keys (see
     choose_isolation); a refusal is an Outcome with status "sandbox-error", never an
     exception. `give` puts files in the program's dir; after a pass, the files named in
-    `keep` that the program left there move to `into` (Outcome.kept names them).
+    `keep` (plain names) that the program left there as plain files are copied into
+    `into` (Outcome.kept names them); a name that is not plain is a ValueError.
+    `tests_from_line`: the line where the program's tests start; a failed assert from there
+    on fails the run even if the program caught it (the implementation above may assert
+    what its tests expect to fail).
     `work_root`: where a host dir is made when one is needed (default: TMPDIR).
     Thread-safe: runs may go in parallel from a pool.
     """
@@ -86,12 +91,12 @@ def run_program(
     except UnicodeEncodeError as exc:
         return not_run("fail", f"the program is not valid UTF-8 text ({exc.reason} at "
                                f"character {exc.start}): Python cannot run it")
+    files = Files(dict(give or {}), tuple(keep), into)
     level, refusal = choose_isolation(isolation, allow_weaker, cgroup_parent)
     if refusal is not None:
         return not_run("sandbox-error", refusal)
-    files = Files(dict(give or {}), tuple(keep), into)
     return run_at(level, source, limits, cgroup_parent=cgroup_parent, work_root=work_root,
-                  files=files)
+                  files=files, tests_from_line=tests_from_line)
 
 
 __all__ = [

@@ -2,35 +2,54 @@
 run's uid, then runs the generated program as `python program.py` would.
 
 Not imported by the project: the runner reads this file as text (importlib.resources)
-and runs it as `python -s -B -P -c <text> token_fd report_fd program_fd uid adopt cpu
-memory processes file_size open_files workdir`. It depends on the standard library only.
+and runs it as `python -s -B -P -c <text> token_fd report_fd program_fd marker_fd
+handback_fd uid adopt cpu memory processes file_size open_files workdir tests_from_line
+keep disk` (keep: the names to hand back, joined by '/'). It depends on the standard library only.
 
-Two processes:
+Two processes, both first leaving the runner's kernel session keyring for a new, empty
+one (credentials of the executor's service or of Kerberos live there):
 - the supervisor (the first one) reaps the program's process with wait4 and reports its
   exact wait status and CPU seconds on report_fd (bwrap and unshare only pass on an exit
-  code). As pid 1 of a pid namespace it is the init that reaps orphans; at process
-  level (adopt=1) it is a child subreaper, and as root it then kills whatever the
-  program's uid left running. As root it keeps uid 0, out of the program's reach.
+  code). At process level (adopt=1) it is a child subreaper, and as root it then kills
+  whatever the program's uid left running. As root it keeps uid 0, out of the program's
+  reach; it is never dumpable, so a program of the same uid (a user namespace) cannot
+  open its descriptors through /proc either. With files to hand back (handback_fd >= 0,
+  bwrap levels only, where the pid namespace holds nothing but the run) it then kills
+  every other process of the namespace, drops to the run's uid and copies each kept
+  file that is a plain regular file (flat name, no link, one hard link) into handback_fd:
+  `name NUL size LF bytes`, at most the run's disk in all.
 - the program's process reads the completion token and the program text from their
   descriptors and closes both, drops to the run's uid (as root), sets the rlimits,
   writes b"1" to report_fd and closes it, writes program.py, and runs it as module
-  __main__. Only if the program ends normally does it print the token.
+  __main__. Only if the program ends normally, and no test of it failed on the way, does
+  it write the token to marker_fd, a pipe of its own that no exec'd program inherits, so
+  where fd 1 points and how much the program printed never hide the marker.
 
 A normal end is: the module's code returns; or it raises SystemExit with code 0 (or
 None/False) from its last top-level statement (the last statement of a trailing
-`if __name__ == "__main__":` block counts as the last), as `unittest.main()` and a final
-`sys.exit(0)` do. After a return, unittest TestCases defined by the program are run here
-(a program may define them and never run them); any failure, error or none run at all
-is a fail. SystemExit anywhere else, os._exit, a signal or an exception is not a
-normal end, so no token is printed.
+`if __name__ == "__main__":` block counts as the last), as a final `sys.exit(0)` does,
+or from `unittest.main()` when nothing after it tests anything (no assert, no call of a
+function that asserts). After a return, unittest TestCases the program defined but
+never ran are run here (a program may define them and never run them); any failure,
+error or none run at all is a fail. SystemExit anywhere else, os._exit, a signal or an
+exception is not a normal end, so no token is written.
+
+A test that failed is a fail even when the program went on: every `assert` from line
+tests_from_line on (the tests; the implementation above them may use asserts it expects
+to fail) is rewritten to note a false condition in a flag shared with forked children
+before raising as usual, and unittest's TestResult notes every failure and error. So a
+failed assert caught by `except AssertionError: print("Test failed")`, masked by
+`finally: sys.exit(0)`, raised in a thread or a future nobody reads, or a unittest run
+whose result is ignored (`exit=False`), fails the run.
 
 Where the token is: only in a closure cell of `finish`, created before the program runs
 (its descriptor is closed and was never inherited past exec: no fd, file, argument or
 environment variable holds it). What program code can still do, being the same
 process: walk the interpreter's objects (gc.get_referents of that closure) or read its
-own memory with ctypes. Such code is written against this harness in particular and
-could as well have written tests that test nothing; tests/security checks that the
-generic ways (scanning /proc/self/fd, frame locals, an exec'd interpreter) find nothing.
+own memory with ctypes or /proc/self/mem, and clear the failure flag the same ways.
+Such code is written against this harness in particular and could as well have
+written tests that test nothing; tests/security checks that the generic ways (scanning
+/proc/self/fd, frame locals, an exec'd interpreter) find nothing.
 """
 
 from __future__ import annotations
@@ -42,14 +61,39 @@ import sys
 import types
 
 # typing, contextlib and ast cost milliseconds to import, paid by every program: the
-# annotations are only for the type checker, and ast is needed after a SystemExit only.
+# annotations are only for the type checker, and ast is imported only for programs
+# that have an assert or end in a SystemExit.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ast
-    from collections.abc import Callable
+    import mmap
+    from collections.abc import Callable, Sequence
+    from importlib.machinery import ModuleSpec
     from typing import NoReturn
 
 PROGRAM_NAME = "program.py"
+ASSERT_HOOK = "__selfalign_assert__"  # the builtin a rewritten assert calls
+# keyctl(2) per machine; KEYCTL_JOIN_SESSION_KEYRING with no name makes a new anonymous one.
+_KEYCTL = {"x86_64": 250, "aarch64": 219, "ppc64le": 250, "s390x": 250}
+_JOIN_SESSION_KEYRING = 1
+_PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
+_ASSERT_FAILED, _UNITTEST_FAILED = 0, 1  # bytes of the shared failure flags
+
+
+# --- the process's own state -----------------------------------------------------------
+
+def leave_session_keyring(libc: object) -> None:
+    """Join a new, empty session keyring, or stop if keys could still be reached."""
+    number = _KEYCTL.get(os.uname().machine)
+    if number is None or libc.syscall(number, _JOIN_SESSION_KEYRING, None) >= 0:  # type: ignore[attr-defined]
+        return
+    import ctypes
+
+    # A seccomp profile that denies keyctl (Docker's default) denies it to the program
+    # too: nothing to protect then. Anything else is a refusal to run.
+    if ctypes.get_errno() not in (1, 38):  # EPERM, ENOSYS
+        sys.stderr.write(f"sandbox: cannot leave the runner's session keyring: {os.strerror(ctypes.get_errno())}\n")
+        os._exit(125)
 
 
 def kill_uid(uid: int) -> None:
@@ -63,7 +107,40 @@ def kill_uid(uid: int) -> None:
             os._exit(0)
 
 
-def supervise(child: int, report_fd: int, uid: int, adopt: bool) -> NoReturn:
+def drop_to(uid: int) -> None:
+    if uid >= 0:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+
+
+# --- the supervisor --------------------------------------------------------------------
+
+def hand_back(handback_fd: int, directory: str, names: list[str], budget: int) -> None:
+    """Copy each named plain file of `directory` into handback_fd, `budget` bytes at most."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for name in names:
+        try:
+            fd = os.open(os.path.join(directory, name), flags)
+        except OSError:
+            continue  # missing, a link (ELOOP) or unreadable
+        try:
+            info = os.fstat(fd)
+            if (info.st_mode & 0o170000) != 0o100000 or info.st_nlink != 1 or info.st_size > budget:
+                continue
+            data = os.read(fd, info.st_size + 1)
+            if len(data) != info.st_size:
+                continue  # changed while read
+            budget -= len(data)
+            record = name.encode() + b"\0" + str(len(data)).encode() + b"\n" + data
+            view = memoryview(record)
+            while view:
+                view = view[os.write(handback_fd, view):]
+        finally:
+            os.close(fd)
+
+
+def supervise(child: int, report_fd: int, uid: int, adopt: bool, handback: tuple[int, str, list[str], int]) -> NoReturn:
     while True:
         pid, status, usage = os.wait4(-1, 0)
         if pid == child:
@@ -72,6 +149,17 @@ def supervise(child: int, report_fd: int, uid: int, adopt: bool) -> NoReturn:
     os.write(report_fd, f"{status} {cpu:.3f}\n".encode())
     if adopt and uid >= 0:
         kill_uid(uid)
+    handback_fd, directory, names, budget = handback
+    if handback_fd >= 0:
+        # As the run's uid (root here has no CAP_KILL), in a pid namespace holding the
+        # run alone: every process of it but this one and the namespace's init.
+        drop_to(uid)
+        try:  # noqa: SIM105 - contextlib would be one more import per program
+            os.kill(-1, 9)
+        except ProcessLookupError:
+            pass  # nothing else was left
+        hand_back(handback_fd, directory, names, budget)
+        os.close(handback_fd)
     try:
         while os.waitpid(-1, 0 if adopt and uid >= 0 else os.WNOHANG)[0]:
             pass
@@ -80,6 +168,8 @@ def supervise(child: int, report_fd: int, uid: int, adopt: bool) -> NoReturn:
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)
 
+
+# --- the program's process ---------------------------------------------------------------
 
 def read_all(fd: int) -> bytes:
     chunks = []
@@ -105,21 +195,129 @@ def set_limits(cpu: int, memory: int, processes: int, file_size: int, open_files
         resource.setrlimit(which, (soft, hard))
 
 
-def make_finisher(marker: bytes) -> Callable[[], NoReturn]:
+def make_finisher(marker: bytes, marker_fd: int, flags: mmap.mmap) -> Callable[[], NoReturn]:
     write, leave = os.write, os._exit
-    flushes = (sys.stdout.flush, sys.stderr.flush)
+    streams = (sys.stdout, sys.stderr)
 
     def finish() -> NoReturn:
-        for flush in flushes:
+        for stream in streams:
             try:  # noqa: SIM105 - contextlib would be one more import per program
-                flush()
+                stream.flush()
             except Exception:
                 pass
-        write(1, marker)
+        failed = flags[_ASSERT_FAILED] or flags[_UNITTEST_FAILED]
+        if failed:
+            why = ("an assert of the tests failed" if flags[_ASSERT_FAILED]
+                   else "unittest reported a failure or an error")
+            write(2, f"sandbox: {why}, and the program went on (caught, in another thread "
+                     "or process, or masked by an exit)\n".encode())
+            leave(1)
+        try:
+            write(marker_fd, marker)
+        except OSError:
+            write(2, b"sandbox: the program closed the harness's completion channel\n")
+            leave(1)
         leave(0)
 
     return finish
 
+
+def fail_now() -> NoReturn:
+    """Exit 1 as an uncaught exception would, with what the program printed flushed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(1)
+
+
+# --- noting failed tests ------------------------------------------------------------------
+
+def install_assert_hook(flags: mmap.mmap) -> None:
+    def checked(value: object) -> bool:
+        if value:
+            return True
+        flags[_ASSERT_FAILED] = 1
+        return False
+
+    setattr(builtins, ASSERT_HOOK, checked)
+
+
+def rewrite_asserts(tree: ast.Module, first_line: int) -> None:
+    """`assert test, msg` from first_line on becomes `assert HOOK(test), msg`: the test is
+    evaluated once, msg only on failure, and the traceback still shows the line."""
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert) and node.lineno >= first_line:
+            call = ast.Call(ast.Name(ASSERT_HOOK, ast.Load()), [node.test], [])
+            node.test = ast.copy_location(call, node.test)
+    ast.fix_missing_locations(tree)
+
+
+class UnittestWatch:
+    """Patches unittest's TestResult as it is first imported: it notes each test run and
+    flags every failure and error, whoever ran the test and whatever became of the result."""
+
+    def __init__(self, flags: mmap.mmap) -> None:
+        self.flags = flags
+        self.ran: set[str] = set()
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: types.ModuleType | None = None) -> ModuleSpec | None:
+        if name != "unittest.result":
+            return None
+        sys.meta_path.remove(self)
+        finder = next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
+        spec = finder.find_spec(name, path, target)  # type: ignore[attr-defined]
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader, self)  # type: ignore[assignment]
+        return spec
+
+    def patch(self, result_class: type) -> None:
+        flags, ran = self.flags, self.ran
+        start, failure, error = result_class.startTest, result_class.addFailure, result_class.addError
+        sub_test, unexpected = result_class.addSubTest, result_class.addUnexpectedSuccess
+
+        def startTest(self: object, test: object) -> None:
+            ran.add(test.id())  # type: ignore[attr-defined]
+            start(self, test)
+
+        def addFailure(self: object, test: object, err: object) -> None:
+            flags[_UNITTEST_FAILED] = 1
+            failure(self, test, err)
+
+        def addError(self: object, test: object, err: object) -> None:
+            flags[_UNITTEST_FAILED] = 1
+            error(self, test, err)
+
+        def addSubTest(self: object, test: object, subtest: object, err: object) -> None:
+            if err is not None:
+                flags[_UNITTEST_FAILED] = 1
+            sub_test(self, test, subtest, err)
+
+        def addUnexpectedSuccess(self: object, test: object) -> None:
+            flags[_UNITTEST_FAILED] = 1
+            unexpected(self, test)
+
+        for patched in (startTest, addFailure, addError, addSubTest, addUnexpectedSuccess):
+            setattr(result_class, patched.__name__, patched)
+
+
+class _PatchingLoader:
+    def __init__(self, loader: object, watch: UnittestWatch) -> None:
+        self.loader, self.watch = loader, watch
+
+    def create_module(self, spec: object) -> object:
+        return self.loader.create_module(spec)  # type: ignore[attr-defined]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self.loader.exec_module(module)  # type: ignore[attr-defined]
+        self.watch.patch(module.TestResult)
+
+
+# --- which end is a normal end ----------------------------------------------------------------
 
 def _is_main_guard(node: ast.stmt) -> bool:
     import ast
@@ -133,39 +331,86 @@ def _is_main_guard(node: ast.stmt) -> bool:
     )
 
 
-def last_statement_lines(source: bytes) -> tuple[int, int]:
-    """First and last line of the program's last statement ((0, 0) if it has none)."""
+def _top_statements(source: bytes) -> list[ast.stmt]:
+    """The program's top-level statements, a trailing main guard's body in its place."""
     import ast
 
     try:
         body = ast.parse(source).body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return 0, 0
+        return []
+    if body and _is_main_guard(body[-1]) and isinstance(body[-1], ast.If) and not body[-1].orelse:
+        return body[:-1] + body[-1].body
+    return body
+
+
+def last_statement_lines(source: bytes) -> tuple[int, int]:
+    """First and last line of the program's last statement ((0, 0) if it has none)."""
+    body = _top_statements(source)
     if not body:
         return 0, 0
     last = body[-1]
-    if _is_main_guard(last) and isinstance(last, ast.If) and last.body and not last.orelse:
-        last = last.body[-1]
     return last.lineno, last.end_lineno or last.lineno
 
 
-def exit_is_normal_end(exc: SystemExit, path: str, last: tuple[int, int]) -> bool:
-    """SystemExit with a success code raised from within the program's last statement."""
-    if exc.code not in (None, 0):  # False == 0
-        return False
-    frame_line = None
+def _raised_at(exc: BaseException, path: str) -> int | None:
+    """The line of the program's module code the exception went through."""
     trace = exc.__traceback__
     while trace is not None:
         code = trace.tb_frame.f_code
         if code.co_name == "<module>" and code.co_filename == path:
-            frame_line = trace.tb_lineno
-            break
+            return trace.tb_lineno
         trace = trace.tb_next
-    return frame_line is not None and last[0] <= frame_line <= last[1]
+    return None
 
 
-def run_test_cases(main: types.ModuleType) -> bool:
-    """Run the unittest TestCases the program defined; True when there were none or all passed."""
+def _from_unittest_main(exc: SystemExit) -> bool:
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(os.path.join("unittest", "main.py")):
+            return True
+        trace = trace.tb_next
+    return False
+
+
+def tests_after(source: bytes, line: int) -> bool:
+    """Whether a top-level statement after `line` asserts or calls a function that does."""
+    import ast
+
+    body = _top_statements(source)
+    asserting = {
+        node.name for node in body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and any(isinstance(inner, ast.Assert) for inner in ast.walk(node))
+    }
+    for statement in body:
+        if statement.lineno <= line:
+            continue
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Assert):
+                return True
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in asserting:
+                return True
+    return False
+
+
+def exit_is_normal_end(exc: SystemExit, path: str, source: bytes) -> bool:
+    """A SystemExit with a success code from the program's last statement, or from
+    unittest.main() with no test after it."""
+    if exc.code not in (None, 0):  # False == 0
+        return False
+    line = _raised_at(exc, path)
+    if line is None:
+        return False
+    first, last = last_statement_lines(source)
+    if first <= line <= last:
+        return True
+    return _from_unittest_main(exc) and not tests_after(source, line)
+
+
+def run_test_cases(main: types.ModuleType, ran: set[str]) -> bool:
+    """Run the unittest tests the program defined and never ran; True when all passed
+    (or there were none)."""
     unittest = sys.modules.get("unittest")
     if unittest is None:  # the program never imported it, so it defined none
         return True
@@ -175,24 +420,40 @@ def run_test_cases(main: types.ModuleType) -> bool:
     if not cases:
         return True
     loader = unittest.TestLoader()
-    suite = unittest.TestSuite(loader.loadTestsFromTestCase(case) for case in cases)
+    suite = unittest.TestSuite(test for case in cases for test in loader.loadTestsFromTestCase(case)
+                               if test.id() not in ran)
+    if suite.countTestCases() == 0 and ran:
+        return True  # the program ran every one of them itself (their outcome is flagged)
     result = unittest.TextTestRunner(stream=sys.stderr, verbosity=1).run(suite)
     if result.testsRun == 0:
         sys.stderr.write("sandbox: the program's TestCases hold no test\n")
     return bool(result.wasSuccessful() and result.testsRun > 0)
 
 
-def run_program(source: bytes, path: str, finish: Callable[[], NoReturn]) -> NoReturn:
+def compiled(source: bytes, path: str, tests_from_line: int) -> types.CodeType:
+    if b"assert" not in source:
+        return compile(source, path, "exec")
+    import ast
+
+    try:
+        tree = ast.parse(source, path)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return compile(source, path, "exec")  # raises as plain Python would
+    rewrite_asserts(tree, tests_from_line)
+    return compile(tree, path, "exec")
+
+
+def run_program(source: bytes, path: str, finish: Callable[[], NoReturn], tests_from_line: int,
+                watch: UnittestWatch) -> NoReturn:
     sys.argv = [path]
-    code = compile(source, path, "exec")
     main = types.ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
     try:
-        exec(code, main.__dict__)
+        exec(compiled(source, path, tests_from_line), main.__dict__)
     except SystemExit as exc:
-        if not exit_is_normal_end(exc, path, last_statement_lines(source)):
+        if not exit_is_normal_end(exc, path, source):
             raise
     except BaseException as exc:
         # The traceback from the program's own frames on (this harness's are noise in
@@ -200,32 +461,39 @@ def run_program(source: bytes, path: str, finish: Callable[[], NoReturn]) -> NoR
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
-        sys.exit(1)
+        fail_now()
     else:
-        if not run_test_cases(main):
-            sys.stderr.flush()
-            os._exit(1)
+        if not run_test_cases(main, watch.ran):
+            fail_now()
     finish()
 
 
 def run(argv: list[str]) -> None:
-    token_fd, report_fd, program_fd, uid, adopt = (int(v) for v in argv[1:6])
-    cpu, memory, processes, file_size, open_files = (int(v) for v in argv[6:11])
-    workdir = argv[11]
-    if adopt:
-        import ctypes
+    token_fd, report_fd, program_fd, marker_fd, handback_fd, uid, adopt = (int(v) for v in argv[1:8])
+    cpu, memory, processes, file_size, open_files = (int(v) for v in argv[8:13])
+    workdir, tests_from_line, keep, disk = argv[13], int(argv[14]), argv[15], int(argv[16])
+    import ctypes
 
-        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    libc = ctypes.CDLL(None, use_errno=True)
+    leave_session_keyring(libc)
+    if adopt:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     source = read_all(program_fd)
     child = os.fork()
     if child:
         os.close(token_fd)
-        supervise(child, report_fd, uid, bool(adopt))
-    finish = make_finisher(b"\n" + read_all(token_fd) + b"\n")
-    if uid >= 0:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
+        os.close(marker_fd)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        supervise(child, report_fd, uid, bool(adopt),
+                  (handback_fd, workdir, keep.split("/") if keep else [], disk))
+    if handback_fd >= 0:
+        os.close(handback_fd)
+    import mmap
+
+    flags = mmap.mmap(-1, 2)  # shared: a forked child's failed assert counts too
+    finish = make_finisher(read_all(token_fd), marker_fd, flags)
+    os.set_inheritable(marker_fd, False)  # an exec'd program never holds the channel
+    drop_to(uid)
     stdlib = os.path.dirname(os.__file__)
     if not os.access(stdlib, os.R_OK | os.X_OK):
         sys.stderr.write(f"sandbox: uid {os.getuid()} cannot read the standard library at {stdlib}\n")
@@ -237,9 +505,12 @@ def run(argv: list[str]) -> None:
     with open(PROGRAM_NAME, "wb") as handle:  # for tracebacks that quote its lines
         handle.write(source)
     set_limits(cpu, memory, processes, file_size, open_files)
+    install_assert_hook(flags)
+    watch = UnittestWatch(flags)
+    sys.meta_path.insert(0, watch)  # type: ignore[arg-type]
     os.write(report_fd, b"1")
     os.close(report_fd)
-    run_program(source, os.path.join(os.getcwd(), PROGRAM_NAME), finish)
+    run_program(source, os.path.join(os.getcwd(), PROGRAM_NAME), finish, tests_from_line, watch)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import functools
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -31,12 +32,13 @@ LEVELS = ("process", "netns", "bwrap", "bwrap+cgroup")  # weakest first
 REQUESTS = ("auto", *LEVELS)
 FULL = LEVELS[-1]
 SANDBOX_DIR = "/sandbox"  # the program's dir as bwrap shows it
+SANDBOX_USER = "sandbox"  # the program's user name
 INSTALL_HINT = "apt-get install -y bubblewrap"
 
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = (
     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/os-release",
+    "/etc/nsswitch.conf", "/etc/hosts", "/etc/os-release",
     "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/mime.types",
 )
 
@@ -56,24 +58,51 @@ def sandbox_env(home: str) -> dict[str, str]:
         "PATH": ":".join(path),
         "LANG": "C.UTF-8",
         "HOME": home,
+        # A uid of the run's own has no passwd entry below bwrap: getpass.getuser() and
+        # friends read these first.
+        "USER": SANDBOX_USER,
+        "LOGNAME": SANDBOX_USER,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
     }
 
 
+@dataclass(frozen=True)
+class Channels:
+    """The descriptors the harness gets (-1: none), as the sandbox's processes see them."""
+
+    token: int
+    report: int
+    program: int
+    marker: int
+    handback: int = -1
+
+
 def python_command(
-    token_fd: int, report_fd: int, program_fd: int, uid: int, adopt: bool, limits: Limits,
-    workdir: str,
+    channels: Channels, uid: int, adopt: bool, limits: Limits, workdir: str,
+    tests_from_line: int = 1, keep: tuple[str, ...] = (),
 ) -> list[str]:
     # `-s -B -P` is `-I` minus `-E`: the environment is ours, and -E would drop
     # PYTHONHASHSEED (a set's order must not change a verdict between runs).
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
     return [
         sys.executable, "-s", "-B", *safe_path, "-c", harness_source(),
-        str(token_fd), str(report_fd), str(program_fd), str(uid), str(int(adopt)),
+        str(channels.token), str(channels.report), str(channels.program), str(channels.marker),
+        str(channels.handback), str(uid), str(int(adopt)),
         str(limits.cpu_seconds), str(limits.memory_bytes), str(limits.max_processes),
-        str(limits.file_size_bytes), str(limits.open_files), workdir,
+        str(limits.file_size_bytes), str(limits.open_files), workdir, str(tests_from_line),
+        "/".join(keep), str(limits.disk_bytes),
     ]
+
+
+def passwd_entries(uid: int) -> tuple[bytes, bytes]:
+    """/etc/passwd and /etc/group as the sandbox shows them: root and the program's user,
+    nothing of the host's accounts."""
+    passwd = f"root:x:0:0:root:/root:/usr/sbin/nologin\n{SANDBOX_USER}:x:{uid}:{uid}::{SANDBOX_DIR}:/bin/sh\n"
+    group = f"root:x:0:\n{SANDBOX_USER}:x:{uid}:\n"
+    if uid == 0:
+        passwd, group = passwd.splitlines()[0] + "\n", group.splitlines()[0] + "\n"
+    return passwd.encode(), group.encode()
 
 
 @functools.cache
@@ -121,12 +150,10 @@ def _system_binds() -> tuple[str, ...]:
     return tuple(args)
 
 
-def bwrap_command(
-    limits: Limits, as_root: bool, info_fd: int, host_dir: Path | None,
-    given: dict[str, Path] | None = None,
-) -> list[str]:
-    """bwrap's argv up to `--`. The program's dir is a tmpfs, or `host_dir` bound
-    read-write when files must come back out of it (evaluation's reference runs)."""
+def bwrap_command(limits: Limits, as_root: bool, info_fd: int, data: dict[str, int]) -> list[str]:
+    """bwrap's argv up to `--`. The program's dir is a tmpfs of `disk_bytes`; `data` maps a
+    path inside (a given file, /etc/passwd) to a descriptor bwrap copies it from, so no
+    file of the caller is bound, let alone changed."""
     bwrap = shutil.which("bwrap") or "bwrap"
     argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent",
@@ -147,16 +174,11 @@ def bwrap_command(
     ]
     argv += list(_system_binds())
     argv += ["--proc", "/proc"]
-    if host_dir is None:
-        # Sticky and world-writable: the harness (no CAP_CHOWN) cannot give it to the
-        # program's uid, and nothing but that uid runs in here.
-        argv += ["--size", size, "--perms", "1777", "--tmpfs", SANDBOX_DIR]
-        for name, source in (given or {}).items():
-            argv += ["--ro-bind", str(source), f"{SANDBOX_DIR}/{name}"]
-    else:
-        # No --chdir: bwrap has dropped its caps by then and the dir is the program's
-        # uid's alone; the harness goes there after switching to that uid.
-        argv += ["--bind", str(host_dir), SANDBOX_DIR]
+    # Sticky and world-writable: the harness (no CAP_CHOWN) cannot give it to the
+    # program's uid, and nothing but that uid runs in here.
+    argv += ["--size", size, "--perms", "1777", "--tmpfs", SANDBOX_DIR]
+    for path, fd in data.items():
+        argv += ["--perms", "0444", "--ro-bind-data", str(fd), path]
     # The new root itself (where /bin and /sandbox were made) goes read-only too.
     return [*argv, "--remount-ro", "/", "--"]
 

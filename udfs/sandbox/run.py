@@ -17,7 +17,6 @@ import secrets
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import time
@@ -27,12 +26,15 @@ from pathlib import Path
 
 from udfs.sandbox import cgroup
 from udfs.sandbox.cleanup import remove_tree
+from udfs.sandbox.handback import check_names, parse_records, read_kept, write_into
 from udfs.sandbox.harness import PROGRAM_NAME
 from udfs.sandbox.levels import (
     FULL,
     SANDBOX_DIR,
+    Channels,
     bwrap_command,
     netns_command,
+    passwd_entries,
     python_command,
     sandbox_env,
 )
@@ -132,37 +134,38 @@ def _fresh_uid() -> int:
     return _UID_RANGE[0] + secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0])
 
 
-def _take_file(source: Path, target: Path) -> bool:
-    """Move a file the program left in its dir, never through a link it may have planted."""
-    try:
-        info = os.lstat(source)
-    except OSError:
-        return False
-    if not stat.S_ISREG(info.st_mode):
-        return False
-    os.replace(source, target)
-    return True
-
-
-def _readable_by_anyone(path: Path) -> Path:
-    mode = os.stat(path).st_mode
-    if mode & 0o444 != 0o444:
-        os.chmod(path, mode | 0o444)
-    return path
-
-
 @dataclass(frozen=True)
 class Files:
-    """Files for a run: `give` goes in (read-only under bwrap); after a pass, the files
-    named in `keep` come back out of the program's dir into `into`."""
+    """Files for a run: `give` goes in (read-only copies); after a pass, the files named in
+    `keep` (plain names) come back out of the program's dir into `into`."""
 
     give: Mapping[str, Path]
     keep: Sequence[str] = ()
     into: Path | None = None
 
+    def __post_init__(self) -> None:
+        check_names(self.give)
+        check_names(self.keep)
+
     @property
     def hands_back(self) -> bool:
         return self.into is not None and bool(self.keep)
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _read_available(fd: int, limit: int) -> bytes:
+    # Non-blocking: a holder of the write end may still be dying after a kill.
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, limit)
+    except BlockingIOError:
+        return b""
 
 
 class _Run:
@@ -178,16 +181,23 @@ class _Run:
         self.group: cgroup.RunCgroup | None = None
         self.host_dir: Path | None = None
         self.namespace_init: int | None = None
+        self.handback: int | None = None  # the memfd the harness copies kept files into
         self.proc: subprocess.Popen[bytes] | None = None
         if hierarchy is not None:
             self.group = cgroup.RunCgroup.create(hierarchy, limits.memory_bytes,
                                                  limits.max_processes)
-        if not self.bwrap or files.hands_back:
+        if not self.bwrap:  # at bwrap the program's dir is a tmpfs of disk_bytes
             self.host_dir = Path(tempfile.mkdtemp(prefix="selfalign-sandbox-", dir=work_root))
             for name, source in files.give.items():
                 shutil.copyfile(source, self.host_dir / name)
             if self.as_root:
                 os.chown(self.host_dir, self.uid, self.uid)
+        elif files.hands_back:
+            self.handback = self.keep_fd(os.memfd_create("handback"))
+
+    def keep_fd(self, fd: int) -> int:
+        self.fds.append(fd)
+        return fd
 
     def pipe(self) -> tuple[int, int]:
         read, write = os.pipe()
@@ -218,11 +228,17 @@ class _Run:
         return True  # process level as a user: nothing can tell (documented)
 
     def collect(self) -> tuple[str, ...]:
-        if self.host_dir is None or self.files.into is None:
+        """Hand the kept files back into `into`; only once every process of the run is gone."""
+        into, budget = self.files.into, self.limits.disk_bytes
+        if into is None or not self.files.keep:
             return ()
-        into = self.files.into
-        return tuple(name for name in self.files.keep
-                     if _take_file(self.host_dir / name, into / name))
+        if self.handback is not None:
+            os.lseek(self.handback, 0, os.SEEK_SET)
+            data = os.read(self.handback, budget + 4096 * len(self.files.keep))
+            return write_into(into, parse_records(data, self.files.keep))
+        if self.host_dir is not None:
+            return write_into(into, read_kept(self.host_dir, self.files.keep, budget))
+        return ()
 
     def close(self) -> None:
         if self.proc is not None and self.proc.returncode is None:  # interrupted
@@ -241,30 +257,50 @@ class _Run:
             remove_tree(self.host_dir)
 
 
-def _start(run: _Run, source: bytes, token: bytes) -> tuple[int, int | None]:
-    """Start the run's processes; (report read end, info read end or None)."""
+@dataclass(frozen=True)
+class _Started:
+    """The runner's ends of a started run's channels."""
+
+    report: int
+    marker: int
+    info: int | None
+
+
+def _bwrap_data(run: _Run) -> dict[str, int]:
+    """What bwrap copies into the sandbox from descriptors: given files and the accounts."""
+    data = {f"{SANDBOX_DIR}/{name}": run.keep_fd(os.open(source, os.O_RDONLY | os.O_CLOEXEC))
+            for name, source in run.files.give.items()}
+    passwd, group = passwd_entries(run.uid if run.as_root else os.getuid())
+    data["/etc/passwd"] = run.keep_fd(_memfd("passwd", passwd))
+    data["/etc/group"] = run.keep_fd(_memfd("group", group))
+    return data
+
+
+def _start(run: _Run, source: bytes, token: bytes, tests_from_line: int) -> _Started:
+    """Start the run's processes."""
     token_r, token_w = run.pipe()
     os.write(token_w, token)  # fits the pipe buffer; read by the harness before the program
     run.close_fd(token_w)
     report_r, report_w = run.pipe()
-    program_fd = os.memfd_create("program")
-    run.fds.append(program_fd)
-    os.write(program_fd, source)
-    os.lseek(program_fd, 0, os.SEEK_SET)
-    passed = [token_r, report_w, program_fd]
+    marker_r, marker_w = run.pipe()
+    program_fd = run.keep_fd(_memfd("program", source))
+    handback = run.handback if run.handback is not None else -1
+    channels = Channels(token_r, report_w, program_fd, marker_w, handback)
+    passed = [token_r, report_w, program_fd, marker_w] + ([handback] if handback >= 0 else [])
     info_r = None
     if run.bwrap:
         info_r, info_w = run.pipe()
-        passed.append(info_w)
-        prefix = bwrap_command(run.limits, run.as_root, info_w, run.host_dir,
-                               {n: _readable_by_anyone(p) for n, p in run.files.give.items()})
+        data = _bwrap_data(run)
+        passed += [info_w, *data.values()]
+        prefix = bwrap_command(run.limits, run.as_root, info_w, data)
         workdir, home = SANDBOX_DIR, SANDBOX_DIR
     else:
         prefix = netns_command(run.as_root) if run.level == "netns" else []
         workdir, home = ".", str(run.host_dir)
     adopt = run.level == "process"  # a pid namespace's init reaps at the other levels
-    argv = prefix + python_command(token_r, report_w, program_fd, run.uid, adopt, run.limits,
-                                   workdir)
+    keep = tuple(run.files.keep) if handback >= 0 else ()
+    argv = prefix + python_command(channels, run.uid, adopt, run.limits, workdir,
+                                   tests_from_line, keep)
     if run.group is not None:
         argv = ["/bin/sh", "-c", _WAIT_FOR_CGROUP, "sh", *argv]
     run.proc = subprocess.Popen(
@@ -274,7 +310,8 @@ def _start(run: _Run, source: bytes, token: bytes) -> tuple[int, int | None]:
         start_new_session=True,
     )
     for fd in passed:
-        run.close_fd(fd)
+        if fd != run.handback:
+            run.close_fd(fd)
     if run.group is not None:
         assert run.proc.stdin is not None
         try:
@@ -282,24 +319,17 @@ def _start(run: _Run, source: bytes, token: bytes) -> tuple[int, int | None]:
             run.proc.stdin.write(b"go\n")
         finally:
             run.proc.stdin.close()  # without the line, the shell exits before anything ran
-    return report_r, info_r
-
-
-def _read_report(fd: int) -> bytes:
-    # Non-blocking: a holder of the write end may still be dying after a kill.
-    os.set_blocking(fd, False)
-    try:
-        return os.read(fd, 256)
-    except BlockingIOError:
-        return b""
+    return _Started(report_r, marker_r, info_r)
 
 
 def run_at(
     level: str, source: bytes, limits: Limits, *, cgroup_parent: str | None = None,
-    work_root: str | Path | None = None, files: Files | None = None,
+    work_root: str | Path | None = None, files: Files | None = None, tests_from_line: int = 1,
 ) -> Outcome:
     """Run `source` at `level` (already chosen) and judge it. Never raises for anything
-    the program does; a failure of the machinery is a "sandbox-error" outcome."""
+    the program does; a failure of the machinery is a "sandbox-error" outcome.
+    `tests_from_line`: where the program's tests start (asserts above are the
+    implementation's own)."""
     files = files or Files({})
     hierarchy = cgroup.probe(cgroup_parent)[0] if level == FULL else None
     if level == FULL and hierarchy is None:
@@ -313,22 +343,25 @@ def run_at(
     try:
         token = secrets.token_hex(16).encode()
         try:
-            report_r, info_r = _start(run, source, token)
+            started = _start(run, source, token, tests_from_line)
         except OSError as exc:
             return not_run("sandbox-error", f"sandbox: could not start the run: {exc}", recorded)
-        if info_r is not None:
-            run.namespace_init = _read_namespace_init(info_r)
+        if started.info is not None:
+            run.namespace_init = _read_namespace_init(started.info)
         assert run.proc is not None
-        capture, reason = watch(run.proc, limits, run.kill)
+        group = run.group
+        capture, reason = watch(run.proc, limits, run.kill,
+                                group.cpu_seconds if group is not None else None)
         run.kill()  # whatever the program left behind, whichever way it ended
         returncode = run.proc.wait()
-        report = parse_report(_read_report(report_r))
+        report = parse_report(_read_available(started.report, 256))
         gone = run.wait_gone()
-        oom_kills = run.group.oom_kills() if run.group is not None else 0
-        marker = b"\n" + token + b"\n"
+        oom_kills = group.oom_kills() if group is not None else 0
+        cpu_s = group.cpu_seconds() if group is not None else report.cpu_s
         stdout, stderr = bytes(capture.stdout), bytes(capture.stderr)
         status, detail = judge(limits=limits, report=report, reason=reason,
-                               returncode=returncode, marker_seen=marker in stdout,
+                               returncode=returncode,
+                               marker_seen=token in _read_available(started.marker, 4096),
                                stderr_tail=stderr, oom_kills=oom_kills)
         if not gone:
             status, detail = "sandbox-error", "sandbox: processes of the run outlived the kill"
@@ -336,8 +369,9 @@ def run_at(
         return Outcome(
             status=status, passed=status == "pass", exit_code=exit_code_from(returncode, report),
             duration_s=time.monotonic() - start, isolation=recorded,
-            stdout_tail=stdout.replace(marker, b"").decode("utf-8", "replace"),
+            stdout_tail=stdout.decode("utf-8", "replace"),
             stderr_tail=stderr.decode("utf-8", "replace"), detail=detail, kept=kept,
+            cpu_s=None if cpu_s is None else round(cpu_s, 3),
         )
     finally:
         run.close()

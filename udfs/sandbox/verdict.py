@@ -25,6 +25,9 @@ class Outcome:
     stderr_tail: str
     detail: str = ""  # why, in words, for anything but a pass
     kept: tuple[str, ...] = ()  # files handed back from the program's dir (run_program keep=)
+    # CPU seconds of the whole program (its cgroup), else of its main process and the
+    # children it reaped; None when it did not run or nothing could tell.
+    cpu_s: float | None = None
 
 
 def not_run(status: str, detail: str, level: str = "none") -> Outcome:
@@ -90,6 +93,7 @@ def judge(
 ) -> tuple[str, str]:
     """(status, detail) for one finished run.
 
+    `reason`: why the runner stopped it ("timeout", "cpu", "output"), None if it ended.
     `returncode` is what the outermost process exited with: only it and the marker
     decide a pass, as a program that reached the report pipe could write anything there.
     `oom_kills`: processes of the run the kernel killed at the cgroup's memory limit; any
@@ -97,6 +101,8 @@ def judge(
     """
     if reason == "timeout":
         return "timeout", f"wall time over {limits.wall_seconds:g} s"
+    if reason == "cpu":
+        return "timeout", f"CPU time over {limits.cpu_seconds} s (all processes of the program)"
     if not report.started:
         # The harness never got to the program: bwrap, unshare or Python failed.
         return "sandbox-error", f"the sandbox did not start (exit code {returncode})"

@@ -16,6 +16,9 @@ _CHUNK = 65536
 _EXIT_GRACE_S = 0.5  # after the program exits, for output still in the pipes
 _DRAIN_S = 2.0  # after a kill, for the pipes to close (they do once all holders died)
 _POLL_S = 0.1  # exit polling when pidfd_open is missing
+# CPU polling: never longer than all cores busy need to use what is left of the limit
+# (so it is overshot by at most cores x the shortest poll), and never over 0.1 s.
+_CPU_POLL_S = (0.005, 0.1)
 
 
 def _pidfd(pid: int) -> int | None:
@@ -30,15 +33,23 @@ def _has_exited(pid: int) -> bool:
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
+def _cpu_poll_s(used: float, limit: float) -> float:
+    cores = os.cpu_count() or 1
+    shortest, longest = _CPU_POLL_S
+    return max(shortest, min(longest, (limit - used) / cores))
+
+
 def watch(
     proc: subprocess.Popen[bytes], limits: Limits, kill: Callable[[], None],
+    cpu_used: Callable[[], float | None] | None = None,
 ) -> tuple[Capture, str | None]:
-    """Read the run's output until it ends; (capture, "timeout" | "output" | None).
+    """Read the run's output until it ends; (capture, "timeout" | "cpu" | "output" | None).
 
     `kill` ends everything the run started. It is called at the wall deadline, past
-    the output budget, or when the program exited but something it left holds the
-    pipes open; the pipes are then drained, discarding, until every holder is gone or
-    _DRAIN_S passed.
+    the output budget, when `cpu_used` (the whole program's CPU seconds, from its
+    cgroup) reaches cpu_seconds, or when the program exited but something it left holds
+    the pipes open; the pipes are then drained, discarding, until every holder is gone
+    or _DRAIN_S passed.
     """
     assert proc.stdout is not None and proc.stderr is not None
     capture = Capture(limits.output_bytes)
@@ -63,6 +74,15 @@ def watch(
                 killed, act_at = True, now + _DRAIN_S
                 continue
             wait = act_at - now if pidfd is not None else min(act_at - now, _POLL_S)
+            if cpu_used is not None and not killed:
+                used = cpu_used()
+                if used is not None and used >= limits.cpu_seconds:
+                    reason = reason or "cpu"
+                    kill()
+                    killed, act_at = True, now + _DRAIN_S
+                    continue
+                if used is not None:
+                    wait = min(wait, _cpu_poll_s(used, limits.cpu_seconds))
             events = selector.select(wait)
             if pidfd is None and not exited and _has_exited(proc.pid):
                 exited, act_at = True, min(act_at, time.monotonic() + _EXIT_GRACE_S)

@@ -19,13 +19,14 @@ Two kinds of host, found once per process by `probe()`:
 - cgroup v1 with writable memory and cpuacct hierarchies: memory.limit_in_bytes (and
   memsw when swap is accounted), CPU from cpuacct.usage; killed by signalling each
   member through a pidfd checked to be in the run's cgroup; empty when cgroup.procs is.
-  Tasks are not put in a v1 pids cgroup: each hierarchy a process joins costs a few
-  milliseconds here (an RCU grace period), and RLIMIT_NPROC already counts the whole
+  Tasks are not put in a v1 pids cgroup: RLIMIT_NPROC already counts the whole
   program's tasks, as they all have the run's own uid (as root) or live in its own user
   namespace.
 
-A process joins before it can fork (the runner starts the sandbox behind a shell that
-waits for a go-ahead once its pid is in the cgroup), so everything it starts is inside.
+A process joins before it can fork, so everything it starts is inside: the runner starts
+the sandbox behind a shell that moves itself in (v1: writing 0 to each `tasks` file,
+which skips the kernel's global lock) or waits for a go-ahead once the runner has put
+its pid there (v2).
 """
 
 from __future__ import annotations
@@ -259,6 +260,13 @@ class RunCgroup:
     def add(self, pid: int) -> None:
         for directory in self.dirs:
             _write(directory / "cgroup.procs", str(pid))
+
+    def self_join_files(self) -> tuple[Path, ...] | None:
+        """v1: the `tasks` files a single-threaded process joins by writing 0 to each;
+        None on v2, where the runner adds the pid (`add`)."""
+        if self.hierarchy.version == 2:
+            return None
+        return tuple(directory / "tasks" for directory in self.dirs)
 
     def members(self) -> list[int]:
         pids: set[int] = set()

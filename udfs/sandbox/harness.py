@@ -54,45 +54,60 @@ written tests that test nothing; tests/security checks that the generic ways (sc
 
 from __future__ import annotations
 
+import _ast
 import builtins
 import os
 import resource
 import sys
 import types
 
-# typing, contextlib and ast cost milliseconds to import, paid by every program: the
-# annotations are only for the type checker, and ast is imported only for programs
-# that have an assert or end in a SystemExit.
+# typing, contextlib, ast and ctypes cost milliseconds to import, paid by every program:
+# the annotations are only for the type checker, syntax trees are _ast's (what compile()
+# makes), and C functions are called through _ctypes.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ast
     import mmap
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from importlib.machinery import ModuleSpec
     from typing import NoReturn
 
 PROGRAM_NAME = "program.py"
 ASSERT_HOOK = "__selfalign_assert__"  # the builtin a rewritten assert calls
-# keyctl(2) per machine; KEYCTL_JOIN_SESSION_KEYRING with no name makes a new anonymous one.
-_KEYCTL = {"x86_64": 250, "aarch64": 219, "ppc64le": 250, "s390x": 250}
-_JOIN_SESSION_KEYRING = 1
+# keyctl(2) per machine (the generic table's number on arm64 and riscv64).
+_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219}
+_KEYCTL_GET_KEYRING_ID, _KEYCTL_JOIN_SESSION_KEYRING, _SESSION_KEYRING = 0, 1, -3
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
 _ASSERT_FAILED, _UNITTEST_FAILED = 0, 1  # bytes of the shared failure flags
+_ONLY_AST = 0x400  # compile(): return the syntax tree (ast.PyCF_ONLY_AST)
 
 
 # --- the process's own state -----------------------------------------------------------
 
-def leave_session_keyring(libc: object) -> None:
-    """Join a new, empty session keyring, or stop if keys could still be reached."""
-    number = _KEYCTL.get(os.uname().machine)
-    if number is None or libc.syscall(number, _JOIN_SESSION_KEYRING, None) >= 0:  # type: ignore[attr-defined]
-        return
-    import ctypes
+def libc_call(name: str, *args: int) -> int:
+    """Call a libc function of int arguments (0 for NULL); its int result."""
+    try:
+        import _ctypes
 
-    # A seccomp profile that denies keyctl (Docker's default) denies it to the program
-    # too: nothing to protect then. Anything else is a refusal to run.
-    if ctypes.get_errno() not in (1, 38):  # EPERM, ENOSYS
-        sys.stderr.write(f"sandbox: cannot leave the runner's session keyring: {os.strerror(ctypes.get_errno())}\n")
+        return _ctypes.call_function(_ctypes.dlsym(_ctypes.dlopen(None), name), args)  # type: ignore[attr-defined]
+    except AttributeError:  # an interpreter without those private helpers
+        import ctypes
+
+        return getattr(ctypes.CDLL(None), name)(*args)
+
+
+def leave_session_keyring() -> None:
+    """Join a new, empty session keyring, or stop if the runner's could still be reached."""
+    number = _KEYCTL.get(os.uname().machine)
+    if number is None:
+        sys.stderr.write(f"sandbox: no keyctl number known for {os.uname().machine}: "
+                         "cannot leave the runner's session keyring\n")
+        os._exit(125)
+    if libc_call("syscall", number, _KEYCTL_JOIN_SESSION_KEYRING, 0) >= 0:
+        return
+    # Where keyctl is denied altogether (Docker's default seccomp profile), it is denied
+    # to the program too: nothing to protect then. Anything else is a refusal to run.
+    if libc_call("syscall", number, _KEYCTL_GET_KEYRING_ID, _SESSION_KEYRING, 0) >= 0:
+        sys.stderr.write("sandbox: cannot leave the runner's session keyring\n")
         os._exit(125)
 
 
@@ -244,16 +259,35 @@ def install_assert_hook(flags: mmap.mmap) -> None:
     setattr(builtins, ASSERT_HOOK, checked)
 
 
-def rewrite_asserts(tree: ast.Module, first_line: int) -> None:
+def walk(tree: _ast.AST) -> Iterator[_ast.AST]:
+    """Every node of a syntax tree (ast.walk, without importing ast)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                stack.extend(item for item in value if isinstance(item, _ast.AST))
+            elif isinstance(value, _ast.AST):
+                stack.append(value)
+
+
+def parse(source: bytes, path: str = "<unknown>") -> _ast.Module:
+    tree = compile(source, path, "exec", _ONLY_AST)
+    assert isinstance(tree, _ast.Module)
+    return tree
+
+
+def rewrite_asserts(tree: _ast.Module, first_line: int) -> None:
     """`assert test, msg` from first_line on becomes `assert HOOK(test), msg`: the test is
     evaluated once, msg only on failure, and the traceback still shows the line."""
-    import ast
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assert) and node.lineno >= first_line:
-            call = ast.Call(ast.Name(ASSERT_HOOK, ast.Load()), [node.test], [])
-            node.test = ast.copy_location(call, node.test)
-    ast.fix_missing_locations(tree)
+    for node in walk(tree):
+        if isinstance(node, _ast.Assert) and node.lineno >= first_line:
+            test = node.test
+            where = {key: getattr(test, key) for key in ("lineno", "col_offset", "end_lineno", "end_col_offset")}
+            hook = _ast.Name(id=ASSERT_HOOK, ctx=_ast.Load(), **where)
+            node.test = _ast.Call(func=hook, args=[test], keywords=[], **where)
 
 
 class UnittestWatch:
@@ -319,28 +353,25 @@ class _PatchingLoader:
 
 # --- which end is a normal end ----------------------------------------------------------------
 
-def _is_main_guard(node: ast.stmt) -> bool:
-    import ast
-
+def _is_main_guard(node: _ast.stmt) -> bool:
     test = getattr(node, "test", None)
     return (
-        isinstance(node, ast.If) and isinstance(test, ast.Compare)
-        and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-        and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
+        isinstance(node, _ast.If) and isinstance(test, _ast.Compare)
+        and isinstance(test.left, _ast.Name) and test.left.id == "__name__"
+        and len(test.comparators) == 1 and isinstance(test.comparators[0], _ast.Constant)
         and test.comparators[0].value == "__main__"
     )
 
 
-def _top_statements(source: bytes) -> list[ast.stmt]:
+def _top_statements(source: bytes) -> list[_ast.stmt]:
     """The program's top-level statements, a trailing main guard's body in its place."""
-    import ast
-
     try:
-        body = ast.parse(source).body
+        body = parse(source).body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    if body and _is_main_guard(body[-1]) and isinstance(body[-1], ast.If) and not body[-1].orelse:
-        return body[:-1] + body[-1].body
+    last = body[-1] if body else None
+    if isinstance(last, _ast.If) and _is_main_guard(last) and not last.orelse:
+        return body[:-1] + last.body
     return body
 
 
@@ -375,21 +406,19 @@ def _from_unittest_main(exc: SystemExit) -> bool:
 
 def tests_after(source: bytes, line: int) -> bool:
     """Whether a top-level statement after `line` asserts or calls a function that does."""
-    import ast
-
     body = _top_statements(source)
     asserting = {
         node.name for node in body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-        and any(isinstance(inner, ast.Assert) for inner in ast.walk(node))
+        if isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef))
+        and any(isinstance(inner, _ast.Assert) for inner in walk(node))
     }
     for statement in body:
         if statement.lineno <= line:
             continue
-        for node in ast.walk(statement):
-            if isinstance(node, ast.Assert):
+        for node in walk(statement):
+            if isinstance(node, _ast.Assert):
                 return True
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in asserting:
+            if isinstance(node, _ast.Call) and isinstance(node.func, _ast.Name) and node.func.id in asserting:
                 return True
     return False
 
@@ -433,10 +462,8 @@ def run_test_cases(main: types.ModuleType, ran: set[str]) -> bool:
 def compiled(source: bytes, path: str, tests_from_line: int) -> types.CodeType:
     if b"assert" not in source:
         return compile(source, path, "exec")
-    import ast
-
     try:
-        tree = ast.parse(source, path)
+        tree = parse(source, path)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return compile(source, path, "exec")  # raises as plain Python would
     rewrite_asserts(tree, tests_from_line)
@@ -472,18 +499,15 @@ def run(argv: list[str]) -> None:
     token_fd, report_fd, program_fd, marker_fd, handback_fd, uid, adopt = (int(v) for v in argv[1:8])
     cpu, memory, processes, file_size, open_files = (int(v) for v in argv[8:13])
     workdir, tests_from_line, keep, disk = argv[13], int(argv[14]), argv[15], int(argv[16])
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    leave_session_keyring(libc)
+    leave_session_keyring()
     if adopt:
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        libc_call("prctl", _PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     source = read_all(program_fd)
     child = os.fork()
     if child:
         os.close(token_fd)
         os.close(marker_fd)
-        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
         supervise(child, report_fd, uid, bool(adopt),
                   (handback_fd, workdir, keep.split("/") if keep else [], disk))
     if handback_fd >= 0:

@@ -19,6 +19,7 @@ Which of them this machine has, and which a config gets: udfs/sandbox/probe.py.
 from __future__ import annotations
 
 import functools
+import marshal
 import os
 import shutil
 import sys
@@ -48,6 +49,25 @@ def harness_source() -> str:
     return resources.files("udfs.sandbox").joinpath("harness.py").read_text(encoding="utf-8")
 
 
+HARNESS_FILENAME = "<sandbox harness>"  # as tracebacks through the harness name it
+# What `python -c` runs: the harness, compiled once per runner process and handed in as
+# marshalled code on the descriptor in argv[1] (compiling its text costs every run ~4 ms
+# of CPU; the interpreter that loads it is the one that marshalled it).
+BOOTSTRAP = (
+    "import marshal, os, sys\n"
+    "fd = int(sys.argv.pop(1))\n"
+    "code = marshal.loads(os.pread(fd, os.fstat(fd).st_size, 0))\n"
+    "os.close(fd)\n"
+    "del fd\n"
+    "exec(code)\n"
+)
+
+
+@functools.cache
+def harness_code() -> bytes:
+    return marshal.dumps(compile(harness_source(), HARNESS_FILENAME, "exec"))
+
+
 # --- commands --------------------------------------------------------------------------
 
 def sandbox_env(home: str) -> dict[str, str]:
@@ -71,6 +91,7 @@ def sandbox_env(home: str) -> dict[str, str]:
 class Channels:
     """The descriptors the harness gets (-1: none), as the sandbox's processes see them."""
 
+    harness: int
     token: int
     report: int
     program: int
@@ -86,7 +107,7 @@ def python_command(
     # PYTHONHASHSEED (a set's order must not change a verdict between runs).
     safe_path = ["-P"] if sys.version_info >= (3, 11) else []
     return [
-        sys.executable, "-s", "-B", *safe_path, "-c", harness_source(),
+        sys.executable, "-s", "-B", *safe_path, "-c", BOOTSTRAP, str(channels.harness),
         str(channels.token), str(channels.report), str(channels.program), str(channels.marker),
         str(channels.handback), str(uid), str(int(adopt)),
         str(limits.cpu_seconds), str(limits.memory_bytes), str(limits.max_processes),

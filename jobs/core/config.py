@@ -281,10 +281,11 @@ class SandboxConfig(Section):
     isolation: Literal["auto", "bwrap+cgroup", "bwrap", "netns", "process"] = "auto"
     # A level weaker than asked (or than auto needs) is refused unless this allows it.
     allow_weaker: bool = False
-    # A delegated cgroup (v2) or a name under the v1 memory/pids hierarchies for the
-    # runs' cgroups; None: selfalign.sandbox at the hierarchy's root (needs root).
+    # A delegated cgroup (v2) or a path under the v1 memory and cpuacct hierarchies' roots
+    # for the runs' cgroups; None: selfalign.sandbox under this process's own cgroup, so
+    # the container's limit bounds the runs (needs root or a delegated own cgroup).
     cgroup_parent: str | None = None
-    cpu_seconds: int = 10
+    cpu_seconds: int = 10  # the whole program (cgroup usage) and each process (RLIMIT_CPU)
     wall_seconds: float = 20.0
     memory_bytes: int = 2 << 30  # the whole program (cgroup) and each process (RLIMIT_AS)
     max_processes: int = 64  # tasks: processes and threads

@@ -564,7 +564,12 @@ def run_command(args: argparse.Namespace) -> None:
     from jobs.core.config import default_benchmarks_dir
 
     benchmarks = Path(args.benchmarks or default_benchmarks_dir())
-    programs, notes = build_programs(benchmarks, args.tasks, args.styles, args.wrong)
+    try:
+        programs, notes = build_programs(benchmarks, args.tasks, args.styles, args.wrong)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"verdict_change_bench: {exc.filename} is missing: point --benchmarks "
+                         "(or SELFALIGN_BENCHMARKS_DIR) at the benchmark files, or fetch them "
+                         "with `selfalign benchmarks download`") from None
     print(f"code root {args.code_root} ({described}); {len(programs)} programs, "
           f"{args.workers} workers")
     for note in notes:

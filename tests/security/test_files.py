@@ -53,6 +53,38 @@ def test_kept_files_come_back(level: str, tmp_path: Path) -> None:
     assert sorted(p.name for p in into.iterdir()) == ["out.txt"]
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_kept_files_are_whole_when_the_program_left_them_open(level: str, tmp_path: Path) -> None:
+    # No close, no flush, stdout redirected to a file: plain Python's exit flushes them.
+    program = """
+    import sys
+    out = open("data.txt", "w")
+    out.write("x" * 100)
+    sys.stdout = open("printed.txt", "w")
+    print("result 42")
+    """
+    into = tmp_path / "into"
+    into.mkdir()
+    outcome = run_hostile(program, new_token(), level=level, keep=("data.txt", "printed.txt"),
+                          into=into)
+    assert outcome.status == "pass", outcome
+    assert (into / "data.txt").read_text() == "x" * 100
+    assert (into / "printed.txt").read_text() == "result 42\n"
+
+
+@needs_bwrap
+def test_a_kept_file_near_the_memory_limit_comes_back(tmp_path: Path) -> None:
+    # The file is on the run's tmpfs (its memory); handing it back adds one copy, not more.
+    into = tmp_path / "into"
+    into.mkdir()
+    limits = replace(LIMITS, memory_bytes=96 << 20, disk_bytes=32 << 20, file_size_bytes=32 << 20,
+                     wall_seconds=20.0)
+    outcome = run_hostile("open('out.bin', 'wb').write(b'x' * (28 << 20))\n", new_token(), limits,
+                          keep=("out.bin",), into=into)
+    assert outcome.status == "pass", outcome
+    assert (into / "out.bin").stat().st_size == 28 << 20
+
+
 @needs_bwrap
 def test_a_run_handing_files_back_is_bounded_by_its_disk(tmp_path: Path) -> None:
     work, into = tmp_path / "work", tmp_path / "into"

@@ -238,6 +238,30 @@ CAUGHT_FAILURES = {
         "import atexit\ndef leave():\n    raise SystemExit(0)\natexit.register(leave)\n"
         "try:\n    assert 1 + 1 == 3\nexcept AssertionError:\n    pass\n"
     ),
+    "a thread nobody joins, failing after the main code ended": (
+        "import threading, time\ndef add(a, b):\n    return a - b\n"
+        "def test_add():\n    time.sleep(0.3)\n    assert add(1, 2) == 3\n"
+        "threading.Thread(target=test_add).start()\n"
+    ),
+    "a process nobody joins, failing after the main code ended": (
+        "import multiprocessing, time\ndef add(a, b):\n    return a - b\n"
+        "def test_add():\n    time.sleep(0.3)\n    assert add(1, 2) == 3\n"
+        "if __name__ == '__main__':\n    multiprocessing.Process(target=test_add).start()\n"
+    ),
+    "doctest failures ignored": (
+        "import doctest\ndef add(a, b):\n    \"\"\"\n    >>> add(1, 2)\n    3\n    \"\"\"\n    return a - b\n"
+        "doctest.testmod()\n"
+    ),
+    "a code section whose own main block ends the program before the tests": (
+        "import unittest\ndef add(a, b):\n    return a - b\n"
+        "if __name__ == '__main__':\n    unittest.main()\n"
+        "class TestAdd(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
+        "if __name__ == '__main__':\n    unittest.main()\n"
+    ),
+    "sys.exit(0.0), which plain Python exits 1 for": (
+        "import sys\nassert sum([1, 2]) == 3\nsys.exit(0.0)\n"
+    ),
     "unittest.main() followed by a failing assert it never reaches": (
         "import unittest\n"
         "class T(unittest.TestCase):\n"
@@ -247,10 +271,15 @@ CAUGHT_FAILURES = {
 }
 
 
+# Where the tests start when the program has a code section of its own (line 4).
+TESTS_FROM = {"a code section whose own main block ends the program before the tests": 6}
+
+
 @pytest.mark.parametrize("program", list(CAUGHT_FAILURES))
 def test_a_failed_test_assertion_fails_however_it_is_hidden(program: str) -> None:
     token = new_token()
-    outcome = run_hostile(CAUGHT_FAILURES[program], token)
+    first_test_line = TESTS_FROM.get(program, 1 - HEADER_LINES) + HEADER_LINES
+    outcome = run_hostile(CAUGHT_FAILURES[program], token, tests_from_line=first_test_line)
     assert outcome.status == "fail" and not outcome.passed, outcome
     assert_none_survive(token)
 
@@ -286,6 +315,20 @@ CORRECT = {
         "class T(unittest.TestCase):\n"
         "    def test_double(self):\n        self.assertEqual(double(2), 4)\n"
         "unittest.main()\nprint(double(21))\n"
+    ),
+    "a test helper's assert that assertRaises expects": (
+        "import unittest\n"
+        "def close_to(a, b):\n    assert abs(a - b) < 1e-9, (a, b)\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_helper_refuses_far_values(self):\n"
+        "        with self.assertRaises(AssertionError):\n            close_to(1.0, 2.0)\n"
+        "        close_to(0.1 + 0.2, 0.3)\n"
+        "unittest.main()\n"
+    ),
+    "a non-daemon thread writing the result after the main code": (
+        "import threading, time\nresult = []\n"
+        "def work():\n    time.sleep(0.2)\n    result.append(42)\n    assert result == [42]\n"
+        "threading.Thread(target=work).start()\n"
     ),
     "an implementation assert its test expects to fail": (
         "def root(x):\n    assert x >= 0, 'negative'\n    return x ** 0.5\n"

@@ -47,6 +47,7 @@ def raised_at(source: str) -> SystemExit:
         ("import sys\nsys.exit(False)\n", True),
         ("import sys\nsys.exit(1)\n", False),
         ("import sys\nsys.exit('failed')\n", False),
+        ("import sys\nsys.exit(0.0)\n", False),  # plain Python exits 1 for it
         ("import sys\nsys.exit(0)\nassert False\n", False),
         ("import sys\ndef main():\n    sys.exit(0)\nif __name__ == '__main__':\n    main()\n", True),
         ("import sys\nif __name__ == '__main__':\n    sys.exit(0)\n    x = 1\n", False),
@@ -87,7 +88,11 @@ def test_unittest_main_ends_a_program_that_tests_nothing_after_it(rest: str, nor
     program.PROGRAM = program  # type: ignore[attr-defined]
     with pytest.raises(SystemExit) as raised:
         exec(compile(source, PATH, "exec"), program.__dict__)
-    assert exit_is_normal_end(raised.value, PATH, source.encode()) is normal
+    ran = {"program.T.test_ok"}
+    assert exit_is_normal_end(raised.value, PATH, source.encode(), ran=ran) is normal
+    # Never when unittest ran nothing, nor from a line before the tests start.
+    assert not exit_is_normal_end(raised.value, PATH, source.encode(), ran=set())
+    assert not exit_is_normal_end(raised.value, PATH, source.encode(), tests_from_line=10, ran=ran)
 
 
 def test_asserts_are_rewritten_from_the_first_test_line_only() -> None:

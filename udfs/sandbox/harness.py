@@ -1,10 +1,11 @@
 """The sandbox's first program: it runs inside the isolation, sets the limits, drops to the
 run's uid, then runs the generated program as `python program.py` would.
 
-Not imported by the project: the runner reads this file as text (importlib.resources)
-and runs it as `python -s -B -P -c <text> token_fd report_fd program_fd marker_fd
-handback_fd uid adopt cpu memory processes file_size open_files workdir tests_from_line
-keep disk` (keep: the names to hand back, joined by '/'). It depends on the standard library only.
+Not imported by the project: the runner reads this file as text (importlib.resources),
+compiles it once and runs it as `python -s -B -P -c <bootstrap> harness_fd token_fd
+report_fd program_fd marker_fd handback_fd uid adopt cpu memory processes file_size
+open_files workdir tests_from_line keep disk` (keep: the names to hand back, joined by
+'/'; see levels.BOOTSTRAP). It depends on the standard library only.
 
 Two processes, both first leaving the runner's kernel session keyring for a new, empty
 one (credentials of the executor's service or of Kerberos live there):
@@ -25,31 +26,41 @@ one (credentials of the executor's service or of Kerberos live there):
   it write the token to marker_fd, a pipe of its own that no exec'd program inherits, so
   where fd 1 points and how much the program printed never hide the marker.
 
+Handed in compiled, its size costs no compile per run; syntax trees are _ast's and C
+calls go through _ctypes, so neither ast nor ctypes is imported per program.
+
 A normal end is: the module's code returns; or it raises SystemExit with code 0 (or
 None/False) from its last top-level statement (the last statement of a trailing
 `if __name__ == "__main__":` block counts as the last), as a final `sys.exit(0)` does,
-or from `unittest.main()` when nothing after it tests anything (no assert, no call of a
-function that asserts). After a return, unittest TestCases the program defined but
-never ran are run here (a program may define them and never run them); any failure,
-error or none run at all is a fail. SystemExit anywhere else, os._exit, a signal or an
-exception is not a normal end, so no token is written.
+or from unittest's own `unittest.main()` once it ran tests and nothing after it tests
+anything (no assert, TestCase, test_ function, unittest.main() or call of a function
+that asserts). Never a SystemExit raised before the tests start (the implementation's
+own main block). Then, as plain Python does at its exit, threads that are not daemons
+are waited for and atexit functions run (multiprocessing joins its children there);
+unittest tests the program defined but never ran are run here (a program may define
+TestCases and never run them); any failure, error or none run at all is a fail.
+SystemExit anywhere else, os._exit, a signal or an exception is not a normal end, so no
+token is written. With files to hand back, every open file is flushed first.
 
 A test that failed is a fail even when the program went on: every `assert` from line
 tests_from_line on (the tests; the implementation above them may use asserts it expects
-to fail) is rewritten to note a false condition in a flag shared with forked children
-before raising as usual, and unittest's TestResult notes every failure and error. So a
-failed assert caught by `except AssertionError: print("Test failed")`, masked by
-`finally: sys.exit(0)`, raised in a thread or a future nobody reads, or a unittest run
-whose result is ignored (`exit=False`), fails the run.
+to fail) is rewritten to count a false condition in a record shared with forked
+children before raising as usual; an assertRaises that expected the AssertionError
+takes it back. unittest's TestResult and doctest's runner report every failure and
+error. So a failed assert caught by `except AssertionError: print("Test failed")`,
+masked by `finally: sys.exit(0)`, raised in a thread, a process or a future nobody
+waits for, a unittest run whose result is ignored (`exit=False`) or an ignored
+`doctest.testmod()` fails the run.
 
 Where the token is: only in a closure cell of `finish`, created before the program runs
 (its descriptor is closed and was never inherited past exec: no fd, file, argument or
 environment variable holds it). What program code can still do, being the same
-process: walk the interpreter's objects (gc.get_referents of that closure) or read its
-own memory with ctypes or /proc/self/mem, and clear the failure flag the same ways.
-Such code is written against this harness in particular and could as well have
-written tests that test nothing; tests/security checks that the generic ways (scanning
-/proc/self/fd, frame locals, an exec'd interpreter) find nothing.
+process: walk the interpreter's objects (gc.get_referents of that closure, the frames
+of this harness) or read its own memory with ctypes or /proc/self/mem, and reset the
+failure record the same ways or through the assert hook's closure. Such code is written
+against this harness in particular and could as well have written tests that test
+nothing; tests/security checks that the generic ways (scanning /proc/self/fd, frame
+locals, an exec'd interpreter) find nothing.
 """
 
 from __future__ import annotations
@@ -66,7 +77,6 @@ import types
 # makes), and C functions are called through _ctypes.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import mmap
     from collections.abc import Callable, Iterator, Sequence
     from importlib.machinery import ModuleSpec
     from typing import NoReturn
@@ -77,7 +87,10 @@ ASSERT_HOOK = "__selfalign_assert__"  # the builtin a rewritten assert calls
 _KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219}
 _KEYCTL_GET_KEYRING_ID, _KEYCTL_JOIN_SESSION_KEYRING, _SESSION_KEYRING = 0, 1, -3
 _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 4, 36
-_ASSERT_FAILED, _UNITTEST_FAILED = 0, 1  # bytes of the shared failure flags
+# The failure record shared with forked children (an anonymous shared mmap): failed test
+# asserts not expected by an assertRaises, as a 4-byte count, then one byte set when
+# unittest or doctest reported a failure.
+_ASSERTS, _REPORTED, _RECORD_SIZE = slice(0, 4), 4, 5
 _ONLY_AST = 0x400  # compile(): return the syntax tree (ast.PyCF_ONLY_AST)
 
 
@@ -132,7 +145,8 @@ def drop_to(uid: int) -> None:
 # --- the supervisor --------------------------------------------------------------------
 
 def hand_back(handback_fd: int, directory: str, names: list[str], budget: int) -> None:
-    """Copy each named plain file of `directory` into handback_fd, `budget` bytes at most."""
+    """Copy each named plain file of `directory` into handback_fd, `budget` bytes at most,
+    in the kernel (sendfile): the run's memory holds no second copy while it hands back."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     for name in names:
         try:
@@ -141,16 +155,19 @@ def hand_back(handback_fd: int, directory: str, names: list[str], budget: int) -
             continue  # missing, a link (ELOOP) or unreadable
         try:
             info = os.fstat(fd)
-            if (info.st_mode & 0o170000) != 0o100000 or info.st_nlink != 1 or info.st_size > budget:
+            size = info.st_size
+            if (info.st_mode & 0o170000) != 0o100000 or info.st_nlink != 1 or size > budget:
                 continue
-            data = os.read(fd, info.st_size + 1)
-            if len(data) != info.st_size:
-                continue  # changed while read
-            budget -= len(data)
-            record = name.encode() + b"\0" + str(len(data)).encode() + b"\n" + data
-            view = memoryview(record)
-            while view:
-                view = view[os.write(handback_fd, view):]
+            start = os.lseek(handback_fd, 0, os.SEEK_CUR)
+            os.write(handback_fd, name.encode() + b"\0" + str(size).encode() + b"\n")
+            sent = 0
+            while sent < size and (step := os.sendfile(handback_fd, fd, sent, size - sent)):
+                sent += step
+            if sent != size:  # it shrank meanwhile: leave no broken record behind
+                os.ftruncate(handback_fd, start)
+                os.lseek(handback_fd, start, os.SEEK_SET)
+                continue
+            budget -= size
         finally:
             os.close(fd)
 
@@ -210,23 +227,80 @@ def set_limits(cpu: int, memory: int, processes: int, file_size: int, open_files
         resource.setrlimit(which, (soft, hard))
 
 
-def make_finisher(marker: bytes, marker_fd: int, flags: mmap.mmap) -> Callable[[], NoReturn]:
+class Failures:
+    """The failure record of a run (see _ASSERTS): kept in shared memory, so what a forked
+    child noted counts too."""
+
+    def __init__(self) -> None:
+        import mmap
+
+        self.record = mmap.mmap(-1, _RECORD_SIZE)
+
+    def asserts(self) -> int:
+        return int.from_bytes(self.record[_ASSERTS], "little")
+
+    def add_assert(self, delta: int) -> None:
+        count = max(0, self.asserts() + delta)
+        self.record[_ASSERTS] = count.to_bytes(4, "little")
+
+    def report(self) -> None:
+        self.record[_REPORTED] = 1
+
+    def why(self) -> str | None:
+        if self.asserts():
+            return "an assert of the tests failed"
+        if self.record[_REPORTED]:
+            return "unittest or doctest reported a failure or an error"
+        return None
+
+
+def _flush(streams: Sequence[object]) -> None:
+    for stream in streams:
+        try:  # noqa: SIM105 - contextlib would be one more import per program
+            stream.flush()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
+
+def end_as_python_would() -> None:
+    """What the interpreter does at a normal exit before it stops: wait for the threads
+    that are not daemons, then run the atexit functions (multiprocessing joins its
+    children there). A test failing in any of them still counts."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:  # noqa: SIM105
+            threading._shutdown()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+    import atexit
+
+    atexit._run_exitfuncs()
+
+
+def flush_open_files() -> None:
+    """Flush every open file object: its data must be whole in the files handed back,
+    as the interpreter's own finalization would leave it."""
+    import gc
+    import io
+
+    _flush([obj for obj in gc.get_objects() if isinstance(obj, io.IOBase) and not obj.closed])
+
+
+def make_finisher(marker: bytes, marker_fd: int, failures: Failures,
+                  hands_back: bool) -> Callable[[], NoReturn]:
     write, leave = os.write, os._exit
     streams = (sys.stdout, sys.stderr)
 
     def finish() -> NoReturn:
-        for stream in streams:
-            try:  # noqa: SIM105 - contextlib would be one more import per program
-                stream.flush()
-            except Exception:
-                pass
-        failed = flags[_ASSERT_FAILED] or flags[_UNITTEST_FAILED]
-        if failed:
-            why = ("an assert of the tests failed" if flags[_ASSERT_FAILED]
-                   else "unittest reported a failure or an error")
+        end_as_python_would()
+        _flush([*streams, sys.stdout, sys.stderr])
+        why = failures.why()
+        if why:
             write(2, f"sandbox: {why}, and the program went on (caught, in another thread "
                      "or process, or masked by an exit)\n".encode())
             leave(1)
+        if hands_back:
+            flush_open_files()
         try:
             write(marker_fd, marker)
         except OSError:
@@ -239,21 +313,19 @@ def make_finisher(marker: bytes, marker_fd: int, flags: mmap.mmap) -> Callable[[
 
 def fail_now() -> NoReturn:
     """Exit 1 as an uncaught exception would, with what the program printed flushed."""
-    for stream in (sys.stdout, sys.stderr):
-        try:  # noqa: SIM105
-            stream.flush()
-        except Exception:
-            pass
+    _flush([sys.stdout, sys.stderr])
     os._exit(1)
 
 
 # --- noting failed tests ------------------------------------------------------------------
 
-def install_assert_hook(flags: mmap.mmap) -> None:
+def install_assert_hook(watch: TestWatch) -> None:
+    failed = watch.failed_assert
+
     def checked(value: object) -> bool:
         if value:
             return True
-        flags[_ASSERT_FAILED] = 1
+        failed()
         return False
 
     setattr(builtins, ASSERT_HOOK, checked)
@@ -290,27 +362,47 @@ def rewrite_asserts(tree: _ast.Module, first_line: int) -> None:
             node.test = _ast.Call(func=hook, args=[test], keywords=[], **where)
 
 
-class UnittestWatch:
-    """Patches unittest's TestResult as it is first imported: it notes each test run and
-    flags every failure and error, whoever ran the test and whatever became of the result."""
+class TestWatch:
+    """Patches unittest and doctest as the program first imports them: every test run is
+    noted, every failure and error reported, whoever ran the test and whatever became of
+    the result; an AssertionError an assertRaises expected takes back the failed test
+    assert that raised it."""
 
-    def __init__(self, flags: mmap.mmap) -> None:
-        self.flags = flags
+    MODULES = ("unittest.result", "unittest.case", "doctest")
+
+    def __init__(self, failures: Failures) -> None:
+        self.failures = failures
         self.ran: set[str] = set()
+        self.pending = set(self.MODULES)
+        self.failed_in: list[types.CodeType] = []  # code of each failed test assert counted
 
     def find_spec(self, name: str, path: Sequence[str] | None = None,
                   target: types.ModuleType | None = None) -> ModuleSpec | None:
-        if name != "unittest.result":
+        if name not in self.pending:
             return None
-        sys.meta_path.remove(self)
+        self.pending.discard(name)
+        if not self.pending:
+            sys.meta_path.remove(self)
         finder = next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
         spec = finder.find_spec(name, path, target)  # type: ignore[attr-defined]
         if spec is not None and spec.loader is not None:
             spec.loader = _PatchingLoader(spec.loader, self)  # type: ignore[assignment]
         return spec
 
-    def patch(self, result_class: type) -> None:
-        flags, ran = self.flags, self.ran
+    def patch(self, module: types.ModuleType) -> None:
+        if module.__name__ == "unittest.result":
+            self.patch_results(module.TestResult)
+        elif module.__name__ == "unittest.case":
+            self.patch_assert_raises(module._AssertRaisesContext)
+        else:
+            self.patch_doctest(module.DocTestRunner)
+
+    def failed_assert(self) -> None:
+        self.failures.add_assert(1)
+        self.failed_in.append(sys._getframe(2).f_code)
+
+    def patch_results(self, result_class: type) -> None:
+        report, ran = self.failures.report, self.ran
         start, failure, error = result_class.startTest, result_class.addFailure, result_class.addError
         sub_test, unexpected = result_class.addSubTest, result_class.addUnexpectedSuccess
 
@@ -319,28 +411,58 @@ class UnittestWatch:
             start(self, test)
 
         def addFailure(self: object, test: object, err: object) -> None:
-            flags[_UNITTEST_FAILED] = 1
+            report()
             failure(self, test, err)
 
         def addError(self: object, test: object, err: object) -> None:
-            flags[_UNITTEST_FAILED] = 1
+            report()
             error(self, test, err)
 
         def addSubTest(self: object, test: object, subtest: object, err: object) -> None:
             if err is not None:
-                flags[_UNITTEST_FAILED] = 1
+                report()
             sub_test(self, test, subtest, err)
 
         def addUnexpectedSuccess(self: object, test: object) -> None:
-            flags[_UNITTEST_FAILED] = 1
+            report()
             unexpected(self, test)
 
         for patched in (startTest, addFailure, addError, addSubTest, addUnexpectedSuccess):
             setattr(result_class, patched.__name__, patched)
 
+    def patch_assert_raises(self, context_class: type) -> None:
+        exit_, watch = context_class.__exit__, self
+
+        def __exit__(self: object, exc_type: type | None, exc_value: object, tb: types.TracebackType | None) -> bool:
+            swallowed = exit_(self, exc_type, exc_value, tb)
+            if swallowed and exc_type is not None and issubclass(exc_type, AssertionError):
+                while tb is not None and tb.tb_next is not None:
+                    tb = tb.tb_next
+                if tb is not None and tb.tb_frame.f_code in watch.failed_in:
+                    watch.failed_in.remove(tb.tb_frame.f_code)
+                    watch.failures.add_assert(-1)  # the failure was the test's expectation
+            return swallowed
+
+        context_class.__exit__ = __exit__  # type: ignore[method-assign]
+
+    def patch_doctest(self, runner_class: type) -> None:
+        report = self.failures.report
+        failure, unexpected = runner_class.report_failure, runner_class.report_unexpected_exception
+
+        def report_failure(self: object, *args: object) -> None:
+            report()
+            failure(self, *args)
+
+        def report_unexpected_exception(self: object, *args: object) -> None:
+            report()
+            unexpected(self, *args)
+
+        runner_class.report_failure = report_failure  # type: ignore[method-assign]
+        runner_class.report_unexpected_exception = report_unexpected_exception  # type: ignore[method-assign]
+
 
 class _PatchingLoader:
-    def __init__(self, loader: object, watch: UnittestWatch) -> None:
+    def __init__(self, loader: object, watch: TestWatch) -> None:
         self.loader, self.watch = loader, watch
 
     def create_module(self, spec: object) -> object:
@@ -348,7 +470,7 @@ class _PatchingLoader:
 
     def exec_module(self, module: types.ModuleType) -> None:
         self.loader.exec_module(module)  # type: ignore[attr-defined]
-        self.watch.patch(module.TestResult)
+        self.watch.patch(module)
 
 
 # --- which end is a normal end ----------------------------------------------------------------
@@ -396,21 +518,32 @@ def _raised_at(exc: BaseException, path: str) -> int | None:
 
 
 def _from_unittest_main(exc: SystemExit) -> bool:
+    """Whether unittest's own TestProgram raised it (not code that only says it is)."""
+    module = sys.modules.get("unittest.main")
     trace = exc.__traceback__
-    while trace is not None:
-        if trace.tb_frame.f_code.co_filename.endswith(os.path.join("unittest", "main.py")):
+    while module is not None and trace is not None:
+        if trace.tb_frame.f_globals is vars(module):
             return True
         trace = trace.tb_next
     return False
 
 
-def tests_after(source: bytes, line: int) -> bool:
-    """Whether a top-level statement after `line` asserts or calls a function that does."""
+def _is_test_case(node: _ast.ClassDef) -> bool:
+    return any((isinstance(base, _ast.Name) and base.id.endswith("TestCase"))
+               or (isinstance(base, _ast.Attribute) and base.attr.endswith("TestCase"))
+               for base in node.bases)
+
+
+def tests_after(source: bytes, line: int, tests_from_line: int = 1) -> bool:
+    """Whether a top-level statement after `line` tests anything: asserts, defines a
+    TestCase or a test_ function, runs unittest.main(), or calls a function of the
+    tests that asserts."""
     body = _top_statements(source)
     asserting = {
         node.name for node in body
         if isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef))
-        and any(isinstance(inner, _ast.Assert) for inner in walk(node))
+        and any(isinstance(inner, _ast.Assert) and inner.lineno >= tests_from_line
+                for inner in walk(node))
     }
     for statement in body:
         if statement.lineno <= line:
@@ -418,23 +551,40 @@ def tests_after(source: bytes, line: int) -> bool:
         for node in walk(statement):
             if isinstance(node, _ast.Assert):
                 return True
-            if isinstance(node, _ast.Call) and isinstance(node.func, _ast.Name) and node.func.id in asserting:
+            if isinstance(node, _ast.ClassDef) and _is_test_case(node):
                 return True
+            if isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef)) and node.name.startswith("test"):
+                return True
+            if isinstance(node, _ast.Call):
+                func = node.func
+                if isinstance(func, _ast.Name) and func.id in asserting:
+                    return True
+                if isinstance(func, _ast.Attribute) and func.attr == "main" \
+                        and isinstance(func.value, _ast.Name) and func.value.id == "unittest":
+                    return True
     return False
 
 
-def exit_is_normal_end(exc: SystemExit, path: str, source: bytes) -> bool:
+def _success(code: object) -> bool:
+    """A SystemExit code plain Python exits 0 for."""
+    return code is None or (type(code) in (int, bool) and code == 0)
+
+
+def exit_is_normal_end(exc: SystemExit, path: str, source: bytes, tests_from_line: int = 1,
+                       ran: set[str] | None = None) -> bool:
     """A SystemExit with a success code from the program's last statement, or from
-    unittest.main() with no test after it."""
-    if exc.code not in (None, 0):  # False == 0
+    unittest.main() once it ran tests and nothing after it tests; never one raised
+    before the tests start (from the implementation's own main block)."""
+    if not _success(exc.code):
         return False
     line = _raised_at(exc, path)
-    if line is None:
+    if line is None or line < tests_from_line:
         return False
     first, last = last_statement_lines(source)
     if first <= line <= last:
         return True
-    return _from_unittest_main(exc) and not tests_after(source, line)
+    return (_from_unittest_main(exc) and bool(ran)
+            and not tests_after(source, line, tests_from_line))
 
 
 def run_test_cases(main: types.ModuleType, ran: set[str]) -> bool:
@@ -471,7 +621,7 @@ def compiled(source: bytes, path: str, tests_from_line: int) -> types.CodeType:
 
 
 def run_program(source: bytes, path: str, finish: Callable[[], NoReturn], tests_from_line: int,
-                watch: UnittestWatch) -> NoReturn:
+                watch: TestWatch) -> NoReturn:
     sys.argv = [path]
     main = types.ModuleType("__main__")
     main.__file__ = path
@@ -480,7 +630,7 @@ def run_program(source: bytes, path: str, finish: Callable[[], NoReturn], tests_
     try:
         exec(compiled(source, path, tests_from_line), main.__dict__)
     except SystemExit as exc:
-        if not exit_is_normal_end(exc, path, source):
+        if not exit_is_normal_end(exc, path, source, tests_from_line, watch.ran):
             raise
     except BaseException as exc:
         # The traceback from the program's own frames on (this harness's are noise in
@@ -489,9 +639,8 @@ def run_program(source: bytes, path: str, finish: Callable[[], NoReturn], tests_
 
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
         fail_now()
-    else:
-        if not run_test_cases(main, watch.ran):
-            fail_now()
+    if not run_test_cases(main, watch.ran):
+        fail_now()
     finish()
 
 
@@ -512,10 +661,8 @@ def run(argv: list[str]) -> None:
                   (handback_fd, workdir, keep.split("/") if keep else [], disk))
     if handback_fd >= 0:
         os.close(handback_fd)
-    import mmap
-
-    flags = mmap.mmap(-1, 2)  # shared: a forked child's failed assert counts too
-    finish = make_finisher(read_all(token_fd), marker_fd, flags)
+    failures = Failures()
+    finish = make_finisher(read_all(token_fd), marker_fd, failures, bool(keep))
     os.set_inheritable(marker_fd, False)  # an exec'd program never holds the channel
     drop_to(uid)
     stdlib = os.path.dirname(os.__file__)
@@ -529,8 +676,8 @@ def run(argv: list[str]) -> None:
     with open(PROGRAM_NAME, "wb") as handle:  # for tracebacks that quote its lines
         handle.write(source)
     set_limits(cpu, memory, processes, file_size, open_files)
-    install_assert_hook(flags)
-    watch = UnittestWatch(flags)
+    watch = TestWatch(failures)
+    install_assert_hook(watch)
     sys.meta_path.insert(0, watch)  # type: ignore[arg-type]
     os.write(report_fd, b"1")
     os.close(report_fd)

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +41,6 @@ class StandaloneCluster:
     def state(self) -> dict:
         with urllib.request.urlopen(f"{self.webui_url}/json/", timeout=5) as response:
             return json.load(response)
-
-    def alive_workers(self) -> list[dict]:
-        return [w for w in self.state().get("workers", []) if w.get("state") == "ALIVE"]
 
     def logs(self, limit: int = 4000) -> str:
         """The tail of every JVM's log and every executor's stderr, for failure messages."""
@@ -133,14 +130,16 @@ def standalone_cluster(root: Path, workers: int = 2, cores: int = 1, memory: str
         cluster.processes.append(_start("master", [
             "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
             "--webui-port", str(webui)], root, stack))
+        # Workers only once the master holds both its ports: a port the kernel hands a
+        # worker (its UI, its RPC) could otherwise be the master's, not yet bound.
+        _wait_for(cluster, lambda state: state.get("url") == cluster.master_url, "the master")
         conf = _properties(root / "worker.conf", worker_conf or {})
         for index in range(workers):
             work = root / f"work-{index}"
             work.mkdir(exist_ok=True)
             cluster.processes.append(_start(f"worker-{index}", [
                 "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                # 0: the worker's UI takes a port the kernel picks when it binds, so it can
-                # never land on the master's UI port before the master has bound it.
+                # 0: the worker's UI takes a port the kernel picks when it binds.
                 "--webui-port", "0", "--cores", str(cores), "--memory", memory,
                 "--work-dir", str(work), "--properties-file", str(conf), cluster.master_url,
             ], root, stack))
@@ -148,18 +147,23 @@ def standalone_cluster(root: Path, workers: int = 2, cores: int = 1, memory: str
         yield cluster
 
 
-def _wait_for_workers(cluster: StandaloneCluster, expected: int) -> None:
+def _wait_for(cluster: StandaloneCluster, ready: Callable[[dict], bool], what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    alive = 0
     while time.monotonic() < deadline:
         dead = [p.args for p in cluster.processes if p.poll() is not None]
         if dead:
             raise RuntimeError(f"a cluster JVM exited: {dead}\n{cluster.logs()}")
         try:
-            alive = len(cluster.alive_workers())
-        except OSError:  # the master's UI is not up yet
-            alive = 0
-        if alive >= expected:
-            return
+            if ready(cluster.state()):
+                return
+        except (OSError, ValueError):  # the master's UI is not up (or not the master's) yet
+            pass
         time.sleep(0.5)
-    raise TimeoutError(f"{alive}/{expected} workers ALIVE after {START_TIMEOUT_S:.0f} s\n{cluster.logs()}")
+    raise TimeoutError(f"{what} not ready after {START_TIMEOUT_S:.0f} s\n{cluster.logs()}")
+
+
+def _wait_for_workers(cluster: StandaloneCluster, expected: int) -> None:
+    def alive(state: dict) -> bool:
+        return sum(w.get("state") == "ALIVE" for w in state.get("workers", [])) >= expected
+
+    _wait_for(cluster, alive, f"{expected} workers ALIVE")

@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stages = stages_to_run(cfg, args.stages, args.until, args.start)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    ctx = Context.create(cfg)
+    ctx = Context.create(cfg, args.run_id)
     log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
     ledger = IdleLedger(ctx)
     code = 0
@@ -135,10 +135,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from jobs.core.context import Context
+    from jobs.core.context import RUN_ID_ENV, Context
     from jobs.tools.report import build_report
 
-    index = build_report(Context.create(_load(args)), args.run_id, args.out)
+    # A nightly job's report task reports its own night: the id every task was given.
+    run_id = args.run_id or os.environ.get(RUN_ID_ENV) or None
+    index = build_report(Context.create(_load(args)), run_id, args.out)
     print(f"report: {index}")
     return 0
 
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", help="run every stage up to and including this one")
     run.add_argument("--from", dest="start", help="start the DAG at this stage")
     run.add_argument("--no-status", action="store_true", help="do not print status at the end")
+    run.add_argument("--run-id", help="the run id to record (default: $SELFALIGN_RUN_ID, else a "
+                     "new one): every task of a nightly job passes the job's, so the night is one run")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="row counts, rejects and last run of every table")
@@ -266,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="HTML report with charts: funnel, rejects, pass rates")
     _config_options(report)
-    report.add_argument("--run-id", help="run to report on (default: the newest in `runs`)")
+    report.add_argument("--run-id", help="run to report on (default: $SELFALIGN_RUN_ID, else the "
+                        "newest in `runs`)")
     report.add_argument("--out", default="reports", help="directory for <run-id>/index.html")
     report.set_defaults(func=cmd_report)
 

@@ -68,16 +68,18 @@ def render_status(ctx: Context) -> str:
                                     strict=True))
     lines = [f"lake: {ctx.lake.describe()}", "", f"{'table':<16}{'rows':>12}"]
     lines += [f"{name:<16}{count:>12}" for name, count in counts]
-    lines += ["", f"{'stage':<14}{'last run':<22}{'state':<11}{'in':>9}{'out':>9}{'rejected':>10}{'pending':>9}  top reject reasons"]
+    lines += ["", f"{'stage':<14}{'last run':<22}{'state':<11}{'run id':<28}{'in':>9}{'out':>9}"
+                  f"{'rejected':>10}{'pending':>9}  top reject reasons"]
     for stage in STAGES:
         run = runs.get(stage)
         when = run["started_at"].strftime("%Y-%m-%d %H:%M:%S") if run else "never"
         state = run["status"] if run else "-"
+        run_id = run["run_id"] if run else "-"
         counts = [run.get(k) if run else None for k in ("rows_in", "rows_out", "rows_rejected")]
         shown = ["-" if c is None else f"{c:,}" for c in counts]
         top = ", ".join(f"{reason} {n:,}" for reason, n in reasons.get(stage, []))
         lines.append(
-            f"{stage:<14}{when:<22}{state:<11}{shown[0]:>9}{shown[1]:>9}{shown[2]:>10}"
+            f"{stage:<14}{when:<22}{state:<11}{run_id:<27} {shown[0]:>9}{shown[1]:>9}{shown[2]:>10}"
             f"{pending_by_stage[stage]:>9}  {top}"
         )
     return "\n".join(lines)

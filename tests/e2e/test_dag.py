@@ -272,9 +272,9 @@ def test_the_kill_left_judge_half_done_and_the_rerun_redid_only_that(dag: Dag, s
     assert 0 < dag.judged_at_kill < representatives  # the kill left judge half done
     # The rerun ended with status: nothing pending anywhere.
     status = {line.split()[0]: line.split() for line in dag.rerun_status.splitlines() if line.strip()}
-    # stage, last run (date, time), state, in, out, rejected, pending, reasons...
-    assert [status["judge"][3], status["judge"][7]] == ["succeeded", "0"]
-    assert all(status[stage][7] == "0" for stage in ("concepts", "instruct", "respond", "execute", "select"))
+    # stage, last run (date, time), state, run id, in, out, rejected, pending, reasons...
+    assert [status["judge"][3], status["judge"][8]] == ["succeeded", "0"]
+    assert all(status[stage][8] == "0" for stage in ("concepts", "instruct", "respond", "execute", "select"))
     runs = spark.read.format("delta").load(str(dag.lake("reversed") / "runs")).where("stage = 'judge'")
     states = [(r["status"], r["rows_in"]) for r in runs.orderBy("started_at", "status").collect()]
     # The killed run never ended; the rerun redid only what the kill left pending.

@@ -316,3 +316,21 @@ def test_training_runs_one_process_per_gpu_from_the_gpu_venv():
     databricks = next(t for t in bundle_tasks() if t["python_wheel_task"]["parameters"][0] == "train")
     params = databricks["python_wheel_task"]["parameters"]
     assert "train.local_mode=true" in params and "train.num_processes=8" in params
+
+
+def test_every_task_of_a_night_records_one_run_id():
+    """The Databricks job passes its own run id to every task; the EMR step list one id
+    that README substitutes for @RUN_ID@ before `aws emr add-steps`."""
+    from jobs.core.context import chosen_run_id
+
+    for task in bundle_tasks():
+        params = task["python_wheel_task"]["parameters"]
+        if params[0] in ("run", "report"):
+            assert option(params, "--run-id") == "{{job.run_id}}", task["task_key"]
+    steps = json.loads((EMR / "step.json").read_text())
+    ids = {option(step["HadoopJarStep"]["Args"], "--run-id") for step in steps}
+    assert ids == {"@RUN_ID@"}
+    assert 'sed "s/@RUN_ID@/$RUN_ID/"' in (EMR / "README.md").read_text()
+    # What the platforms substitute is a valid id: Databricks' run ids are numbers.
+    assert chosen_run_id("912345678901234") == "912345678901234"
+    assert chosen_run_id("nightly-20261206T020000Z") == "nightly-20261206T020000Z"

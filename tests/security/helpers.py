@@ -44,6 +44,11 @@ needs_netns = pytest.mark.skipif(LEVEL == "process", reason="process level has t
 needs_bwrap = pytest.mark.skipif(not LEVEL.startswith("bwrap"), reason="only bwrap hides the host file system")
 needs_cgroup = pytest.mark.skipif(LEVEL != "bwrap+cgroup", reason="whole-program limits need a cgroup")
 
+# The levels below bwrap whose program dir is a host dir the runner (root) handles, where
+# the program has a uid of its own: process and netns, where this machine has them.
+# (They need an interpreter the run's uid can read: not one under /root.)
+HOST_DIR_LEVELS = [level for level in ("process", "netns") if level in available_levels() and AS_ROOT]
+
 
 def new_token() -> str:
     return "sbx" + secrets.token_hex(6)  # 15 characters: the most a comm holds

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.helpers import (
-    AS_ROOT,
+    HOST_DIR_LEVELS,
     LEVEL,
     LIMITS,
     needs_bwrap,
@@ -19,14 +19,13 @@ from tests.security.helpers import (
     new_token,
     run_hostile,
 )
-from udfs.sandbox import available_levels, run_program
+from udfs.sandbox import run_program
 
 pytestmark = needs_sandbox
 
 # Every level this machine runs that hands files back: bwrap's stream out of its tmpfs,
 # and below bwrap (as root, with a uid of its own) the host dir.
-LEVELS = [level for level in ("process", "netns") if level in available_levels() and AS_ROOT]
-LEVELS.append(LEVEL)
+LEVELS = [*HOST_DIR_LEVELS, LEVEL]
 
 
 def test_a_given_file_is_readable_inside_and_unchanged_outside(tmp_path: Path) -> None:

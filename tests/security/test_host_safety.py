@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.helpers import (
-    AS_ROOT,
+    HOST_DIR_LEVELS,
     LEVEL,
     LIMITS,
     needs_cgroup,
@@ -25,24 +25,22 @@ from tests.security.helpers import (
     run_hostile,
     survivors,
 )
-from udfs.sandbox import Limits, Outcome, available_levels
+from udfs.sandbox import Limits, Outcome
 from udfs.sandbox.cleanup import remove_tree
 
 pytestmark = needs_sandbox
 
 # Below bwrap the program's dir is on the host; as a user the runner shares the
-# program's uid there, which these levels do not claim to contain (helpers.py). At bwrap
-# the dir is on the host only when files must come back out (evaluation's references):
-# "LEVEL+host-dir" runs that way. (process and netns need an interpreter the run's uid
-# can read: not one under /root.)
-HOST_DIR_LEVELS = [level for level in ("process", "netns") if level in available_levels() and AS_ROOT]
-HOST_DIR = "+host-dir"
-MODES = [*HOST_DIR_LEVELS, LEVEL, LEVEL + HOST_DIR]
+# program's uid there, which these levels do not claim to contain (helpers.py).
+# "LEVEL+hand-back" runs the strongest level with a file to hand back, where the
+# harness copies files out of the run after every other process of it is dead.
+HAND_BACK = "+hand-back"
+MODES = [*HOST_DIR_LEVELS, LEVEL, LEVEL + HAND_BACK]
 
 
 def run_in_mode(mode: str, body: str, token: str, work: Path, limits: Limits = LIMITS) -> Outcome:
-    hand_back = {"keep": ("out.txt",), "into": work.parent} if mode.endswith(HOST_DIR) else {}
-    return run_hostile(body, token, limits, level=mode.removesuffix(HOST_DIR), work_root=work,
+    hand_back = {"keep": ("out.txt",), "into": work.parent} if mode.endswith(HAND_BACK) else {}
+    return run_hostile(body, token, limits, level=mode.removesuffix(HAND_BACK), work_root=work,
                        **hand_back)
 
 

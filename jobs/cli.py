@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobs.core.config import ConfigError, PipelineConfig, load_config
-from jobs.core.failures import StageError, describe_failure, root_cause
+from jobs.core.failures import StageError, describe_failure, operator_fixable, root_cause
 
 if TYPE_CHECKING:
     from jobs.core.context import Context
@@ -111,10 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report_failure(stage: str, exc: Exception) -> int:
-    """The full trace for the log, then one line for people; exit code 1."""
+    """The full trace for the log, then one line for people; exit code 2 for what the
+    operator repairs (a damaged table), else 1."""
     log.exception("[%s] failed", stage)
     print(f"selfalign: error: {describe_failure(stage, exc)}", file=sys.stderr)
-    return 1
+    return 2 if operator_fixable(exc) else 1
 
 
 def _print_status_safely(ctx: Context) -> None:

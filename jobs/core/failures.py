@@ -8,6 +8,7 @@ the `runs` table and the log at debug level.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -54,8 +55,42 @@ def hint_for(text: str) -> str | None:
     return next((advice for marker, advice in HINTS if marker in text), None)
 
 
+# A commit file of a Delta table, as Spark's and Hadoop's messages and traces name it.
+_COMMIT_FILE = re.compile(r"(?P<table>[A-Za-z][\w+.-]*:/[^\s'\"\[\]()]*?|/[^\s'\"\[\]()]*?)"
+                          r"/_delta_log/(?P<commit>\d{20})\.json")
+# What reading a cut-short or garbled commit file fails with.
+_UNREADABLE_COMMIT = ("ChecksumException", "JsonEOFException", "JsonParseException",
+                      "MismatchedInputException", "Unexpected end-of-input")
+
+
+def damaged_commit(text: str) -> tuple[str, str] | None:
+    """(table path, commit file name) when `text` is a failure to read a Delta commit."""
+    if not any(marker in text for marker in _UNREADABLE_COMMIT):
+        return None
+    found = _COMMIT_FILE.search(text)
+    if found is None:
+        return None
+    return re.sub(r"^file:/+", "/", found["table"]), f"{found['commit']}.json"
+
+
+def operator_fixable(exc: BaseException) -> bool:
+    """A failure the operator repairs (exit code 2), not a bug of this program (1)."""
+    return damaged_commit(f"{root_cause(exc)} {exc}") is not None
+
+
 def describe_failure(stage: str, exc: BaseException) -> str:
     cause = root_cause(exc)
-    hint = hint_for(f"{cause} {exc}")
+    text = f"{cause} {exc}"
+    damaged = damaged_commit(text)
+    if damaged is not None:
+        table, commit = damaged
+        version = int(commit.removesuffix(".json"))
+        return (f"stage '{stage}' failed: table {table} has a damaged commit "
+                f"_delta_log/{commit} ({cause[:200]}). A writer killed while committing can "
+                f"leave one: if it is the table's newest commit and the run that wrote it did "
+                f"not finish, move that file (and its .crc files) out of _delta_log and rerun, "
+                f"and that work is redone; otherwise restore the table to version "
+                f"{max(version - 1, 0)} from a backup or a clone")
+    hint = hint_for(text)
     message = f"stage '{stage}' failed: {cause[:500]}"
     return f"{message} ({hint})" if hint else message

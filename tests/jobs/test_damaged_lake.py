@@ -1,0 +1,55 @@
+"""A damaged lake names its culprit: the table and the commit file, what to do, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main as cli_main
+from jobs.core.failures import damaged_commit
+from tests.paths import BENCHMARKS, REPO
+from tests.stack_rows import stack_row, write_stack
+
+GOOD = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
+
+
+def run_cli(tmp: Path, stages: str) -> int:
+    pairs = [f"lake.root={tmp / 'lake'}", f"input.path={tmp / 'in'}", f"spark.ivy_dir={REPO / '.ivy'}",
+             f"decontaminate.benchmarks_dir={BENCHMARKS}"]
+    with pytest.raises(SystemExit) as done:
+        cli_main(["run", "--stages", stages, "--no-status", *[a for p in pairs for a in ("--set", p)]])
+    return int(done.value.code or 0)
+
+
+@pytest.mark.spark
+def test_a_cut_short_commit_names_the_table_and_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_stack(tmp_path / "in" / "a.parquet", [stack_row(GOOD, path="a.py")])
+    assert run_cli(tmp_path, "extract") == 0
+    log = tmp_path / "lake" / "functions" / "_delta_log"
+    newest = sorted(log.glob("*.json"))[-1]
+    newest.write_bytes(newest.read_bytes()[:120])  # as a writer killed mid-commit leaves it
+    for checksum in log.glob(f".{newest.name}.crc"):  # the local file system's own check
+        checksum.unlink()
+    capsys.readouterr()
+    assert run_cli(tmp_path, "decontaminate") == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("selfalign: error:")]
+    assert f"table {tmp_path / 'lake' / 'functions'} has a damaged commit _delta_log/{newest.name}" in line
+    assert "move that file" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("org.apache.hadoop.fs.ChecksumException: Checksum error: "
+         "file:/lake/functions/_delta_log/00000000000000000003.json at 0",
+         ("/lake/functions", "00000000000000000003.json")),
+        ("JsonEOFException: Unexpected end-of-input ... at s3a://bucket/lake/runs/_delta_log/"
+         "00000000000000000012.json", ("s3a://bucket/lake/runs", "00000000000000000012.json")),
+        # A commit file named in a failure that is not about reading it.
+        ("ConcurrentAppendException: /lake/functions/_delta_log/00000000000000000003.json", None),
+        ("JsonEOFException: Unexpected end-of-input in an input file", None),
+    ],
+)
+def test_which_failures_are_a_damaged_commit(text: str, found: tuple[str, str] | None) -> None:
+    assert damaged_commit(text) == found

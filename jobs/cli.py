@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     ctx = Context.create(cfg, args.run_id)
+    if problem := ctx.lake.write_problem():
+        raise ConfigError(problem)
     log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
     ledger = IdleLedger(ctx)
     code = 0

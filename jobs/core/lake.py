@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -73,6 +74,32 @@ class Lake:
     def describe(self) -> str:
         """Where the tables are, for people: the root, or the schema and the root."""
         return self.root if self.namespace is None else f"{self.namespace} (files under {self.root})"
+
+    def write_problem(self) -> str | None:
+        """Why a run could not write under the root (a file, not writable), or None.
+
+        Three calls of the driver's Hadoop FileSystem (mkdirs, create, delete): a run that
+        cannot write says so before its first stage, not as a Java exception mid-way.
+        Through Spark Connect there is no driver JVM here: the stages' own errors tell.
+        """
+        context: Any = self.spark.sparkContext if hasattr(self.spark, "_jsparkSession") else None
+        if context is None:
+            return None
+        jvm: Any = context._jvm
+        conf: Any = self.spark._jsparkSession.sessionState().newHadoopConf()  # type: ignore[attr-defined]
+        root = jvm.org.apache.hadoop.fs.Path(self.root)
+        try:
+            fs = root.getFileSystem(conf)
+            if fs.exists(root) and not fs.getFileStatus(root).isDirectory():
+                return f"lake.root {self.root} is a file, not a directory"
+            probe = jvm.org.apache.hadoop.fs.Path(f"{self.root}/_staging/.write-check-{uuid.uuid4().hex}")
+            fs.create(probe, True).close()
+            fs.delete(probe, False)
+        except Exception as exc:  # py4j's error wraps the Java one
+            java = getattr(exc, "java_exception", None)
+            reason = str(java.toString()) if java is not None else str(exc)
+            return f"lake.root {self.root} cannot be written: {reason.splitlines()[0][:300]}"
+        return None
 
     def path(self, table: str | TableSpec) -> str:
         """Where the table's files are (its LOCATION in a catalog too)."""

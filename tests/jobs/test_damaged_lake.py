@@ -1,4 +1,5 @@
-"""A damaged lake names its culprit: the table and the commit file, what to do, exit 2."""
+"""A lake that cannot be used names its culprit in one line, exit 2: the damaged table
+and commit file and what to do, or a lake.root that cannot be written."""
 
 from __future__ import annotations
 
@@ -53,3 +54,15 @@ def test_a_cut_short_commit_names_the_table_and_the_file(tmp_path: Path, capsys:
 )
 def test_which_failures_are_a_damaged_commit(text: str, found: tuple[str, str] | None) -> None:
     assert damaged_commit(text) == found
+
+
+@pytest.mark.spark
+def test_a_lake_root_that_is_a_file_is_one_line_before_any_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_stack(tmp_path / "in" / "a.parquet", [stack_row(GOOD, path="a.py")])
+    (tmp_path / "lake").write_text("not a directory")
+    assert run_cli(tmp_path, "extract") == 2
+    err = capsys.readouterr().err
+    assert f"lake.root {tmp_path / 'lake'} is a file, not a directory" in err
+    assert "[extract] start" not in err

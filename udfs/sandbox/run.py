@@ -308,13 +308,12 @@ def _start(run: _Run, source: bytes, token: bytes, tests_from_line: int) -> _Sta
     keep = tuple(run.files.keep) if handback >= 0 else ()
     argv = prefix + python_command(channels, run.uid, adopt, run.limits, workdir,
                                    tests_from_line, keep)
-    handshake = run.group is not None and run.group.self_join_files() is None
-    if run.group is not None:
-        joins = run.group.self_join_files()
-        if joins is None:
-            argv = ["/bin/sh", "-c", _WAIT_FOR_CGROUP, "sh", *argv]
-        else:
-            argv = ["/bin/sh", "-c", _JOIN_CGROUP, "sh", str(len(joins)), *map(str, joins), *argv]
+    joins = run.group.self_join_files() if run.group is not None else None
+    handshake = run.group is not None and joins is None
+    if handshake:
+        argv = ["/bin/sh", "-c", _WAIT_FOR_CGROUP, "sh", *argv]
+    elif joins is not None:
+        argv = ["/bin/sh", "-c", _JOIN_CGROUP, "sh", str(len(joins)), *map(str, joins), *argv]
     run.proc = subprocess.Popen(
         argv, cwd=run.host_dir or "/", env=sandbox_env(home),
         stdin=subprocess.PIPE if handshake else subprocess.DEVNULL,

@@ -18,6 +18,7 @@ from jobs.core.failures import StageError, describe_failure, operator_fixable, r
 
 if TYPE_CHECKING:
     from jobs.core.context import Context
+    from jobs.core.lease import Lease
 
 log = logging.getLogger("selfalign")
 
@@ -71,9 +72,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.core.context import Context
-    from jobs.core.registry import ENGINE_STAGES, stage_named, stages_to_run
-    from jobs.core.runner import run
-    from jobs.core.unchanged import IdleLedger
+    from jobs.core.lease import lake_lease
+    from jobs.core.registry import stages_to_run
 
     cfg = _load(args)
     try:
@@ -83,11 +83,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = Context.create(cfg, args.run_id)
     if problem := ctx.lake.write_problem():
         raise ConfigError(problem)
+    with lake_lease(ctx) as lease:
+        code = _run_stages(ctx, stages, args, lease)
+    if not args.no_status:
+        _print_status_safely(ctx)
+    return code
+
+
+def _run_stages(ctx: Context, stages: list[str], args: argparse.Namespace, lease: Lease | None) -> int:
+    from jobs.core.registry import ENGINE_STAGES, stage_named
+    from jobs.core.runner import run
+    from jobs.core.unchanged import IdleLedger
+
+    cfg = ctx.cfg
     log.info("run %s: stages %s", ctx.run_id, ", ".join(stages))
     ledger = IdleLedger(ctx)
     code = 0
     try:
         for name in stages:
+            if lease is not None and lease.lost:
+                raise ConfigError(f"lost the lake's lease to {lease.lost} (not renewed for "
+                                  f"run.lease_seconds): stopped before {name}")
             stage = stage_named(name)
             if ledger.skips(stage):
                 continue
@@ -107,8 +123,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
     finally:
         ledger.save()
-    if not args.no_status:
-        _print_status_safely(ctx)
     return code
 
 

@@ -7,7 +7,7 @@ bootstrap and the docs iterate over.
 from schemas.evaluation import EVAL_RESULTS, EVAL_SAMPLES
 from schemas.functions import FUNCTIONS
 from schemas.generation import CONCEPTS, INSTRUCTIONS, QUALITY, RESPONSES
-from schemas.ledger import ERRORS, PROGRESS, REJECTS, RUNS
+from schemas.ledger import ERRORS, INPUTS, PROGRESS, REJECTS, RUNS
 from schemas.seeds import CLUSTERS, DECONTAMINATION, MINHASHES, TYPECHECK
 from schemas.sft import EXECUTIONS, SFT
 from schemas.spec import TableSpec
@@ -20,6 +20,7 @@ TABLES: dict[str, TableSpec] = {
         REJECTS,
         PROGRESS,
         ERRORS,
+        INPUTS,
         FUNCTIONS,
         DECONTAMINATION,
         TYPECHECK,
@@ -38,6 +39,6 @@ TABLES: dict[str, TableSpec] = {
 }
 
 __all__ = [
-    "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "EVAL_RESULTS", "EVAL_SAMPLES", "EXECUTIONS", "FUNCTIONS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS", "SFT",
+    "CLUSTERS", "CONCEPTS", "DECONTAMINATION", "ERRORS", "EVAL_RESULTS", "EVAL_SAMPLES", "EXECUTIONS", "FUNCTIONS", "INPUTS", "INSTRUCTIONS", "MINHASHES", "PROGRESS", "QUALITY", "REJECTS", "RESPONSES", "RUNS", "SFT",
     "TABLES", "TRAIN_RUNS", "TYPECHECK", "TableSpec",
 ]

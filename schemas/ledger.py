@@ -90,3 +90,21 @@ ERRORS = TableSpec(
         "retries). The input key stays pending, so the next run retries it."
     ),
 )
+
+INPUTS = TableSpec(
+    name="inputs",
+    schema=StructType(
+        [
+            StructField("path", StringType(), False),
+            StructField("size", LongType(), False),
+            StructField("modified_ms", LongType(), False),
+            StructField("run_id", StringType(), False),
+        ]
+    ),
+    key=("path", "size", "modified_ms"),
+    description=(
+        "Input files extract has consumed (path, size, modification time). A run reads only "
+        "listed files not in here: new ones, and rewritten ones (another size or time). The "
+        "hexsha anti-join against `progress` stays the safety net."
+    ),
+)

@@ -44,10 +44,21 @@ def spark() -> Iterator:
     from jobs.core.config import load_config
     from jobs.core.session import get_spark
 
-    cfg = load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}", "spark.master=local[2]"])
+    # With S3A's jars: the object-storage tests reach a local S3 server from this session.
+    cfg = load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}", "spark.master=local[2]",
+                             "spark.s3a_jars=true"])
     session = get_spark(cfg.spark)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator:
+    """A local S3 API server (moto) for the whole session: tests take a bucket each."""
+    from tests.s3_server import s3_server
+
+    with s3_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

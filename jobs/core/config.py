@@ -95,6 +95,12 @@ class SparkConfig(Section):
     # Local mode with lake.schema: the embedded Hive metastore (Derby) and the warehouse
     # directory live here; None = <lake.root>/_metastore.
     metastore_dir: str | None = None
+    # Local mode on s3a:// paths: load hadoop-aws and its AWS SDK modules (resolved once
+    # into ivy_dir like the Delta jars). null: when lake.root or input.path is an s3a://
+    # URI (export writes with pyarrow, not Spark). Clusters bring their own (EMRFS s3://, Databricks).
+    s3a_jars: bool | None = None
+    # More Maven coordinates for local mode (gcs-connector, hadoop-azure, ...).
+    packages: list[str] = Field(default_factory=list)
 
     @field_validator("remote")
     @classmethod
@@ -129,6 +135,9 @@ class SampleConfig(Section):
 
 
 class ExtractConfig(Section):
+    # New input files up to this many are read by name (no other file is opened); more
+    # (a first run, a backfill) are read through input.path and kept by file name.
+    read_by_name_max_files: int = Field(default=10_000, ge=1)
     max_file_bytes: int = Field(default=1_000_000, ge=1)
     max_lines: int = Field(default=150, ge=1)
     rules: list[str] = Field(
@@ -503,6 +512,9 @@ class RunConfig(Section):
     chunk_rows: int = Field(default=50_000, ge=1)
     # Runs an item may fail transiently (errors table) before it becomes a reject.
     max_attempts: int = Field(default=3, ge=1)
+    # One writer per lake (jobs/core/lease.py): a run renews its lease every quarter of
+    # this; a killed run's lease expires after it, so the next night is never blocked.
+    lease_seconds: float = Field(default=600, ge=2)
 
 
 class PipelineConfig(Section):
@@ -523,6 +535,21 @@ class PipelineConfig(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _s3a_when_used(cls, data: Any) -> Any:
+        """spark.s3a_jars unset: true when lake.root or input.path is an s3a:// URI."""
+        if not isinstance(data, dict):
+            return data
+        spark = data.get("spark")
+        spark = dict(spark) if isinstance(spark, Mapping) else {} if spark is None else spark
+        if not isinstance(spark, dict) or spark.get("s3a_jars") is not None:
+            return data
+        uris = [section.get(key) for section, key in ((data.get("lake"), "root"), (data.get("input"), "path"))
+                if isinstance(section, Mapping)]
+        spark["s3a_jars"] = any(isinstance(uri, str) and uri.startswith("s3a://") for uri in uris)
+        return {**data, "spark": spark}
 
     def fingerprint(self) -> str:
         """Stable short hash of the effective config, stored with every run."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -43,6 +44,9 @@ class Context:
     cfg: PipelineConfig
     lake: Lake
     run_id: str
+    # What one stage run computes once and uses twice (extract's list of new input
+    # files): emptied by the runner when a stage run starts.
+    memo: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(cls, cfg: PipelineConfig, run_id: str | None = None) -> Context:

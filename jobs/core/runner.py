@@ -221,6 +221,7 @@ def pending_of(stage: Stage[Any], ctx: Context) -> DataFrame:
 
 def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     """Run one declared stage or step: see the module docstring."""
+    ctx.memo.clear()
     if isinstance(stage, Step):
         return _run_step(stage, ctx)
     if not stage.runs_when_idle and _nothing_pending(stage, ctx):

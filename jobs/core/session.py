@@ -11,6 +11,7 @@ Connect server instead (Databricks serverless and shared clusters).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -63,9 +64,54 @@ def delta_package(cfg: SparkConfig) -> str:
                           "(pip install 'selfalign[spark]') or set spark.delta_package") from None
 
 
+# The AWS SDK v2 release each Hadoop release's hadoop-aws is built against
+# (hadoop-project's aws-java-sdk-v2.version): pyspark 4.0 bundles Hadoop 3.4.1, 4.2 3.5.0.
+AWS_SDK_FOR_HADOOP = {"3.4.1": "2.24.6", "3.4.2": "2.29.52", "3.5.0": "2.35.4"}
+
+
+def hadoop_version() -> str:
+    """The Hadoop release inside the installed pyspark (its hadoop-client-api jar)."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    found = [m.group(1) for jar in jars.glob("hadoop-client-api-*.jar")
+             if (m := re.fullmatch(r"hadoop-client-api-(.+)\.jar", jar.name))]
+    if not found:
+        raise ConfigError(f"spark: no hadoop-client-api jar under {jars}: set spark.packages "
+                          "to the hadoop-aws coordinates yourself")
+    return found[0]
+
+
+def s3a_packages() -> list[str]:
+    """hadoop-aws of the installed Hadoop with the few AWS SDK modules S3A uses.
+
+    hadoop-aws depends on the SDK's `bundle` (686 MB for 2.35.4, every AWS service):
+    `spark.jars.excludes` drops it and these modules (about 15 MB) replace it.
+    """
+    hadoop = hadoop_version()
+    sdk = AWS_SDK_FOR_HADOOP.get(hadoop)
+    if sdk is None:
+        raise ConfigError(f"spark: no known AWS SDK for Hadoop {hadoop}: set spark.packages to "
+                          "org.apache.hadoop:hadoop-aws:<version> and its SDK modules")
+    return [f"org.apache.hadoop:hadoop-aws:{hadoop}", f"software.amazon.awssdk:s3:{sdk}",
+            f"software.amazon.awssdk:s3-transfer-manager:{sdk}"]
+
+
+S3A_EXCLUDES = "software.amazon.awssdk:bundle"
+
+
+def packages(cfg: SparkConfig) -> list[str]:
+    """The Maven coordinates local mode loads: Delta, S3A when asked, spark.packages."""
+    s3a = s3a_packages() if cfg.s3a_jars else []
+    return [delta_package(cfg), *s3a, *cfg.packages]
+
+
 def _manifest(cfg: SparkConfig) -> Path:
-    # One per coordinate: venvs of two Spark versions can share one Ivy cache.
+    # One per package set: venvs of two Spark versions can share one Ivy cache.
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", delta_package(cfg))
+    extra = packages(cfg)[1:]
+    if extra:
+        name += "-" + hashlib.sha256(",".join(extra).encode()).hexdigest()[:12]
     return Path(cfg.ivy_dir).expanduser().resolve() / f"selfalign-jars-{name}.txt"
 
 
@@ -75,7 +121,7 @@ def cached_jars(cfg: SparkConfig) -> list[str] | None:
     if not manifest.is_file():
         return None
     package, *jars = manifest.read_text().split()
-    if package != delta_package(cfg) or not jars:
+    if package != ",".join(packages(cfg)) or not jars:
         return None
     return jars if all(Path(j.removeprefix("file://")).is_file() for j in jars) else None
 
@@ -87,16 +133,18 @@ def ensure_jars(cfg: SparkConfig) -> None:
     if cached_jars(cfg) is not None:
         return
     log.info("fetching %s from Maven Central into %s (once; later runs start offline)",
-             delta_package(cfg), cfg.ivy_dir)
+             ", ".join(packages(cfg)), cfg.ivy_dir)
     command = [sys.executable, "-m", "jobs.core.session", "--resolve",
-               f"spark.delta_package={delta_package(cfg)}", f"spark.ivy_dir={cfg.ivy_dir}"]
+               f"spark.delta_package={delta_package(cfg)}", f"spark.ivy_dir={cfg.ivy_dir}",
+               f"spark.s3a_jars={str(cfg.s3a_jars).lower()}",
+               f"spark.packages=[{','.join(cfg.packages)}]"]
     done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0 or cached_jars(cfg) is None:
         lines = [line.strip(" :\t") for line in (done.stderr + done.stdout).splitlines()]
         # Ivy's most specific line first: "io.delta#x;1.0: not found", then a Java error.
         why = next((line for marker in (": not found", "unresolved dependency", "Exception")
                     for line in lines if marker in line), f"exit code {done.returncode}")
-        raise ConfigError(f"spark: cannot fetch {delta_package(cfg)} ({why}): with no access to "
+        raise ConfigError(f"spark: cannot fetch {', '.join(packages(cfg))} ({why}): with no access to "
                           "Maven Central, copy a .ivy directory from a machine that has one "
                           "and point spark.ivy_dir at it")
 
@@ -105,7 +153,7 @@ def remember_jars(spark: SparkSession, cfg: SparkConfig) -> None:
     """Record what Ivy resolved, so the next session skips resolution and starts offline."""
     jars = spark.sparkContext.getConf().get("spark.jars", "")
     if jars:
-        _manifest(cfg).write_text("\n".join([delta_package(cfg), *jars.split(",")]) + "\n")
+        _manifest(cfg).write_text("\n".join([",".join(packages(cfg)), *jars.split(",")]) + "\n")
 
 
 LOG4J2_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
@@ -139,7 +187,9 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
     if jars:
         conf["spark.jars"] = ",".join(jars)
     else:
-        conf["spark.jars.packages"] = delta_package(cfg)
+        conf["spark.jars.packages"] = ",".join(packages(cfg))
+        if cfg.s3a_jars:
+            conf["spark.jars.excludes"] = S3A_EXCLUDES
     return {**conf, **cfg.extra, "spark.driver.extraJavaOptions": java_options(cfg)}
 
 
@@ -208,7 +258,8 @@ def get_spark(cfg: SparkConfig, lake: LakeConfig | None = None) -> SparkSession:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m jobs.core.session`: resolve and remember the Delta jars of the default config.
+    """`python -m jobs.core.session [KEY=VALUE...]`: resolve and remember the jars of the
+    default config (with overrides: `spark.s3a_jars=true` adds S3A's).
 
     Run once when building an image or before parallel jobs share one Ivy cache, so
     two JVMs never resolve into it at the same time; later starts are offline.
@@ -224,13 +275,14 @@ def main(argv: list[str] | None = None) -> None:
         remember_jars(spark, cfg.spark)
         spark.stop()
         return
-    cfg = load_config(None, [])
     if args[:1] == ["--package"]:
-        print(delta_package(cfg.spark))
+        print(delta_package(load_config(None, []).spark))
         return
+    cfg = load_config(None, args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ensure_jars(cfg.spark)
-    print(f"delta jars: {len(cached_jars(cfg.spark) or [])} cached under {cfg.spark.ivy_dir}")
+    print(f"jars: {len(cached_jars(cfg.spark) or [])} cached under {cfg.spark.ivy_dir} "
+          f"({', '.join(packages(cfg.spark))})")
 
 
 if __name__ == "__main__":

@@ -20,16 +20,17 @@ How: the driver streams `sft` sorted by instruction_id (toLocalIterator, one
 partition in memory at a time) and writes the files itself, so their names are
 fixed (Spark's part-<uuid> names are not), rows are in a fixed order, and the same
 table gives byte-identical files. The final table is small (the published run kept
-50k pairs, ~100 MB of text), and DIR is a path on the driver. Every file is written
-under a temporary name and renamed at the end; earlier export files in DIR (of
-either format) are removed first, so a trainer never globs a stale shard.
+50k pairs, ~100 MB of text). DIR is a local path, a Unity Catalog volume (/Volumes/...)
+or an object store URI (s3://, s3a://, gs://, abfss://): jobs/core/outdir.py. Earlier
+export files in DIR (of either format) are removed first, so a trainer never globs a
+stale shard; locally each file is written under a temporary name and renamed when
+complete, on a store each file is one all-or-nothing upload; dataset_info.json last.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.core.config import ExportConfig
+from jobs.core.outdir import OutDir
 from jobs.core.recipe import recipe
 from jobs.core.stage import Step
 from udfs.splits import split_of
@@ -253,17 +255,16 @@ def _recipe_lines(recipe: dict[str, Any]) -> list[str]:
 class JsonlWriter:
     """<split>.jsonl, one UTF-8 JSON object per line."""
 
-    def __init__(self, out: Path, split: str) -> None:
-        self.final = out / f"{split}.jsonl"
-        self.temp = out / f".{split}.jsonl.tmp"
-        self.handle = self.temp.open("w", encoding="utf-8", newline="\n")
+    def __init__(self, out: OutDir, split: str) -> None:
+        self.name = f"{split}.jsonl"
+        self.handle = out.open_text(self.name)
 
     def write(self, record: dict[str, Any]) -> None:
         self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def close(self) -> list[tuple[Path, Path]]:
+    def close(self) -> list[str]:
         self.handle.close()
-        return [(self.temp, self.final)]
+        return [self.name]
 
 
 def parquet_schema() -> Any:
@@ -276,21 +277,27 @@ def parquet_schema() -> Any:
 class ParquetWriter:
     """<split>-00000.parquet, ...: `rows_per_file` rows each, row groups of PARQUET_ROW_GROUP."""
 
-    def __init__(self, out: Path, split: str, rows_per_file: int) -> None:
+    def __init__(self, out: OutDir, split: str, rows_per_file: int) -> None:
         self.out, self.split, self.rows_per_file = out, split, rows_per_file
         self.schema = parquet_schema()
         self.buffer: list[dict[str, Any]] = []
         self.in_file = 0
         self.writer: Any = None
-        self.files: list[tuple[Path, Path]] = []
+        self.sink: Any = None
+        self.files: list[str] = []
 
     def _open(self) -> None:
         import pyarrow.parquet as pq
 
-        name = f"{self.split}-{len(self.files):05d}.parquet"
-        self.files.append((self.out / f".{name}.tmp", self.out / name))
-        self.writer = pq.ParquetWriter(self.files[-1][0], self.schema, compression="zstd")
+        self.files.append(f"{self.split}-{len(self.files):05d}.parquet")
+        self.sink = self.out.open_binary(self.files[-1])
+        self.writer = pq.ParquetWriter(self.sink, self.schema, compression="zstd")
         self.in_file = 0
+
+    def _close_file(self) -> None:
+        self.writer.close()
+        self.sink.close()  # the writer does not own a stream it was given
+        self.writer = None
 
     def _flush(self) -> None:
         import pyarrow as pa
@@ -305,8 +312,7 @@ class ParquetWriter:
     def write(self, record: dict[str, Any]) -> None:
         if self.writer is not None and self.in_file >= self.rows_per_file:
             self._flush()
-            self.writer.close()
-            self.writer = None
+            self._close_file()
         if self.writer is None:
             self._open()
         self.buffer.append(record)
@@ -314,24 +320,23 @@ class ParquetWriter:
         if len(self.buffer) >= PARQUET_ROW_GROUP:
             self._flush()
 
-    def close(self) -> list[tuple[Path, Path]]:
+    def close(self) -> list[str]:
         self._flush()  # an empty split still gets one file with the schema
-        self.writer.close()
+        self._close_file()
         return self.files
 
 
-def write_dataset(rows: Iterable[dict[str, Any]], out: Path, fmt: str, cfg: ExportConfig,
-                  source: dict[str, Any] | None = None,
+def write_dataset(rows: Iterable[dict[str, Any]], out: str | Path | OutDir, fmt: str,
+                  cfg: ExportConfig, source: dict[str, Any] | None = None,
                   recipe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write `rows` (sft rows, sorted by instruction_id) as the dataset in `out`; its info."""
+    """Write `rows` (sft rows, sorted by instruction_id) as the dataset in `out` (a local
+    path or a store URI: jobs/core/outdir.py); its info."""
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    out.mkdir(parents=True, exist_ok=True)
-    for pattern in _STALE:
-        for stale in out.glob(pattern):
-            stale.unlink()
-    writers = {split: JsonlWriter(out, split) if fmt == "jsonl"
-               else ParquetWriter(out, split, cfg.rows_per_file) for split in SPLITS}
+    target = out if isinstance(out, OutDir) else OutDir(str(out))
+    target.prepare(_STALE)
+    writers = {split: JsonlWriter(target, split) if fmt == "jsonl"
+               else ParquetWriter(target, split, cfg.rows_per_file) for split in SPLITS}
     stats = Stats()
     for row in rows:
         record = export_record(row)
@@ -340,14 +345,13 @@ def write_dataset(rows: Iterable[dict[str, Any]], out: Path, fmt: str, cfg: Expo
         stats.add(record, split)
     files: dict[str, list[str]] = {}
     for split, writer in writers.items():
-        moves = writer.close()
-        for temp, final in moves:
-            os.replace(temp, final)
-        files[split] = [final.name for _, final in moves]
+        files[split] = writer.close()
+        for name in files[split]:
+            target.publish(name)
     info = dataset_info(stats, cfg, fmt, files, source or {}, recipe)
-    (out / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
-    (out / "README.md").write_text(dataset_card(info), encoding="utf-8")
+    # The card and the info last: a reader that finds dataset_info.json finds every split.
+    target.write_text("README.md", dataset_card(info))
+    target.write_text("dataset_info.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return info
 
 
@@ -373,7 +377,7 @@ def _source(ctx: Any) -> dict[str, Any]:
 
 def export_dataset(ctx: Any, fmt: str, out: str | Path) -> dict[str, Any]:
     """`selfalign export`: write the dataset and its card; returns dataset_info."""
-    target = Path(out)
+    target = OutDir(str(out))
     from schemas import SFT
 
     ctx.lake.ensure(SFT)

@@ -16,13 +16,14 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.core.config import ExtractConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError, hint_for, root_cause
 from jobs.core.runner import StageSummary
 from jobs.core.stage import Stage
-from schemas import FUNCTIONS
+from schemas import FUNCTIONS, INPUTS
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
 from udfs.extract import (
     FileReject,
@@ -47,16 +48,12 @@ EXPECTED_TYPES = {
 }
 
 
-def read_input(ctx: Context) -> DataFrame:
-    """The input parquet as Spark reads it, or one line saying why it cannot be read."""
+def read_input(ctx: Context, paths: list[str] | None = None) -> DataFrame:
+    """The input parquet as Spark reads it (input.path, or just `paths` of it), or one
+    line saying why it cannot be read."""
     path = ctx.cfg.input.path
-    local = Path(path.removeprefix("file:")) if "://" not in path else None
-    # Checked here, not by Spark: a folder of other files fails inside a Spark job, with
-    # a task failure logged per file before the error comes back.
-    if local is not None and local.is_dir() and not any(local.rglob("*.parquet")):
-        raise StageError(f"{NAME}: no parquet files in '{path}': point input.path at The Stack parquet files")
     try:
-        raw = ctx.spark.read.parquet(path)
+        raw = ctx.spark.read.parquet(*(paths or [path]))
     except Exception as exc:  # missing path, no parquet files, a corrupt footer
         cause = root_cause(exc) if not isinstance(exc, AnalysisException) else str(exc).strip()
         first_line = cause.splitlines()[0] if cause else type(exc).__name__
@@ -74,9 +71,71 @@ def read_input(ctx: Context) -> DataFrame:
     return raw
 
 
-def read_files(ctx: Context) -> DataFrame:
-    """The Stack v1 parquet at `input.path` (any path or glob Spark can read)."""
+_NEW_FILES = "extract.new_files"
+# read_files' input columns when no file is new (a typed empty frame, no file opened).
+EMPTY_INPUT = StructType([StructField("hexsha", StringType()), StructField("content", StringType())])
+FILE_COLUMNS = ("path", "size", "modified_ms")
+
+
+def new_input_files(ctx: Context) -> DataFrame:
+    """Files under input.path that `inputs` does not hold with the same size and time:
+    new, or rewritten since extract read them. Listed once per stage run (Spark's
+    file listing: names, sizes and times, no file opened) and checkpointed, so the rows
+    read and the files recorded afterwards are the same set even if files land meanwhile."""
+    if _NEW_FILES in ctx.memo:
+        return ctx.memo[_NEW_FILES]
+    check_input_path(ctx)
+    listing = (ctx.spark.read.format("binaryFile").load(ctx.cfg.input.path)
+               .select(F.col("path"), F.col("length").alias("size"),
+                       F.unix_millis(F.col("modificationTime")).alias("modified_ms")))
+    consumed = ctx.lake.read(INPUTS).select(*FILE_COLUMNS)
+    new = listing.join(consumed, on=list(FILE_COLUMNS), how="left_anti").localCheckpoint(eager=True)
+    ctx.memo[_NEW_FILES] = new
+    return new
+
+
+def check_input_path(ctx: Context) -> None:
+    """One line when input.path lists nothing Spark can read, before any listing job."""
+    path = ctx.cfg.input.path
+    local = Path(path.removeprefix("file:")) if "://" not in path else None
+    # Checked here, not by Spark: a folder of other files fails inside a Spark job, with
+    # a task failure logged per file before the error comes back.
+    if local is not None and local.is_dir() and not any(local.rglob("*.parquet")):
+        raise StageError(f"{NAME}: no parquet files in '{path}': point input.path at The Stack parquet files")
+    try:
+        ctx.spark.read.format("binaryFile").load(path).schema  # noqa: B018 (lists the path)
+    except AnalysisException as exc:
+        raise StageError(f"{NAME}: cannot read input parquet '{path}': {str(exc).strip().splitlines()[0]}"
+                         f" (point input.path at The Stack parquet files)") from None
+
+
+def pending_files(ctx: Context) -> DataFrame:
+    """The rows of new and rewritten input files only: a consumed file is not opened."""
+    new = new_input_files(ctx)
+    count = new.count()
+    if count == 0:
+        return ctx.spark.createDataFrame([], EMPTY_INPUT)
+    if count <= ctx.cfg.extract.read_by_name_max_files:
+        return read_input(ctx, [row["path"] for row in new.select("path").collect()])
+    # A first run or a backfill: one scan of input.path, keeping the listed files' rows.
+    names = new.select(F.col("path").alias("_file"))
     raw = read_input(ctx)
+    return (raw.withColumn("_file", F.col("_metadata.file_path"))
+            .join(names, on="_file", how="left_semi").drop("_file"))
+
+
+def record_consumed(ctx: Context, settings: Any, summary: StageSummary) -> None:
+    """After the chunks committed: the files read this run are consumed. A crash before
+    this only means reading them again (their hexshas are in `progress`)."""
+    new = new_input_files(ctx)
+    if not new.isEmpty():
+        ctx.lake.insert_new(INPUTS, new.withColumn("run_id", F.lit(ctx.run_id)))
+
+
+def read_files(ctx: Context) -> DataFrame:
+    """The Stack v1 parquet at `input.path` (any path or glob Spark can read): the rows of
+    files extract has not consumed yet (`inputs`)."""
+    raw = pending_files(ctx)
 
     def column(name: str, kind: str, default: Any = None) -> Any:
         # A missing column is a typed constant: an untyped null is VOID, which parquet
@@ -204,6 +263,6 @@ def refuse_empty_input(ctx: Context, settings: ExtractSettings, summary: StageSu
 
 STAGE = Stage(
     name=NAME, output=FUNCTIONS, key=KEY, read=read_files, settings=settings, transform=transform,
-    after=(refuse_empty_input,),
+    after=(refuse_empty_input, record_consumed),
     appends_after_clean_run=True,  # known function_ids become exact_duplicate rejects
 )

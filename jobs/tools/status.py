@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from jobs.core.context import Context
+from jobs.core.lease import lease_line
 from jobs.core.registry import STAGES
 from jobs.core.runner import pending_of
 from jobs.core.stage import Stage
@@ -66,7 +68,11 @@ def render_status(ctx: Context) -> str:
         reasons = _top_reasons(ctx)
         pending_by_stage = dict(zip(STAGES, pool.map(lambda stage: _pending(ctx, stage), STAGES),
                                     strict=True))
-    lines = [f"lake: {ctx.lake.describe()}", "", f"{'table':<16}{'rows':>12}"]
+    lines = [f"lake: {ctx.lake.describe()}"]
+    with contextlib.suppress(Exception):  # a lease that cannot be read is no reason to stop
+        if held := lease_line(ctx):
+            lines.append(held)
+    lines += ["", f"{'table':<16}{'rows':>12}"]
     lines += [f"{name:<16}{count:>12}" for name, count in counts]
     lines += ["", f"{'stage':<14}{'last run':<22}{'state':<11}{'run id':<28}{'in':>9}{'out':>9}"
                   f"{'rejected':>10}{'pending':>9}  top reject reasons"]

@@ -212,6 +212,9 @@ def settings(ctx: Context) -> SandboxPlan:
         raise StageError(f"{NAME}: {refusal}")
     if level == "process":
         log.warning("[%s] isolation 'process': programs see the host's network and files", NAME)
+    elif level == "bwrap":
+        log.warning("[%s] isolation 'bwrap' (no cgroup here): each program's memory and CPU as a "
+                    "whole are polled by the runner, not enforced by the kernel", NAME)
     tasks = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
     plan = replace(SandboxPlan.from_config(cfg, task_slots(ctx)), partitions=tasks)
     log.info("[%s] isolation %s; %s", NAME, level, plan.describe())

@@ -42,7 +42,12 @@ needs_bwrap_or_own_uid = pytest.mark.skipif(
 )
 needs_netns = pytest.mark.skipif(LEVEL == "process", reason="process level has the host network")
 needs_bwrap = pytest.mark.skipif(not LEVEL.startswith("bwrap"), reason="only bwrap hides the host file system")
-needs_cgroup = pytest.mark.skipif(LEVEL != "bwrap+cgroup", reason="whole-program limits need a cgroup")
+needs_cgroup = pytest.mark.skipif(LEVEL != "bwrap+cgroup", reason="needs the run's own cgroup")
+# Memory and CPU for the program as a whole: the cgroup at bwrap+cgroup, the runner's
+# polling at bwrap (udfs/sandbox/meter.py); below bwrap, per process only.
+needs_whole_program_limits = pytest.mark.skipif(
+    not LEVEL.startswith("bwrap"), reason="whole-program limits need bwrap (polled) or a cgroup"
+)
 
 # The levels below bwrap whose program dir is a host dir the runner (root) handles, where
 # the program has a uid of its own: process and netns, where this machine has them.

@@ -19,8 +19,8 @@ from tests.security.helpers import (
     HOST_DIR_LEVELS,
     LEVEL,
     LIMITS,
-    needs_cgroup,
     needs_sandbox,
+    needs_whole_program_limits,
     new_token,
     run_hostile,
     survivors,
@@ -150,7 +150,7 @@ def test_remove_tree_never_follows_links_and_needs_no_recursion(tmp_path: Path, 
     assert_untouched(canary)
 
 
-@needs_cgroup
+@needs_whole_program_limits
 def test_memory_is_limited_for_the_program_as_a_whole() -> None:
     # 11 processes x 150 MB: each is under the per-process limit, together 8x over.
     program = """
@@ -174,7 +174,7 @@ for pid in children:
     assert survivors(token) == []
 
 
-@needs_cgroup
+@needs_whole_program_limits
 def test_disk_is_limited_for_the_program_as_a_whole(tmp_path: Path) -> None:
     # 400 files of 1 MiB: each under the file-size limit, together far over the disk.
     program = """

@@ -150,16 +150,39 @@ def test_allow_weaker_takes_what_there_is_and_a_named_level_runs_as_asked() -> N
 def test_auto_refuses_generated_code_without_network_isolation_unless_allowed() -> None:
     level, refusal = choose_isolation("auto", allow_weaker=False)
     assert level == "process" and refusal is not None
-    assert "'bwrap+cgroup' is required" in refusal and "sandbox.allow_weaker" in refusal
+    assert "'bwrap' is required" in refusal and "sandbox.allow_weaker" in refusal
+    # One line naming what gives bwrap on each platform.
+    assert "\n" not in refusal and "EMR:" in refusal and "Databricks:" in refusal
+    assert "user.max_user_namespaces" in refusal and "conf/databricks/init-bubblewrap.sh" in refusal
 
 
-def test_auto_without_a_cgroup_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_runs_at_bwrap_without_a_cgroup_and_a_named_full_level_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(probe, "available_levels", lambda cgroup_parent=None: ("process", "bwrap"))
     monkeypatch.setattr(probe.cgroup, "probe", lambda parent=None: (None, "cgroup v1 at /x: denied"))
-    level, refusal = choose_isolation("auto", allow_weaker=False)
+    assert choose_isolation("auto", allow_weaker=False) == ("bwrap", None)
+    level, refusal = choose_isolation("bwrap+cgroup", allow_weaker=False)
     assert level == "bwrap" and refusal is not None
     assert "no cgroup for whole-program limits (cgroup v1 at /x: denied" in refusal
     assert "sandbox.cgroup_parent" in refusal
+
+
+@pytest.mark.parametrize(("version", "root", "blocked", "said"), [
+    ((0, 6, 1), True, None, "bubblewrap 0.6.1 is older than 0.7"),
+    ((0, 7, 0), False, None, "bubblewrap 0.7.0 is older than 0.8"),
+    ((0, 8, 0), False, "user.max_user_namespaces = 0", "unprivileged user namespaces are off (user.max_user_namespaces = 0)"),
+])
+def test_why_bubblewrap_does_not_run_is_named(
+    monkeypatch: pytest.MonkeyPatch, version: tuple[int, ...], root: bool, blocked: str | None, said: str,
+) -> None:
+    monkeypatch.setattr(probe, "available_levels", lambda cgroup_parent=None: ("process",))
+    monkeypatch.setattr(probe, "bwrap_path", lambda: "/usr/bin/bwrap")
+    monkeypatch.setattr(probe, "bwrap_version", lambda: version)
+    monkeypatch.setattr(probe, "userns_blocked", lambda: blocked)
+    monkeypatch.setattr(probe.os, "geteuid", lambda: 0 if root else 1000)
+    _, refusal = choose_isolation("auto", allow_weaker=False)
+    assert refusal is not None and said in refusal and "EMR:" in refusal, refusal
 
 
 def test_unknown_level_is_a_programming_error() -> None:

@@ -4,26 +4,35 @@ Plain Python on plain values: `run_program(program, limits) -> Outcome`; the exe
 evaluate stages wrap it. Unit- and security-tested with real processes, no Spark.
 
 Modules: `levels` (what each isolation level promises and how it starts a program), `probe`
-(which levels this machine has, which one a config gets),
+(which levels this machine has, which one a config gets), `meter` (whole-program memory and
+CPU of a bwrap run without a cgroup, polled),
 `harness` (the program that runs first inside the sandbox), `run` (one run, start to
 cleanup), `cgroup` (whole-program limits), `cleanup` (link-safe removal), `verdict`
 (status rules), `limits` (the limits and their allowed ranges).
 
 Threat model (what README's sandbox section states for users):
-- Contained at bwrap+cgroup (the default requirement): network (none, not even
-  loopback), host files (a fresh read-only root; the program's dir, /tmp and /dev/shm
-  are tmpfs mounts that vanish with the run), host processes (a pid namespace; as root a
-  uid of its own that can signal or ptrace nothing else), credentials (a scrubbed
-  environment, no stdin, no inherited descriptors but its pipes), memory, tasks and disk
-  for the program as a whole (cgroup; tmpfs pages count as memory), CPU and wall time,
-  output size. Every process of the run is gone before `run_program` returns.
+- Contained at bwrap and bwrap+cgroup (`auto` takes the stronger one here and refuses
+  anything weaker): network (none, not even loopback), host files (a fresh read-only
+  root; the program's dir, /tmp and /dev/shm are tmpfs mounts that vanish with the
+  run), host processes (a pid namespace; as root a uid of its own that can signal or
+  ptrace nothing else), credentials (a scrubbed environment, no stdin, no inherited
+  descriptors but its pipes, a fresh session keyring), CPU and wall time, output size,
+  tasks (RLIMIT_NPROC of its own uid or user namespace). Every process of the run is
+  gone before `run_program` returns.
+- Memory and CPU for the program as a whole: at bwrap+cgroup the kernel enforces them
+  (tmpfs pages count as memory, an OOM kill is atomic). At bwrap (no cgroup: executors
+  that are not root, e.g. YARN containers) the runner polls the run's processes and
+  tmpfs mounts every 25 ms and kills it past the limit (meter.py): it can be overshot
+  by what the program allocates between two polls (each process still stops at
+  RLIMIT_AS), and memory no process maps (memfds and SysV segments nobody maps, pipe
+  and socket buffers, kernel memory) is not counted.
 - Not contained: kernel exploits (the sandbox shares the host kernel; use VMs such as
   gVisor or Firecracker for that threat), CPU cache side channels, and a program that
   reads the completion token from its own memory (see harness.py): it can fake a pass,
   as vacuous tests can.
-- Weaker levels, used only when asked (`sandbox.allow_weaker` or a named level): bwrap
-  without a cgroup limits memory per process; netns shows the host file system with the
-  program's uid's rights; process level also has the host network.
+- Weaker levels, used only when asked (`sandbox.allow_weaker` or a named level): netns
+  shows the host file system with the program's uid's rights; process level also has
+  the host network.
 """
 
 from __future__ import annotations

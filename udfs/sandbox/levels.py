@@ -8,10 +8,14 @@ Levels, weakest first:
   bwrap         bubblewrap: new pid, net, ipc, uts and cgroup namespaces; a fresh root of
                 read-only binds (/usr, a few /etc files, this interpreter); the program's
                 dir, /tmp and /dev/shm are tmpfs mounts of `disk_bytes` that vanish with it.
-                Memory is limited per process (RLIMIT_AS).
+                Memory is limited per process (RLIMIT_AS) and, for the whole program,
+                by the runner polling its processes and tmpfs mounts (meter.py); tasks
+                by RLIMIT_NPROC in its user namespace. The least `auto` accepts: what
+                works where executors are not root and have no cgroup (YARN on EMR).
   bwrap+cgroup  bwrap, and the run in a cgroup of its own: memory (tmpfs pages included)
-                and tasks limited for the whole program, killed atomically, and known to be
-                gone before the run returns. The level generated code needs by default.
+                and tasks limited for the whole program by the kernel, killed atomically,
+                and known to be gone before the run returns. What `auto` takes where the
+                machine has it.
 
 Which of them this machine has, and which a config gets: udfs/sandbox/probe.py.
 """
@@ -42,6 +46,16 @@ _ETC_FILES = (
     "/etc/nsswitch.conf", "/etc/hosts", "/etc/os-release",
     "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives", "/etc/mime.types",
 )
+
+
+# Where bubblewrap is looked for besides PATH: a newer build (the EMR and Databricks
+# scripts in conf/ build one where the distribution's is too old) goes to /usr/local/bin.
+_BWRAP_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap binary: the first on PATH, else in the usual system dirs."""
+    return shutil.which("bwrap") or shutil.which("bwrap", path=os.pathsep.join(_BWRAP_DIRS))
 
 
 @functools.cache
@@ -175,7 +189,7 @@ def bwrap_command(limits: Limits, as_root: bool, info_fd: int, data: dict[str, i
     """bwrap's argv up to `--`. The program's dir is a tmpfs of `disk_bytes`; `data` maps a
     path inside (a given file, /etc/passwd) to a descriptor bwrap copies it from, so no
     file of the caller is bound, let alone changed."""
-    bwrap = shutil.which("bwrap") or "bwrap"
+    bwrap = bwrap_path() or "bwrap"
     argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent",
             "--new-session", "--info-fd", str(info_fd)]

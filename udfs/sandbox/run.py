@@ -40,6 +40,7 @@ from udfs.sandbox.levels import (
     sandbox_env,
 )
 from udfs.sandbox.limits import Limits
+from udfs.sandbox.meter import NamespaceMeter
 from udfs.sandbox.verdict import Outcome, exit_code_from, judge, not_run, parse_report
 from udfs.sandbox.watch import watch
 
@@ -118,8 +119,8 @@ def _wait_readable(fd: int, timeout_s: float) -> bool:
     return bool(select.select([fd], [], [], timeout_s)[0])
 
 
-def _read_namespace_init(info_fd: int) -> int | None:
-    """A pidfd of bwrap's pid-namespace init, from its --info-fd JSON (None if it failed)."""
+def _read_namespace_init(info_fd: int) -> tuple[int, int] | None:
+    """bwrap's pid-namespace init, from its --info-fd JSON: (pid, pidfd), None if it failed."""
     data = b""
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline and _wait_readable(info_fd, deadline - time.monotonic()):
@@ -128,7 +129,8 @@ def _read_namespace_init(info_fd: int) -> int | None:
             break
         data += chunk
     try:
-        return os.pidfd_open(int(json.loads(data)["child-pid"]))
+        pid = int(json.loads(data)["child-pid"])
+        return pid, os.pidfd_open(pid)
     except (ValueError, KeyError, TypeError, OSError):
         return None
 
@@ -186,6 +188,7 @@ class _Run:
         self.group: cgroup.RunCgroup | None = None
         self.host_dir: Path | None = None
         self.namespace_init: int | None = None
+        self.meter: NamespaceMeter | None = None  # bwrap without a cgroup: polled limits
         self.handback: int | None = None  # the memfd the harness copies kept files into
         self.proc: subprocess.Popen[bytes] | None = None
         if hierarchy is not None:
@@ -252,6 +255,8 @@ class _Run:
         gone = self.wait_gone()
         for fd in list(self.fds):
             self.close_fd(fd)
+        if self.meter is not None:
+            self.meter.close()
         if self.namespace_init is not None:
             os.close(self.namespace_init)
         if self.group is not None:
@@ -358,22 +363,30 @@ def run_at(
         except OSError as exc:
             return not_run("sandbox-error", f"sandbox: could not start the run: {exc}", recorded)
         if started.info is not None:
-            run.namespace_init = _read_namespace_init(started.info)
+            found = _read_namespace_init(started.info)
+            if found is not None:
+                run.namespace_init = found[1]
+                if run.group is None:  # whole-program memory and CPU, polled
+                    run.meter = NamespaceMeter(found[0], found[1])
         assert run.proc is not None
-        group = run.group
-        capture, reason = watch(run.proc, limits, run.kill,
-                                group.cpu_seconds if group is not None else None)
+        group, meter = run.group, run.meter
+        usage = ((lambda: (group.cpu_seconds(), None)) if group is not None else
+                 meter.sample if meter is not None else None)
+        capture, reason = watch(run.proc, limits, run.kill, usage)
         run.kill()  # whatever the program left behind, whichever way it ended
         returncode = run.proc.wait()
         report = parse_report(_read_available(started.report, 256))
         gone = run.wait_gone()
         oom_kills = group.oom_kills() if group is not None else 0
         cpu_s = group.cpu_seconds() if group is not None else report.cpu_s
+        if meter is not None and meter.last[0] is not None:
+            cpu_s = max(cpu_s or 0.0, meter.last[0])
         stdout, stderr = bytes(capture.stdout), bytes(capture.stderr)
         status, detail = judge(limits=limits, report=report, reason=reason,
                                returncode=returncode,
                                marker_seen=token in _read_available(started.marker, 4096),
-                               stderr_tail=stderr, oom_kills=oom_kills)
+                               stderr_tail=stderr, oom_kills=oom_kills,
+                               memory_seen=meter.peak if meter is not None else None)
         if not gone:
             status, detail = "sandbox-error", "sandbox: processes of the run outlived the kill"
         kept = run.collect() if status == "pass" else ()

@@ -89,11 +89,13 @@ def _signal_name(number: int) -> str:
 
 def judge(
     *, limits: Limits, report: Report, reason: str | None, returncode: int,
-    marker_seen: bool, stderr_tail: bytes, oom_kills: int = 0,
+    marker_seen: bool, stderr_tail: bytes, oom_kills: int = 0, memory_seen: int | None = None,
 ) -> tuple[str, str]:
     """(status, detail) for one finished run.
 
-    `reason`: why the runner stopped it ("timeout", "cpu", "output"), None if it ended.
+    `reason`: why the runner stopped it ("timeout", "cpu", "memory", "output"), None if
+    it ended. `memory_seen`: the most memory the runner's polling saw (bwrap without a
+    cgroup), for the detail of a "memory" stop.
     `returncode` is what the outermost process exited with: only it and the marker
     decide a pass, as a program that reached the report pipe could write anything there.
     `oom_kills`: processes of the run the kernel killed at the cgroup's memory limit; any
@@ -106,6 +108,10 @@ def judge(
     if not report.started:
         # The harness never got to the program: bwrap, unshare or Python failed.
         return "sandbox-error", f"the sandbox did not start (exit code {returncode})"
+    if reason == "memory":
+        seen = f": {memory_seen} bytes in use when stopped" if memory_seen else ""
+        return "memory", (f"out of memory: the program's processes and files reached its "
+                          f"limit of {limits.memory_bytes} bytes{seen} (polled, no cgroup)")
     if oom_kills:
         return "memory", (f"out of memory: {oom_kills} process(es) killed at the program's "
                           f"limit of {limits.memory_bytes} bytes")

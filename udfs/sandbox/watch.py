@@ -19,6 +19,11 @@ _POLL_S = 0.1  # exit polling when pidfd_open is missing
 # CPU polling: never longer than all cores busy need to use what is left of the limit
 # (so it is overshot by at most cores x the shortest poll), and never over 0.1 s.
 _CPU_POLL_S = (0.005, 0.1)
+_MEMORY_POLL_S = 0.025  # where the runner polls memory itself (udfs/sandbox/meter.py)
+
+# What the runner can tell of the whole program now: (CPU seconds, memory bytes), each
+# None when unknown (memory is None where a cgroup limits it in the kernel).
+Usage = Callable[[], tuple[float | None, int | None]]
 
 
 def _pidfd(pid: int) -> int | None:
@@ -41,13 +46,15 @@ def _cpu_poll_s(used: float, limit: float) -> float:
 
 def watch(
     proc: subprocess.Popen[bytes], limits: Limits, kill: Callable[[], None],
-    cpu_used: Callable[[], float | None] | None = None,
+    usage: Usage | None = None,
 ) -> tuple[Capture, str | None]:
-    """Read the run's output until it ends; (capture, "timeout" | "cpu" | "output" | None).
+    """Read the run's output until it ends; (capture, "timeout" | "cpu" | "memory" |
+    "output" | None).
 
     `kill` ends everything the run started. It is called at the wall deadline, past
-    the output budget, when `cpu_used` (the whole program's CPU seconds, from its
-    cgroup) reaches cpu_seconds, or when the program exited but something it left holds
+    the output budget, when `usage` says the whole program's CPU seconds (from its
+    cgroup, or polled) reached cpu_seconds or its memory (polled, where no cgroup limits
+    it) reached memory_bytes, or when the program exited but something it left holds
     the pipes open; the pipes are then drained, discarding, until every holder is gone
     or _DRAIN_S passed.
     """
@@ -74,15 +81,19 @@ def watch(
                 killed, act_at = True, now + _DRAIN_S
                 continue
             wait = act_at - now if pidfd is not None else min(act_at - now, _POLL_S)
-            if cpu_used is not None and not killed:
-                used = cpu_used()
-                if used is not None and used >= limits.cpu_seconds:
-                    reason = reason or "cpu"
+            if usage is not None and not killed:
+                used, memory = usage()
+                over = ("cpu" if used is not None and used >= limits.cpu_seconds else
+                        "memory" if memory is not None and memory >= limits.memory_bytes else None)
+                if over is not None:
+                    reason = reason or over
                     kill()
                     killed, act_at = True, now + _DRAIN_S
                     continue
                 if used is not None:
                     wait = min(wait, _cpu_poll_s(used, limits.cpu_seconds))
+                if memory is not None or used is None:  # polled, or not known yet
+                    wait = min(wait, _MEMORY_POLL_S)
             events = selector.select(wait)
             if pidfd is None and not exited and _has_exited(proc.pid):
                 exited, act_at = True, min(act_at, time.monotonic() + _EXIT_GRACE_S)

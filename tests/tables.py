@@ -20,7 +20,7 @@ def content(frame: DataFrame) -> list[tuple[str, ...]]:
     return sorted(tuple(map(repr, row)) for row in frame.select(*keep).collect())
 
 
-def snapshot(spark, lake: Path, table: str) -> list[tuple[str, ...]]:
+def snapshot(spark, lake: Path | str, table: str) -> list[tuple[str, ...]]:
     """`content` of a table of the lake at `lake` (which must have it)."""
     frame = Lake(spark, str(lake)).peek(table)
     assert frame is not None, f"no table {table!r} in {lake}"

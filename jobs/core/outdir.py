@@ -63,12 +63,17 @@ class OutDir:
     def _at(self, name: str) -> str:
         return f"{self.path}/{name}"
 
-    def prepare(self, stale: Iterable[str]) -> None:
-        """Create the directory; remove files matching any of the `stale` patterns."""
-        self.fs.create_dir(self.path, recursive=True)
-        patterns = tuple(stale)
+    def prepare(self) -> None:
+        if self.local:  # a store has no directories: pyarrow would PUT an empty marker object
+            self.fs.create_dir(self.path, recursive=True)
+
+    def remove_stale(self, patterns: Iterable[str], keep: Iterable[str]) -> None:
+        """Delete files matching `patterns` other than `keep` (on a store, pyarrow then
+        leaves a zero-byte `<dir>/` marker object, which readers take for the folder)."""
+        patterns, kept = tuple(patterns), set(keep)
         for info in self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)):
-            if info.type == pafs.FileType.File and any(fnmatch.fnmatch(info.base_name, p) for p in patterns):
+            if (info.type == pafs.FileType.File and info.base_name not in kept
+                    and any(fnmatch.fnmatch(info.base_name, p) for p in patterns)):
                 self.fs.delete_file(info.path)
 
     def names(self) -> list[str]:

@@ -22,8 +22,8 @@ fixed (Spark's part-<uuid> names are not), rows are in a fixed order, and the sa
 table gives byte-identical files. The final table is small (the published run kept
 50k pairs, ~100 MB of text). DIR is a local path, a Unity Catalog volume (/Volumes/...)
 or an object store URI (s3://, s3a://, gs://, abfss://): jobs/core/outdir.py. Earlier
-export files in DIR (of either format) are removed first, so a trainer never globs a
-stale shard; locally each file is written under a temporary name and renamed when
+export files in DIR (of either format) are removed once the new ones are in place, so
+a trainer never globs a stale shard after the export; locally each file is written under a temporary name and renamed when
 complete, on a store each file is one all-or-nothing upload; dataset_info.json last.
 """
 
@@ -334,7 +334,7 @@ def write_dataset(rows: Iterable[dict[str, Any]], out: str | Path | OutDir, fmt:
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     target = out if isinstance(out, OutDir) else OutDir(str(out))
-    target.prepare(_STALE)
+    target.prepare()
     writers = {split: JsonlWriter(target, split) if fmt == "jsonl"
                else ParquetWriter(target, split, cfg.rows_per_file) for split in SPLITS}
     stats = Stats()
@@ -348,6 +348,7 @@ def write_dataset(rows: Iterable[dict[str, Any]], out: str | Path | OutDir, fmt:
         files[split] = writer.close()
         for name in files[split]:
             target.publish(name)
+    target.remove_stale(_STALE, keep=[name for names in files.values() for name in names])
     info = dataset_info(stats, cfg, fmt, files, source or {}, recipe)
     # The card and the info last: a reader that finds dataset_info.json finds every split.
     target.write_text("README.md", dataset_card(info))

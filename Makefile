@@ -66,9 +66,10 @@ SPARK40_TESTS := tests/jobs/test_lake.py \
 test: $(STAMP) $(TRAIN_STAMP) $(VENV40)/.installed sysdeps
 	$(BIN)/ruff check .
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
-	# Resolve the Delta jars into ./.ivy now (Maven Central), so no test downloads them.
-	$(BIN)/python -m jobs.core.session
-	$(VENV40)/bin/python -m jobs.core.session
+	# Resolve the Delta jars (with S3A's, for the object-storage tests' local S3 server)
+	# into ./.ivy now (Maven Central), so no test downloads them.
+	$(BIN)/python -m jobs.core.session spark.s3a_jars=true
+	$(VENV40)/bin/python -m jobs.core.session spark.s3a_jars=true
 	SELFALIGN_SPARK40_PYTHON=$(CURDIR)/$(VENV40)/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-spark4.0
 
@@ -79,7 +80,7 @@ $(VENV40)/.installed: pyproject.toml constraints-spark4.0.txt
 	touch $@
 
 test-spark4.0: $(VENV40)/.installed
-	$(VENV40)/bin/python -m jobs.core.session
+	$(VENV40)/bin/python -m jobs.core.session spark.s3a_jars=true
 	$(VENV40)/bin/python -m pytest $(SPARK40_TESTS)
 
 lint: $(STAMP) $(TRAIN_STAMP)

@@ -73,9 +73,23 @@ def damaged_commit(text: str) -> tuple[str, str] | None:
     return re.sub(r"^file:/+", "/", found["table"]), f"{found['commit']}.json"
 
 
+# Spark's FAILED_READ_FILE names the file; its root cause (SchemaColumnConvert...) does not.
+_UNREADABLE_FILE = re.compile(r"\[FAILED_READ_FILE[.\w]*\] Encountered error while reading file "
+                              r"(?P<file>\S+?)\.(?:\s+(?P<why>[^\n]*?))?(?:\s+SQLSTATE|\n|$)")
+
+
+def unreadable_file(text: str) -> tuple[str, str] | None:
+    """(file, what Spark says is wrong with it) when `text` is a failure to read one file."""
+    found = _UNREADABLE_FILE.search(text)
+    if found is None:
+        return None
+    return re.sub(r"^file:/+", "/", found["file"]), (found["why"] or "").strip().rstrip(".")
+
+
 def operator_fixable(exc: BaseException) -> bool:
     """A failure the operator repairs (exit code 2), not a bug of this program (1)."""
-    return damaged_commit(f"{root_cause(exc)} {exc}") is not None
+    text = f"{root_cause(exc)} {exc}"
+    return damaged_commit(text) is not None or unreadable_file(text) is not None
 
 
 def describe_failure(stage: str, exc: BaseException) -> str:
@@ -91,6 +105,11 @@ def describe_failure(stage: str, exc: BaseException) -> str:
                 f"not finish, move that file (and its .crc files) out of _delta_log and rerun, "
                 f"and that work is redone; otherwise restore the table to version "
                 f"{max(version - 1, 0)} from a backup or a clone")
+    bad_file = unreadable_file(text)
+    if bad_file is not None:
+        path, why = bad_file
+        return (f"stage '{stage}' failed: input file {path} cannot be read: {(why or cause)[:300]} "
+                f"(replace or remove that file, then rerun: committed work is kept)")
     hint = hint_for(text)
     message = f"stage '{stage}' failed: {cause[:500]}"
     return f"{message} ({hint})" if hint else message

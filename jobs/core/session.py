@@ -66,7 +66,8 @@ def delta_package(cfg: SparkConfig) -> str:
 
 # The AWS SDK v2 release each Hadoop release's hadoop-aws is built against
 # (hadoop-project's aws-java-sdk-v2.version): pyspark 4.0 bundles Hadoop 3.4.1, 4.2 3.5.0.
-AWS_SDK_FOR_HADOOP = {"3.4.1": "2.24.6", "3.4.2": "2.29.52", "3.5.0": "2.35.4"}
+# 3.4.1's is 2.24.6, a release Maven Central has no s3-transfer-manager of: 2.24.8.
+AWS_SDK_FOR_HADOOP = {"3.4.1": "2.24.8", "3.4.2": "2.29.52", "3.5.0": "2.35.4"}
 
 
 def hadoop_version() -> str:

@@ -116,7 +116,7 @@ def pending_files(ctx: Context) -> DataFrame:
     if count == 0:
         return ctx.spark.createDataFrame([], EMPTY_INPUT)
     if count <= ctx.cfg.extract.read_by_name_max_files:
-        return read_input(ctx, [row["path"] for row in new.select("path").collect()])
+        return read_input(ctx, sorted(row["path"] for row in new.select("path").collect()))
     # A first run or a backfill: one scan of input.path, keeping the listed files' rows.
     names = new.select(F.col("path").alias("_file"))
     raw = read_input(ctx)

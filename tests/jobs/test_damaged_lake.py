@@ -66,3 +66,18 @@ def test_a_lake_root_that_is_a_file_is_one_line_before_any_stage(
     err = capsys.readouterr().err
     assert f"lake.root {tmp_path / 'lake'} is a file, not a directory" in err
     assert "[extract] start" not in err
+
+
+@pytest.mark.spark
+def test_an_input_file_of_another_schema_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_stack(tmp_path / "in" / "a.parquet", [stack_row(GOOD, path="a.py")])
+    odd = pa.Table.from_pylist([stack_row(GOOD.replace("double", "triple"), path="b.py")])
+    odd = odd.set_column(odd.schema.get_field_index("max_stars_count"), "max_stars_count", pa.array(["5"]))
+    pq.write_table(odd, tmp_path / "in" / "b.parquet")  # stars as text: another schema
+    assert run_cli(tmp_path, "extract") == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("selfalign: error:")]
+    assert f"input file {tmp_path / 'in' / 'b.parquet'} cannot be read" in line
+    assert "max_stars_count" in line and "replace or remove that file" in line

@@ -15,8 +15,8 @@ create-if-absent: O_EXCL on a local disk; on object stores the driver's Hadoop
 FileSystem with overwrite off (S3A with conditional create, Hadoop 3.4.2+: a PUT with
 If-None-Match: *; ABFS If-None-Match; the GCS connector ifGenerationMatch=0). A thread
 renews the lease every lease_seconds / 4; a run killed without releasing it blocks the
-next one for at most lease_seconds. A retried task of the same job (same run id) takes
-over its own run's lease at once.
+next one for at most lease_seconds, and not at all from the same host (its process is
+gone) or for a retried task of the same job (same run id).
 """
 
 from __future__ import annotations
@@ -58,7 +58,11 @@ class Holder:
     released: bool = False
 
     def held(self, lease_seconds: float, now: float) -> bool:
-        return not self.released and now - self.renewed_at < lease_seconds
+        """Not released, renewed within lease_seconds, and, when it ran on this host,
+        its process still alive (a driver killed here frees the lake at once)."""
+        if self.released or now - self.renewed_at >= lease_seconds:
+            return False
+        return self.host != socket.gethostname() or _alive(self.pid)
 
     def describe(self) -> str:
         return (f"run {self.run_id} on {self.host} (pid {self.pid}) since {_utc(self.started_at)}, "
@@ -73,6 +77,16 @@ class Holder:
             return cls(**json.loads(data))
         except (ValueError, TypeError):
             return None  # a torn write of a killed holder: treated as expired
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _utc(epoch: float) -> str:

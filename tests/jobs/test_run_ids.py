@@ -70,3 +70,15 @@ def test_the_run_id_comes_from_the_flag_then_the_environment(monkeypatch: pytest
     monkeypatch.delenv(RUN_ID_ENV)
     first, second = chosen_run_id(), chosen_run_id()
     assert first != second  # a new one each time otherwise
+
+
+@pytest.mark.spark
+def test_status_shows_who_holds_the_lake(spark: SparkSession, tmp_path: Path):
+    from jobs.core.lease import lake_lease
+
+    ctx = new_context(tmp_path / "lake", "run.lease_seconds=60")
+    ctx.run_id = "night-2026-12-06"
+    with lake_lease(ctx):
+        shown = render_status(ctx)
+    assert "lease: held by run night-2026-12-06 on " in shown
+    assert "lease:" not in render_status(ctx)  # released with the run

@@ -83,7 +83,8 @@ def unreadable_file(text: str) -> tuple[str, str] | None:
     found = _UNREADABLE_FILE.search(text)
     if found is None:
         return None
-    return re.sub(r"^file:/+", "/", found["file"]), (found["why"] or "").strip().rstrip(".")
+    why = (found["why"] or "").strip().rstrip(".")
+    return re.sub(r"^file:/+", "/", found["file"]), "" if why.startswith("SQLSTATE") else why
 
 
 def operator_fixable(exc: BaseException) -> bool:

@@ -23,7 +23,7 @@ from jobs.core.context import Context
 from jobs.core.failures import StageError, hint_for, root_cause
 from jobs.core.runner import StageSummary
 from jobs.core.stage import Stage
-from schemas import FUNCTIONS, INPUTS
+from schemas import FUNCTIONS, INPUTS, PROGRESS
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
 from udfs.extract import (
     FileReject,
@@ -89,9 +89,17 @@ def new_input_files(ctx: Context) -> DataFrame:
                .select(F.col("path"), F.col("length").alias("size"),
                        F.unix_millis(F.col("modificationTime")).alias("modified_ms")))
     consumed = ctx.lake.read(INPUTS).select(*FILE_COLUMNS)
+    if _progress_forgotten(ctx):  # an emptied lake, or a user's DELETE to redo extract
+        consumed = consumed.limit(0)
     new = listing.join(consumed, on=list(FILE_COLUMNS), how="left_anti").localCheckpoint(eager=True)
     ctx.memo[_NEW_FILES] = new
     return new
+
+
+def _progress_forgotten(ctx: Context) -> bool:
+    """True when extract has no progress at all: then every file is read again, whatever
+    `inputs` says (to redo some files only, delete their `inputs` rows too)."""
+    return ctx.lake.read(PROGRESS).where(F.col("stage") == F.lit(NAME)).isEmpty()
 
 
 def check_input_path(ctx: Context) -> None:

@@ -41,7 +41,8 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 MODEL = "local-base"
 # `runs` logs each run's own events; `errors` must stay empty (asserted below).
-COMPARED = tuple(name for name in TABLES if name not in ("runs", "errors"))
+# `inputs` names the input files: the two runs read copies in two folders.
+COMPARED = tuple(name for name in TABLES if name not in ("runs", "errors", "inputs"))
 # Every table the DAG fills on this corpus (the others may legitimately be empty).
 FILLED = ("functions", "decontamination", "typecheck", "minhashes", "clusters", "quality",
           "concepts", "instructions", "responses", "executions", "sft", "rejects", "progress")

@@ -187,10 +187,11 @@ def test_corrupt_input_file_is_one_clear_line_and_the_rerun_recovers(spark, tmp_
 
     with pytest.raises(SystemExit) as failed:
         main(argv)
-    assert failed.value.code == 1
+    assert failed.value.code == 2  # the operator's to repair
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("selfalign: error: stage 'extract' failed: ")
-    assert "part-1.parquet" in last and "replace or remove it, then rerun" in last
+    assert last.startswith("selfalign: error: stage 'extract' failed: input file ")
+    assert f"{corrupt} cannot be read: " in last and "Parquet" in last
+    assert "replace or remove that file, then rerun" in last
 
     # Nothing half-written blocks the next run: the operator removes the file and reruns.
     corrupt.unlink()

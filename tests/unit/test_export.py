@@ -134,3 +134,21 @@ def test_card_names_each_setting_that_departs_from_the_published_recipe():
     info, card = card_for(load_config(None, profiles=["published"]))
     assert info["recipe"]["deviations"] == []
     assert "Made with the published StarCoder2-Instruct settings (conf/profiles/published.yaml)." in card
+
+
+def test_export_targets_resolve_to_their_file_systems(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import pyarrow.fs as pafs
+
+    from jobs.core.outdir import filesystem_of
+
+    local, path = filesystem_of(str(tmp_path / "out"))
+    assert isinstance(local, pafs.LocalFileSystem) and path == str(tmp_path / "out")
+    volume, path = filesystem_of("/Volumes/main/selfalign/exports/sft")  # a UC volume: a local path
+    assert isinstance(volume, pafs.LocalFileSystem) and path == "/Volumes/main/selfalign/exports/sft"
+    assert filesystem_of("dbfs:/exports/sft")[1] == "/dbfs/exports/sft"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    for uri in ("s3a://bucket/exports/sft", "s3://bucket/exports/sft"):
+        store, path = filesystem_of(uri)
+        assert isinstance(store, pafs.S3FileSystem) and path == "bucket/exports/sft"
+    azure, path = filesystem_of("abfss://data@account.dfs.core.windows.net/exports/sft")
+    assert type(azure).__name__ == "AzureFileSystem" and path == "data/exports/sft"

@@ -77,23 +77,35 @@ EMPTY_INPUT = StructType([StructField("hexsha", StringType()), StructField("cont
 FILE_COLUMNS = ("path", "size", "modified_ms")
 
 
-def new_input_files(ctx: Context) -> DataFrame:
+@dataclass(frozen=True)
+class NewFiles:
+    """This stage run's listing of new and rewritten input files (checkpointed), the
+    names of at most read_by_name_max_files + 1 of them, and whether `inputs` was
+    ignored (extract's progress emptied: files already recorded are read again)."""
+
+    frame: DataFrame
+    first_paths: list[str]
+    manifest_ignored: bool
+
+
+def new_input_files(ctx: Context) -> NewFiles:
     """Files under input.path that `inputs` does not hold with the same size and time:
     new, or rewritten since extract read them. Listed once per stage run (Spark's
     file listing: names, sizes and times, no file opened) and checkpointed, so the rows
     read and the files recorded afterwards are the same set even if files land meanwhile."""
     if _NEW_FILES in ctx.memo:
         return ctx.memo[_NEW_FILES]
-    check_input_path(ctx)
-    listing = (ctx.spark.read.format("binaryFile").load(ctx.cfg.input.path)
-               .select(F.col("path"), F.col("length").alias("size"),
-                       F.unix_millis(F.col("modificationTime")).alias("modified_ms")))
+    listing = listed_input(ctx).select(F.col("path"), F.col("length").alias("size"),
+                                       F.unix_millis(F.col("modificationTime")).alias("modified_ms"))
     consumed = ctx.lake.read(INPUTS).select(*FILE_COLUMNS)
-    if _progress_forgotten(ctx):  # an emptied lake, or a user's DELETE to redo extract
+    ignored = _progress_forgotten(ctx)  # an emptied lake, or a user's DELETE to redo extract
+    if ignored:
         consumed = consumed.limit(0)
-    new = listing.join(consumed, on=list(FILE_COLUMNS), how="left_anti").localCheckpoint(eager=True)
-    ctx.memo[_NEW_FILES] = new
-    return new
+    frame = listing.join(consumed, on=list(FILE_COLUMNS), how="left_anti").localCheckpoint(eager=True)
+    limit = ctx.cfg.extract.read_by_name_max_files + 1
+    paths = sorted(row["path"] for row in frame.select("path").limit(limit).collect())
+    ctx.memo[_NEW_FILES] = found = NewFiles(frame, paths, ignored)
+    return found
 
 
 def _progress_forgotten(ctx: Context) -> bool:
@@ -102,8 +114,9 @@ def _progress_forgotten(ctx: Context) -> bool:
     return ctx.lake.read(PROGRESS).where(F.col("stage") == F.lit(NAME)).isEmpty()
 
 
-def check_input_path(ctx: Context) -> None:
-    """One line when input.path lists nothing Spark can read, before any listing job."""
+def listed_input(ctx: Context) -> DataFrame:
+    """input.path as Spark lists it (binaryFile: path, length, modificationTime; the
+    content column is never read), or one line when it lists nothing Spark can read."""
     path = ctx.cfg.input.path
     local = Path(path.removeprefix("file:")) if "://" not in path else None
     # Checked here, not by Spark: a folder of other files fails inside a Spark job, with
@@ -111,7 +124,7 @@ def check_input_path(ctx: Context) -> None:
     if local is not None and local.is_dir() and not any(local.rglob("*.parquet")):
         raise StageError(f"{NAME}: no parquet files in '{path}': point input.path at The Stack parquet files")
     try:
-        ctx.spark.read.format("binaryFile").load(path).schema  # noqa: B018 (lists the path)
+        return ctx.spark.read.format("binaryFile").load(path)
     except AnalysisException as exc:
         raise StageError(f"{NAME}: cannot read input parquet '{path}': {str(exc).strip().splitlines()[0]}"
                          f" (point input.path at The Stack parquet files)") from None
@@ -120,13 +133,12 @@ def check_input_path(ctx: Context) -> None:
 def pending_files(ctx: Context) -> DataFrame:
     """The rows of new and rewritten input files only: a consumed file is not opened."""
     new = new_input_files(ctx)
-    count = new.count()
-    if count == 0:
+    if not new.first_paths:
         return ctx.spark.createDataFrame([], EMPTY_INPUT)
-    if count <= ctx.cfg.extract.read_by_name_max_files:
-        return read_input(ctx, sorted(row["path"] for row in new.select("path").collect()))
+    if len(new.first_paths) <= ctx.cfg.extract.read_by_name_max_files:
+        return read_input(ctx, new.first_paths)
     # A first run or a backfill: one scan of input.path, keeping the listed files' rows.
-    names = new.select(F.col("path").alias("_file"))
+    names = new.frame.select(F.col("path").alias("_file"))
     raw = read_input(ctx)
     return (raw.withColumn("_file", F.col("_metadata.file_path"))
             .join(names, on="_file", how="left_semi").drop("_file"))
@@ -134,10 +146,16 @@ def pending_files(ctx: Context) -> DataFrame:
 
 def record_consumed(ctx: Context, settings: Any, summary: StageSummary) -> None:
     """After the chunks committed: the files read this run are consumed. A crash before
-    this only means reading them again (their hexshas are in `progress`)."""
+    this only means reading them again (their hexshas are in `progress`). An append:
+    the listing left out every file `inputs` holds, unless it was ignored."""
     new = new_input_files(ctx)
-    if not new.isEmpty():
-        ctx.lake.insert_new(INPUTS, new.withColumn("run_id", F.lit(ctx.run_id)))
+    if not new.first_paths:
+        return
+    rows = new.frame.withColumn("run_id", F.lit(ctx.run_id))
+    if new.manifest_ignored:
+        ctx.lake.insert_new(INPUTS, rows)
+    else:
+        ctx.lake.append(INPUTS, rows)
 
 
 def read_files(ctx: Context) -> DataFrame:

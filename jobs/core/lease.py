@@ -136,8 +136,19 @@ class LocalStore(Store):
             return True
         except FileExistsError:
             return False
+        except OSError:  # no hard links (a FUSE mount such as /Volumes): O_EXCL instead
+            return self._create_exclusive(name, data)
         finally:
             temp.unlink()
+
+    def _create_exclusive(self, name: str, data: bytes) -> bool:
+        try:
+            fd = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as out:  # a torn write reads as an expired lease
+            out.write(data)
+        return True
 
     def replace(self, name: str, data: bytes) -> None:
         temp = self.dir / f".{name}.{os.getpid()}.tmp"

@@ -109,6 +109,16 @@ def test_a_holder_killed_on_this_host_frees_the_lake_at_once(store: LocalStore):
     assert current_holder(store, 600) == elsewhere  # a process of another host: cannot tell
 
 
+def test_without_hard_links_the_create_is_still_exclusive(store: LocalStore, monkeypatch):
+    def no_links(*_args: object) -> None:
+        raise PermissionError("hard links are not supported here")
+
+    monkeypatch.setattr("os.link", no_links)  # as on a FUSE mount (/Volumes)
+    assert store.create("000000000001.json", b"first")
+    assert not store.create("000000000001.json", b"second")
+    assert store.read("000000000001.json") == b"first"
+
+
 def test_a_torn_lease_file_counts_as_expired(store: LocalStore):
     assert store.create("000000000001.json", b'{"run_id": "x", "ho')
     assert current_holder(store, 60) is None

@@ -11,7 +11,7 @@ process, since when) and when it was last renewed. Taking it:
 
 Nothing is ever overwritten except by its holder, and nothing is deleted that another
 run could still be deciding on, so the one atomic operation the store must offer is
-create-if-absent: O_EXCL on a local disk; on object stores the driver's Hadoop
+create-if-absent: link(2) on a local disk (O_EXCL without hard links); on object stores the driver's Hadoop
 FileSystem with overwrite off (S3A with conditional create, Hadoop 3.4.2+: a PUT with
 If-None-Match: *; ABFS If-None-Match; the GCS connector ifGenerationMatch=0). A thread
 renews the lease every lease_seconds / 4; a run killed without releasing it blocks the

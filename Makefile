@@ -68,7 +68,9 @@ test: $(STAMP) $(TRAIN_STAMP) $(VENV40)/.installed sysdeps
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 	# Resolve the Delta jars (with S3A's, for the object-storage tests' local S3 server)
 	# into ./.ivy now (Maven Central), so no test downloads them.
+	$(BIN)/python -m jobs.core.session
 	$(BIN)/python -m jobs.core.session spark.s3a_jars=true
+	$(VENV40)/bin/python -m jobs.core.session
 	$(VENV40)/bin/python -m jobs.core.session spark.s3a_jars=true
 	SELFALIGN_SPARK40_PYTHON=$(CURDIR)/$(VENV40)/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-spark4.0

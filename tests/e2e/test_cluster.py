@@ -62,6 +62,8 @@ SPARK40_PYTHON = os.environ.get("SELFALIGN_SPARK40_PYTHON")
 class Lakes:
     cluster: Path
     local: Path  # local mode: on Spark 4.0 + Delta 4.0 when SPARK40_PYTHON is set
+    s3a: str  # local mode in this process, lake and input on a local S3 API (tests/s3_server.py)
+    bucket: str
     origins: dict[str, Any]  # wheel_launcher's record: driver and executors
     shipped: Path  # the wheel, as spark-submit shipped it
     python: Path  # the isolated interpreter driver and executors ran
@@ -74,7 +76,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 
 
 def delta_jars() -> list[str]:
-    jars = cached_jars(load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}"]).spark)
+    # The test session's set (Delta and S3A's jars) when the Delta-only set is not cached.
+    jars = (cached_jars(load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}"]).spark)
+            or cached_jars(load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}", "spark.s3a_jars=true"]).spark))
     if not jars:
         pytest.skip("Delta jars are not cached in .ivy: run `python -m jobs.core.session` once")
     return [jar.removeprefix("file://") for jar in jars]
@@ -120,7 +124,7 @@ def submit_command(cluster: StandaloneCluster, python: Path, shipped: Path, laun
 
 
 @pytest.fixture(scope="module")
-def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
+def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path, spark, s3,
           tmp_path_factory: pytest.TempPathFactory) -> Lakes:
     tmp = tmp_path_factory.mktemp("from-wheel")
     wheel = built_wheel(tmp / "build")
@@ -144,7 +148,14 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
                                   stderr=subprocess.STDOUT, start_new_session=True)
         running.callback(stop_group, submit)
         # Local mode beside the cluster: the machine has two cores and the cluster run
-        # mostly waits on its many small Delta jobs.
+        # mostly waits on its many small Delta jobs. First in this process, on object
+        # storage: lake and input on s3a:// (the "tables equal the local path's").
+        bucket = s3.new_bucket(spark)
+        s3.client().upload_file(settings["input.path"], bucket, "stack/part-0.parquet")
+        on_s3 = lake_context(f"s3a://{bucket}/lake", f"input.path=s3a://{bucket}/stack",
+                             f"decontaminate.benchmarks_dir={benchmarks_dir}")
+        for name in SEED_STAGES:
+            run(stage_named(name), on_s3)
         local = {**settings, "lake.root": str(tmp / "lake-local")}
         if SPARK40_PYTHON:
             spark40_log = running.enter_context((tmp / "spark40.log").open("wb"))
@@ -160,7 +171,8 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path,
                 run(stage_named(name), ctx)
         submit.wait(timeout=SUBMIT_TIMEOUT_S)
     assert submit.returncode == 0, log.read_text(errors="replace")[-6000:] + cluster.logs()
-    return Lakes(tmp / "lake-cluster", tmp / "lake-local", json.loads(record.read_text()), shipped, python)
+    return Lakes(tmp / "lake-cluster", tmp / "lake-local", f"s3a://{bucket}/lake", bucket,
+                 json.loads(record.read_text()), shipped, python)
 
 
 def spark40_command(python: str, settings: dict[str, str]) -> list[str]:
@@ -196,6 +208,24 @@ def test_cluster_tables_equal_local_mode(lakes: Lakes, spark, table: str):
     on_cluster = snapshot(spark, lakes.cluster, table)
     assert on_cluster, f"{table} is empty: the comparison would prove nothing"
     assert on_cluster == snapshot(spark, lakes.local, table)
+
+
+@pytest.mark.parametrize("table", (*TABLES, "inputs"))
+def test_tables_on_s3_equal_the_local_paths(lakes: Lakes, spark, table: str):
+    on_s3 = snapshot(spark, lakes.s3a, table)
+    assert on_s3, f"{table} is empty: the comparison would prove nothing"
+    on_disk = snapshot(spark, lakes.local, table)
+    if table == "inputs":  # the same file at its two addresses: the same size
+        assert [row[0] for row in on_s3] == [repr(f"s3a://{lakes.bucket}/stack/part-0.parquet")]
+        assert [row[1] for row in on_s3] == [row[1] for row in on_disk]
+        return
+    assert on_s3 == on_disk
+
+
+def test_the_s3_tables_are_delta_tables_in_the_bucket(lakes: Lakes, s3):
+    keys = s3.keys(lakes.bucket, "lake/")
+    assert "lake/functions/_delta_log/00000000000000000000.json" in keys
+    assert any(k.startswith("lake/functions/part-") and k.endswith(".parquet") for k in keys)
 
 
 def test_local_mode_ran_spark_4_0_when_make_test_runs():

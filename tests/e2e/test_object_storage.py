@@ -1,10 +1,11 @@
 """The lake, its input and the export on object storage: a real S3 API on 127.0.0.1
 (tests/s3_server.py), reached through hadoop-aws's S3A as users' clusters reach S3.
 
-The seed stages on an s3a:// lake and input must leave the tables a local-path run
-leaves; two `selfalign run`s started together on one lake (local, and s3a://) must end
-with one run done, the other refused by the lease, and only the winner's rows; the
-export to s3a:// must write the files it writes to a local folder, byte for byte.
+Two `selfalign run`s started together on one lake (local, and s3a://) must end with one
+run done, the other refused by the lease, and only the winner's rows; the export to
+s3a:// must write the files it writes to a local folder, byte for byte. (The seed stages
+on an s3a:// lake and input, compared with local mode's tables, run beside the
+standalone cluster in tests/e2e/test_cluster.py.)
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import yaml
 
 from jobs.core.config import ExportConfig
 from jobs.core.lake import Lake
-from jobs.core.registry import stage_named
-from jobs.core.runner import run
 from jobs.stages.export import write_dataset
 from tests.s3_server import S3Server
 from tests.tables import snapshot
@@ -31,11 +30,7 @@ from tests.wheel import REPO
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-TABLES = ("functions", "rejects", "progress", "decontamination", "typecheck", "minhashes",
-          "clusters", "inputs")
 SAMPLE = REPO / "data" / "stack_sample" / "stack_sample.parquet"
-SEED_STAGES = ("extract", "decontaminate", "typecheck", "dedup")
-INPUT_FILES = 60  # of the sample: every seed table non-empty
 RACE_FILES = 40  # enough that extract keeps functions
 
 
@@ -63,31 +58,6 @@ def s3_env(s3: S3Server) -> Iterator[S3Server]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-@dataclass(frozen=True)
-class Lakes:
-    local: str
-    s3a: str
-    bucket: str
-
-
-@pytest.fixture(scope="module")
-def lakes(spark, s3_env: S3Server, lake_context, benchmarks_dir: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Lakes:
-    """The seed stages in this process (a warm JVM) on a local lake and input, and on an
-    s3a:// lake and input."""
-    tmp = tmp_path_factory.mktemp("object-storage")
-    local_input = _sample(tmp / "input", INPUT_FILES)
-    bucket = s3_env.new_bucket(spark)
-    s3_env.client().upload_file(str(local_input), bucket, "stack/part-0.parquet")
-    common = [f"decontaminate.benchmarks_dir={benchmarks_dir}"]
-    on_s3 = lake_context(f"s3a://{bucket}/lake", f"input.path=s3a://{bucket}/stack", *common)
-    on_disk = lake_context(tmp / "lake", f"input.path={local_input.parent}", *common)
-    for name in SEED_STAGES:
-        run(stage_named(name), on_s3)
-        run(stage_named(name), on_disk)
-    return Lakes(str(tmp / "lake"), f"s3a://{bucket}/lake", bucket)
 
 
 def _sample(folder: Path, files: int) -> Path:
@@ -134,24 +104,6 @@ def test_two_runs_started_together_one_works_one_refuses(races: dict[str, Race],
     # ... and both lakes hold the same rows: the winner's extract of the same files.
     if where == "s3a":
         assert snapshot(spark, race.lake, "functions") == snapshot(spark, races["local"].lake, "functions")
-
-
-@pytest.mark.parametrize("table", TABLES)
-def test_seed_tables_on_s3_equal_the_local_paths(lakes: Lakes, spark, table: str):
-    on_s3 = snapshot(spark, lakes.s3a, table)
-    assert on_s3, f"{table} is empty: the comparison would prove nothing"
-    on_disk = snapshot(spark, lakes.local, table)
-    if table == "inputs":  # the same file at its two addresses: the same size
-        assert [row[0] for row in on_s3] == [repr(f"s3a://{lakes.bucket}/stack/part-0.parquet")]
-        assert [row[1] for row in on_s3] == [row[1] for row in on_disk]
-        return
-    assert on_s3 == on_disk
-
-
-def test_the_tables_are_delta_tables_in_the_bucket(lakes: Lakes, s3_env: S3Server):
-    keys = s3_env.keys(lakes.bucket, "lake/")
-    assert "lake/functions/_delta_log/00000000000000000000.json" in keys
-    assert any(k.startswith("lake/functions/part-") and k.endswith(".parquet") for k in keys)
 
 
 EXPORT_ROWS = [

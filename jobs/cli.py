@@ -71,8 +71,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from jobs.core.context import Context
-    from jobs.core.lease import lake_lease
+    from jobs.core.context import Context, chosen_run_id
+    from jobs.core.lease import lake_lease, local_lease
     from jobs.core.registry import stages_to_run
 
     cfg = _load(args)
@@ -80,10 +80,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         stages = stages_to_run(cfg, args.stages, args.until, args.start)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    ctx = Context.create(cfg, args.run_id)
-    if problem := ctx.lake.write_problem():
-        raise ConfigError(problem)
-    with lake_lease(ctx) as lease:
+    run_id = chosen_run_id(args.run_id)
+    early = local_lease(cfg.lake.root, run_id, cfg.run.lease_seconds)
+    try:
+        ctx = Context.create(cfg, run_id)
+        if problem := ctx.lake.write_problem():
+            raise ConfigError(problem)
+    except BaseException:
+        if early is not None:
+            early.release()
+        raise
+    with lake_lease(ctx, early) as lease:
         code = _run_stages(ctx, stages, args, lease)
     if not args.no_status:
         _print_status_safely(ctx)

@@ -320,16 +320,37 @@ def _held_message(where: str, holder: Holder, lease_seconds: float) -> str:
             f"(run.lease_seconds)")
 
 
+def local_lease(root: str, run_id: str, lease_seconds: float) -> Lease | None:
+    """A local lake's lease, taken before Spark starts (a refused run answers at once);
+    None for a store URI, or a root this cannot use (the write check then says why)."""
+    if "://" in root or root.startswith(("dbfs:", "file:")):
+        return None
+    path = Path(root).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        return None
+    try:
+        store = LocalStore(str(path / LEASE_DIR))
+        return acquire(store, run_id, lease_seconds, str(path))
+    except LeaseHeld:
+        raise
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
-def lake_lease(ctx: Any) -> Iterator[Lease | None]:
-    """The lake's lease around a writing command (`selfalign run`, `train`)."""
-    store = store_for(ctx.spark, ctx.lake.root)
-    if store is None:
-        log.warning("no lease on %s through Spark Connect: make sure one run writes it at a time",
-                    ctx.lake.root)
-        yield None
-        return
-    lease = acquire(store, ctx.run_id, ctx.cfg.run.lease_seconds, ctx.lake.root)
+def lake_lease(ctx: Any, taken: Lease | None = None) -> Iterator[Lease | None]:
+    """The lake's lease around a writing command (`selfalign run`, `train`): `taken`
+    (a local lake's, taken before Spark started), else taken now."""
+    if taken is not None:
+        lease = taken
+    else:
+        store = store_for(ctx.spark, ctx.lake.root)
+        if store is None:
+            log.warning("no lease on %s through Spark Connect: make sure one run writes it at "
+                        "a time", ctx.lake.root)
+            yield None
+            return
+        lease = acquire(store, ctx.run_id, ctx.cfg.run.lease_seconds, ctx.lake.root)
     try:
         yield lease
     finally:

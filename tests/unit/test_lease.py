@@ -129,3 +129,16 @@ def test_old_generations_are_cleaned_up(store: LocalStore):
     for index in range(4):
         acquire(store, f"run-{index}", 60, "/lake").release()
     assert sorted(store.names()) == ["000000000003.json", "000000000004.json"]
+
+
+def test_a_local_lake_is_refused_before_spark_starts(tmp_path: Path):
+    from jobs.core.lease import local_lease
+
+    first = local_lease(str(tmp_path / "lake"), "night-1", 60)
+    assert first is not None
+    with pytest.raises(LeaseHeld, match="is in use by run night-1"):
+        local_lease(str(tmp_path / "lake"), "manual", 60)
+    first.release()
+    (tmp_path / "file").write_text("not a lake")
+    assert local_lease(str(tmp_path / "file"), "x", 60) is None  # the write check says why
+    assert local_lease("s3a://bucket/lake", "x", 60) is None  # taken through Spark's store

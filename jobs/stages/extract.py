@@ -16,7 +16,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from jobs.core.config import ExtractConfig
 from jobs.core.context import Context
@@ -75,13 +75,16 @@ _NEW_FILES = "extract.new_files"
 # read_files' input columns when no file is new (a typed empty frame, no file opened).
 EMPTY_INPUT = StructType([StructField("hexsha", StringType()), StructField("content", StringType())])
 FILE_COLUMNS = ("path", "size", "modified_ms")
+FILE_SCHEMA = StructType([StructField("path", StringType(), False), StructField("size", LongType(), False),
+                          StructField("modified_ms", LongType(), False)])
 
 
 @dataclass(frozen=True)
 class NewFiles:
-    """This stage run's listing of new and rewritten input files (checkpointed), the
-    names of at most read_by_name_max_files + 1 of them, and whether `inputs` was
-    ignored (extract's progress emptied: files already recorded are read again)."""
+    """This stage run's listing of new and rewritten input files (collected, or
+    checkpointed when there are more than read_by_name_max_files), the names of at most
+    read_by_name_max_files + 1 of them, and whether `inputs` was ignored (extract's
+    progress emptied: files already recorded are read again)."""
 
     frame: DataFrame
     first_paths: list[str]
@@ -91,8 +94,9 @@ class NewFiles:
 def new_input_files(ctx: Context) -> NewFiles:
     """Files under input.path that `inputs` does not hold with the same size and time:
     new, or rewritten since extract read them. Listed once per stage run (Spark's
-    file listing: names, sizes and times, no file opened) and checkpointed, so the rows
-    read and the files recorded afterwards are the same set even if files land meanwhile."""
+    file listing: names, sizes and times, no file opened) and kept (collected, or
+    checkpointed), so the rows read and the files recorded afterwards are the same set
+    even if files land meanwhile."""
     if _NEW_FILES in ctx.memo:
         return ctx.memo[_NEW_FILES]
     listing = listed_input(ctx).select(F.col("path"), F.col("length").alias("size"),
@@ -101,10 +105,16 @@ def new_input_files(ctx: Context) -> NewFiles:
     ignored = _progress_forgotten(ctx)  # an emptied lake, or a user's DELETE to redo extract
     if ignored:
         consumed = consumed.limit(0)
-    frame = listing.join(consumed, on=list(FILE_COLUMNS), how="left_anti").localCheckpoint(eager=True)
+    new = listing.join(consumed, on=list(FILE_COLUMNS), how="left_anti")
     limit = ctx.cfg.extract.read_by_name_max_files + 1
-    paths = sorted(row["path"] for row in frame.select("path").limit(limit).collect())
-    ctx.memo[_NEW_FILES] = found = NewFiles(frame, paths, ignored)
+    rows = new.limit(limit).collect()
+    if len(rows) < limit:  # every new file in hand: the listing is these rows, no other job
+        frame = ctx.spark.createDataFrame([tuple(row) for row in rows], FILE_SCHEMA)
+    else:  # a first run or a backfill: the listing kept on the executors
+        frame = new.localCheckpoint(eager=True)
+        rows = frame.limit(limit).collect()
+    found = NewFiles(frame, sorted(row["path"] for row in rows), ignored)
+    ctx.memo[_NEW_FILES] = found
     return found
 
 

@@ -229,17 +229,24 @@ class HadoopStore(Store):
             self.fs.delete(self._file(name), False)
 
 
+def _local_root(root: str) -> Path | None:
+    """The lake's directory when it is on a local (or mounted) file system."""
+    if root.startswith("file:"):
+        return Path(root.removeprefix("file://").removeprefix("file:"))
+    if "://" in root or root.startswith("dbfs:"):
+        return None
+    return Path(root).expanduser().resolve()
+
+
 def store_for(spark: Any, root: str) -> Store | None:
     """The lease directory's store; None through Spark Connect on a remote lake (no
     driver JVM here to reach the store with the cluster's credentials)."""
-    directory = f"{root}/{LEASE_DIR}"
-    if "://" not in root and not root.startswith("dbfs:"):
-        return LocalStore(directory)
-    if root.startswith("file:"):
-        return LocalStore(directory.removeprefix("file://").removeprefix("file:"))
+    local = _local_root(root)
+    if local is not None:
+        return LocalStore(str(local / LEASE_DIR))
     if not hasattr(spark, "_jsparkSession"):
         return None
-    return HadoopStore(spark, directory)
+    return HadoopStore(spark, f"{root}/{LEASE_DIR}")
 
 
 def _generations(store: Store) -> list[int]:
@@ -323,17 +330,12 @@ def _held_message(where: str, holder: Holder, lease_seconds: float) -> str:
 def local_lease(root: str, run_id: str, lease_seconds: float) -> Lease | None:
     """A local lake's lease, taken before Spark starts (a refused run answers at once);
     None for a store URI, or a root this cannot use (the write check then says why)."""
-    if "://" in root or root.startswith(("dbfs:", "file:")):
-        return None
-    path = Path(root).expanduser().resolve()
-    if path.exists() and not path.is_dir():
+    path = _local_root(root)
+    if path is None or (path.exists() and not path.is_dir()):
         return None
     try:
-        store = LocalStore(str(path / LEASE_DIR))
-        return acquire(store, run_id, lease_seconds, str(path))
-    except LeaseHeld:
-        raise
-    except OSError:
+        return acquire(LocalStore(str(path / LEASE_DIR)), run_id, lease_seconds, str(path))
+    except OSError:  # not writable: the write check says so
         return None
 
 

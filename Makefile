@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TRAIN_STAMP := $(VENV)/.installed-train
 
-.PHONY: run test test-spark4.0 setup lint bench clean sysdeps sysdeps-run
+.PHONY: run test test-spark4.0 setup lint jars jars40 bench clean sysdeps sysdeps-run
 
 # Packages are installed by uv (pip-installed into the venv first): the same pinned set as
 # pip resolves, about 3x faster (the train extra's torch with its CUDA wheels: 42 s against
@@ -35,10 +35,11 @@ define ensure_packages
 	fi
 endef
 
-# The train extra for the training tests: torch from PyPI brings its CUDA libraries
-# (~6 GB here); `make run` does not need it.
+# The train extra for the training tests, and the gpu extra (the pinned vLLM, on the train
+# extra's torch) for the vLLM conformance test: torch from PyPI brings its CUDA libraries
+# (~6 GB here). `make run` needs neither.
 $(TRAIN_STAMP): $(STAMP)
-	$(call UV_INSTALL,$(BIN)) -c constraints.txt -e ".[spark,test,report,train]"
+	$(call UV_INSTALL,$(BIN)) -c constraints.txt -e ".[spark,test,report,train,gpu]"
 	touch $(TRAIN_STAMP)
 
 sysdeps-run:
@@ -63,17 +64,25 @@ SPARK40_TESTS := tests/jobs/test_lake.py \
 	tests/jobs/test_extract_stage.py::test_every_bad_input_kind_is_a_reject_with_its_reason \
 	tests/jobs/test_extract_stage.py::test_unusable_inputs_are_one_line_before_any_work
 
-test: $(STAMP) $(TRAIN_STAMP) $(VENV40)/.installed sysdeps
-	$(BIN)/ruff check .
-	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
-	# Resolve the Delta jars (with S3A's, for the object-storage tests' local S3 server)
-	# into ./.ivy now (Maven Central), so no test downloads them.
+# Set-up runs side by side (make -j: the installs wait on the network, lint and the jar
+# resolution on the CPU), then the suite on two workers (pytest-xdist, a file per worker at a
+# time, the longest modules first: tests/conftest.py), then the Spark 4.0 tier.
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint jars jars40 sysdeps
+	SELFALIGN_SPARK40_PYTHON=$(CURDIR)/$(VENV40)/bin/python $(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(VENV40)/bin/python -m pytest $(SPARK40_TESTS)
+
+# Resolve the Delta jars (with S3A's, for the object-storage tests' local S3 server) into
+# ./.ivy now (Maven Central), so no test downloads them. One resolution at a time: the two
+# venvs share the Ivy cache.
+jars: $(STAMP)
 	$(BIN)/python -m jobs.core.session
 	$(BIN)/python -m jobs.core.session spark.s3a_jars=true
+
+jars40: $(VENV40)/.installed jars
 	$(VENV40)/bin/python -m jobs.core.session
 	$(VENV40)/bin/python -m jobs.core.session spark.s3a_jars=true
-	SELFALIGN_SPARK40_PYTHON=$(CURDIR)/$(VENV40)/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-spark4.0
 
 $(VENV40)/.installed: pyproject.toml constraints-spark4.0.txt
 	$(PYTHON) -m venv $(VENV40)
@@ -81,8 +90,7 @@ $(VENV40)/.installed: pyproject.toml constraints-spark4.0.txt
 	$(call UV_INSTALL,$(VENV40)/bin) -c constraints-spark4.0.txt -e ".[spark,test]"
 	touch $@
 
-test-spark4.0: $(VENV40)/.installed
-	$(VENV40)/bin/python -m jobs.core.session spark.s3a_jars=true
+test-spark4.0: jars40
 	$(VENV40)/bin/python -m pytest $(SPARK40_TESTS)
 
 lint: $(STAMP) $(TRAIN_STAMP)

@@ -78,3 +78,20 @@ def make_ctx(lake_context, tmp_path: Path):
         return lake_context(lake or tmp_path / "lake", *overrides)
 
     return build
+
+
+# The modules whose fixtures run whole pipelines (minutes each, measured), longest first.
+# Under pytest-xdist (`make test` runs the suite on several workers, a file per worker at a
+# time) they start first, so the short files fill in around them instead of one of them
+# starting last and running alone.
+LONGEST_FIRST = ("e2e/test_cluster.py", "e2e/test_dag.py", "e2e/test_object_storage.py",
+                 "e2e/test_spark_connect.py", "e2e/test_train.py", "jobs/test_catalog.py",
+                 "jobs/test_chunks.py", "e2e/test_cli.py", "jobs/test_run_ids.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(REPO / "tests").as_posix()
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other module keeps its place and its tests' order

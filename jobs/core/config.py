@@ -489,7 +489,20 @@ class TrainConfig(Section):
     max_length: int = Field(default=1280, ge=16)  # tokens; longer pairs are cut
     max_grad_norm: float = Field(default=0.0, ge=0.0)  # 0: no gradient clipping
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # every dropout of the model
-    bf16: Literal["auto", "true", "false"] = "auto"  # auto: on GPUs that support it
+    bf16: Literal["auto", "true", "false"] = "auto"  # bf16 autocast; auto: on GPUs that support it
+    # The weights as loaded (published: bfloat16). auto: bfloat16 on GPUs that support
+    # it, float32 on CPU.
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # auto: flash_attention_2 when the flash-attn package is installed on a GPU (as
+    # published), else PyTorch's sdpa; asking for flash_attention_2 without it is an error.
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
+    # none: every process holds the whole model (DDP when num_processes > 1); fsdp: each
+    # holds 1/num_processes of weights, gradients and optimizer state (full shard, one
+    # FSDP unit per decoder layer, sharded checkpoints). The memory plan says which fits.
+    sharding: Literal["none", "fsdp"] = "none"
+    gradient_checkpointing: bool = False  # keep each layer's input only; recompute the rest
+    # GiB per GPU for the memory plan's check; null: what the training process's GPU says.
+    gpu_memory_gb: float | None = Field(default=None, gt=0)
     save_steps: int = Field(default=500, ge=1)  # a checkpoint every N optimizer steps
     logging_steps: int = Field(default=10, ge=1)
     max_steps: int = Field(default=-1, ge=-1)  # > 0: stop after N steps (smoke runs)

@@ -33,6 +33,7 @@ from jobs.core.stage import Step
 from schemas import SFT, TRAIN_RUNS
 from udfs.prompts import PromptConfigError, SftTemplate, load_sft_template
 from udfs.splits import split_of
+from udfs.training.chat import chat_template
 from udfs.training.run import TrainSettings
 
 log = logging.getLogger("selfalign")
@@ -68,6 +69,9 @@ def settings_for(cfg: PipelineConfig, data: Path) -> TrainSettings:
         warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, optimizer=t.optimizer,
         max_length=t.max_length, max_grad_norm=t.max_grad_norm, dropout=t.dropout, bf16=t.bf16,
         save_steps=t.save_steps, seed=t.seed, max_steps=t.max_steps, logging_steps=t.logging_steps,
+        dtype=t.dtype, attn_implementation=t.attn_implementation, sharding=t.sharding,
+        gradient_checkpointing=t.gradient_checkpointing, gpu_memory_gb=t.gpu_memory_gb,
+        chat_template=chat_template(template_for(cfg)),
     )
 
 
@@ -117,7 +121,38 @@ def launch(settings: TrainSettings, ctx: Context) -> dict[str, Any]:
     figures = distributor.run(train_process, settings)
     if not isinstance(figures, dict):
         raise StageError(f"{NAME}: the training processes returned no result; see their log above")
+    if "refused" in figures:
+        raise StageError(f"{NAME}: {figures['refused']}")
     return figures
+
+
+def memory_plan(cfg: PipelineConfig) -> str | None:
+    """The plan's line for these settings, from base_model's config.json alone; a
+    StageError when train.gpu_memory_gb is set and the plan exceeds it (each training
+    process checks its own GPU again before loading). None for a config the plan cannot
+    read (not a decoder-only transformer)."""
+    from transformers import AutoConfig
+
+    from udfs.training.memory import GIB, ModelShape, Setup, plan, refusal
+    from udfs.training.run import resolved_dtype
+
+    t = cfg.train
+    try:
+        shape = ModelShape.from_config(AutoConfig.from_pretrained(t.base_model).to_dict())
+    except (OSError, ValueError) as exc:
+        log.info("[%s] no memory plan: %s", NAME, str(exc).splitlines()[0])
+        return None
+    dtype = "bfloat16" if t.dtype == "auto" and t.use_gpu == "true" else resolved_dtype(t.dtype)
+    mixed = t.bf16 == "true" or (t.bf16 == "auto" and dtype == "bfloat16")
+    setup = Setup(dtype=dtype, processes=t.num_processes, sharding=t.sharding,  # type: ignore[arg-type]
+                  per_device_batch_size=t.per_device_batch_size, max_length=t.max_length,
+                  gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer,
+                  mixed_precision=mixed,
+                  attention="eager" if t.attn_implementation == "eager" else "sdpa")
+    name = Path(t.base_model).name or t.base_model
+    if t.gpu_memory_gb and (line := refusal(name, shape, setup, int(t.gpu_memory_gb * GIB))):
+        raise StageError(f"{NAME}: {line}")
+    return plan(shape, setup).line(name)
 
 
 def _same_as_last(ctx: Context, identity: dict[str, Any]) -> bool:
@@ -153,11 +188,13 @@ def train(ctx: Context, summary: StageSummary) -> None:
     template = template_for(cfg)
     data = Path(cfg.train.output_dir) / DATA
     started = time.monotonic()
+    settings = settings_for(cfg, data)
+    if (line := memory_plan(cfg)) is not None:  # before any data moves
+        log.info("[%s] memory plan: %s", NAME, line)
     version, counts = stage_pairs(ctx, template, data)
     summary.rows_in = counts["train"] + counts["validation"]
     if not counts["train"]:
         raise StageError(f"{NAME}: the sft table has no training pairs yet; run the DAG to select first")
-    settings = settings_for(cfg, data)
     hyper = {key: value for key, value in asdict(settings).items()
              if key not in ("output_dir", "train_file", "validation_file", "base_model")}
     hyper["gradient_accumulation"] = settings.gradient_accumulation

@@ -256,3 +256,11 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path: Path):
     assert load_config(config).train.learning_rate == 2e-5
     assert load_config(None, ["train.learning_rate=3E-4"]).train.learning_rate == 3e-4
     assert load_config(None, ["train.base_model=v1e5"]).train.base_model == "v1e5"
+
+
+def test_published_profile_trains_as_published_on_every_pair():
+    default, published = load_config(None), load_config(None, profiles=["published"])
+    assert (default.export.validation_fraction, published.export.validation_fraction) == (0.02, 0.0)
+    assert (published.train.dtype, published.train.num_processes, published.train.sharding) == (
+        "bfloat16", 1, "none")
+    assert not published.train.gradient_checkpointing

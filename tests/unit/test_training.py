@@ -73,16 +73,25 @@ def _checkpoint(root: Path, step: int, files: tuple[str, ...]) -> None:
     path = root / f"checkpoint-{step}"
     path.mkdir(parents=True)
     for name in files:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text("x")
 
 
 def test_resume_takes_the_newest_checkpoint_that_was_written_whole(tmp_path):
-    whole = ("model.safetensors", *CHECKPOINT_FILES)
+    whole = ("model.safetensors", "optimizer.pt", *CHECKPOINT_FILES)
     _checkpoint(tmp_path, 50, whole)
     _checkpoint(tmp_path, 100, whole)
     _checkpoint(tmp_path, 150, ("model.safetensors", "optimizer.pt"))  # killed while saving
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-100")
     assert last_complete_checkpoint(tmp_path / "absent") is None
+
+
+def test_a_sharded_checkpoint_counts_once_its_shard_directories_are_complete(tmp_path):
+    """FSDP's sharded state dicts: weights and optimizer are directories of shards whose
+    .metadata file is written once every rank's shard is in."""
+    _checkpoint(tmp_path, 10, ("pytorch_model_fsdp_0/.metadata", "optimizer_0/.metadata", *CHECKPOINT_FILES))
+    _checkpoint(tmp_path, 20, ("pytorch_model_fsdp_0/__0_0.distcp", "optimizer_0/.metadata", *CHECKPOINT_FILES))
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
 
 
 def _hold(directory: str, ready, release) -> None:

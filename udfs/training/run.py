@@ -1,16 +1,21 @@
 """The training process: Hugging Face Trainer on the SFT pairs, the published recipe.
 
 `train_process(settings)` is what TorchDistributor starts in every process (one per GPU,
-or one on CPU); under torchrun the Trainer joins the process group itself. It reads the
-pairs the driver staged as JSONL, resumes from the newest checkpoint in
-`<output_dir>/checkpoints` when there is one (a killed run ends with the same weights as
-an uninterrupted one), and the first process writes the model and tokenizer
-(safetensors) to `output_dir`. It returns the figures for the `train_runs` row.
+or one on CPU); under torchrun the Trainer joins the process group itself. Before any
+weight is read it checks the memory plan (udfs/training/memory.py) against its GPU and
+refuses with one line when the model cannot fit. It loads the model in `dtype` with the
+chosen attention, wraps it in FSDP when `sharding` says so (full shard, one unit per
+decoder layer, sharded checkpoints), reads the pairs the driver staged as JSONL, resumes
+from the newest checkpoint in `<output_dir>/checkpoints` when there is one (a killed run
+ends with the same weights as an uninterrupted one), and writes the model (safetensors)
+and the tokenizer, with the SFT layout as its chat template, to `output_dir`. It returns
+the figures for the `train_runs` row.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import logging
 import math
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from udfs.training.data import Encoded, encode_pair, pad_batch
+from udfs.training.memory import GIB, ModelShape, Setup, plan, refusal
 
 log = logging.getLogger("selfalign")
 
@@ -53,6 +59,12 @@ class TrainSettings:
     seed: int = 42
     max_steps: int = -1  # > 0: stop there (smoke runs)
     logging_steps: int = 10
+    dtype: str = "auto"  # the weights as loaded: auto, bfloat16, float16, float32
+    attn_implementation: str = "auto"
+    sharding: str = "none"  # none | fsdp
+    gradient_checkpointing: bool = False
+    gpu_memory_gb: float | None = None  # None: the GPU's own figure
+    chat_template: str | None = None  # saved with the tokenizer
 
     @property
     def gradient_accumulation(self) -> int:
@@ -64,8 +76,19 @@ class TrainSettings:
 
 
 # What a checkpoint holds once the Trainer has finished writing it (trainer_state.json is
-# written last): a kill during a save leaves a directory without some of these.
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+# written last): a kill during a save leaves a directory without some of these. Under
+# FSDP's sharded state dicts the weights and the optimizer are directories of shards
+# (pytorch_model_fsdp_0/, optimizer_0/) with a .metadata file written when all are in.
+CHECKPOINT_FILES = ("trainer_state.json", "scheduler.pt")
+
+
+def _weights_written(path: Path) -> bool:
+    return ((path / "model.safetensors").is_file() or any(path.glob("model-*.safetensors"))
+            or (path / "pytorch_model_fsdp_0" / ".metadata").is_file())
+
+
+def _optimizer_written(path: Path) -> bool:
+    return (path / "optimizer.pt").is_file() or (path / "optimizer_0" / ".metadata").is_file()
 
 
 def last_complete_checkpoint(directory: Path) -> str | None:
@@ -73,8 +96,8 @@ def last_complete_checkpoint(directory: Path) -> str | None:
     found = []
     for path in directory.glob("checkpoint-*") if directory.is_dir() else ():
         step = path.name.removeprefix("checkpoint-")
-        weights = (path / "model.safetensors").is_file() or any(path.glob("model-*.safetensors"))
-        if step.isdigit() and weights and all((path / name).is_file() for name in CHECKPOINT_FILES):
+        if (step.isdigit() and _weights_written(path) and _optimizer_written(path)
+                and all((path / name).is_file() for name in CHECKPOINT_FILES)):
             found.append((int(step), str(path)))
     return max(found)[1] if found else None
 
@@ -162,7 +185,9 @@ def _log_to_stderr() -> None:
         log.propagate = False
 
 
-def training_arguments(settings: TrainSettings) -> Any:
+def training_arguments(settings: TrainSettings, layer_classes: list[str] | None = None) -> Any:
+    """The Trainer's arguments: the published recipe, plus sharding and checkpointing.
+    Built before the model loads (FSDP's settings reach from_pretrained through them)."""
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -189,7 +214,35 @@ def training_arguments(settings: TrainSettings) -> Any:
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not _cuda(),
+        **_memory_arguments(settings, layer_classes or []),
     )
+
+
+def _memory_arguments(settings: TrainSettings, layer_classes: list[str]) -> dict[str, Any]:
+    """FSDP (full shard, a unit per decoder layer) or none; activation checkpointing."""
+    if settings.sharding != "fsdp":
+        if not settings.gradient_checkpointing:
+            return {}
+        return {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    return {
+        "fsdp": "full_shard auto_wrap",
+        "fsdp_config": {
+            "transformer_layer_cls_to_wrap": layer_classes,
+            # The optimizer steps the model's own parameters (views into the shards), so
+            # Adafactor and AdamW see the names and shapes they expect.
+            "use_orig_params": True,
+            # Every process reads the same checkpoint, so there is nothing to broadcast (and
+            # accelerate's broadcast needs a GPU). The cost: each process holds the whole
+            # model in host memory while it loads (8 x 32 GB for StarCoder2-15B in bf16).
+            "sync_module_states": False,
+            # Checkpoints as each rank's shards (no gather of the whole model per save);
+            # the final model is gathered once, as safetensors, in train_process.
+            "state_dict_type": "SHARDED_STATE_DICT",
+            "activation_checkpointing": settings.gradient_checkpointing,
+            "backward_prefetch": "backward_pre",
+            "limit_all_gathers": True,
+        },
+    }
 
 
 def _cuda() -> bool:
@@ -217,19 +270,103 @@ def exclusive(output_dir: str) -> Iterator[None]:
         yield
 
 
+class TrainRefused(Exception):
+    """A setting the process cannot train with: one line for the driver to print."""
+
+
 def train_process(settings: TrainSettings) -> dict[str, Any]:
-    """Train, save, and return the figures (on every process; the driver keeps rank 0's)."""
-    with exclusive(settings.output_dir):
-        return _train(settings)
+    """Train, save, and return the figures (on every process; the driver keeps rank 0's).
+    A refusal (the memory plan, a missing package) comes back as {"refused": line}."""
+    try:
+        with exclusive(settings.output_dir):
+            return _train(settings)
+    except TrainRefused as refused:
+        return {"refused": str(refused)}
+
+
+def resolved_dtype(setting: str) -> str:
+    """auto: bfloat16 where the GPU has it (as published), float32 on CPU."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+
+
+def resolved_attention(setting: str, dtype: str) -> str:
+    flash = importlib.util.find_spec("flash_attn") is not None
+    if setting == "flash_attention_2" and not flash:
+        raise TrainRefused("train.attn_implementation=flash_attention_2 but the flash-attn package is "
+                           "not installed: pip install flash-attn, or set train.attn_implementation=sdpa")
+    if setting == "auto":
+        return "flash_attention_2" if flash and _cuda() and dtype != "float32" else "sdpa"
+    return setting
+
+
+def memory_setup(settings: TrainSettings, dtype: str, attention: str) -> Setup:
+    return Setup(
+        dtype=dtype, processes=int(os.environ.get("WORLD_SIZE", settings.processes)),  # type: ignore[arg-type]
+        sharding=settings.sharding, per_device_batch_size=settings.per_device_batch_size,  # type: ignore[arg-type]
+        max_length=settings.max_length, gradient_checkpointing=settings.gradient_checkpointing,
+        optimizer=settings.optimizer, mixed_precision=_bf16(settings.bf16), attention=attention,  # type: ignore[arg-type]
+    )
+
+
+def check_memory(settings: TrainSettings, config: dict[str, Any], setup: Setup) -> float | None:
+    """Log the plan (first process) and refuse when it cannot fit this process's GPU;
+    the planned GiB, or None for a model the plan cannot read."""
+    try:
+        shape = ModelShape.from_config(config)
+    except ValueError as exc:
+        log.info("[train] no memory plan: %s", exc)
+        return None
+    planned = plan(shape, setup)
+    name = Path(settings.base_model).name or settings.base_model
+    if int(os.environ.get("RANK", "0")) == 0:
+        log.info("[train] memory plan: %s", planned.line(name))
+    gpu_bytes = gpu_memory_bytes(settings)
+    if gpu_bytes is not None and (line := refusal(name, shape, setup, gpu_bytes)):
+        raise TrainRefused(line)
+    return planned.total_gib
+
+
+def gpu_memory_bytes(settings: TrainSettings) -> int | None:
+    if settings.gpu_memory_gb:
+        return int(settings.gpu_memory_gb * GIB)
+    if not _cuda():
+        return None
+    import torch
+
+    return int(torch.cuda.get_device_properties(int(os.environ.get("LOCAL_RANK", "0"))).total_memory)
+
+
+def decoder_layer_classes(config: Any) -> list[str]:
+    """The model class's own unit of sharding (its `_no_split_modules`), read from the
+    class without building the model."""
+    from transformers import AutoModelForCausalLM
+
+    model_class = AutoModelForCausalLM._model_mapping[type(config)]  # type: ignore[attr-defined]
+    return list(getattr(model_class, "_no_split_modules", None) or [])
 
 
 def _train(settings: TrainSettings) -> dict[str, Any]:
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer
     from transformers.trainer_callback import PrinterCallback
 
     _log_to_stderr()
 
     started = time.monotonic()
+    config = AutoConfig.from_pretrained(settings.base_model)
+    if settings.sharding == "fsdp" and not _cuda():
+        # accelerate (1.11) turns FSDP on only for GPU-like devices; on CPU the Trainer
+        # would quietly train unsharded replicas instead.
+        raise TrainRefused("train.sharding=fsdp needs GPUs (the Trainer shards only on CUDA "
+                           "devices); on CPU set train.sharding=none")
+    dtype = resolved_dtype(settings.dtype)
+    attention = resolved_attention(settings.attn_implementation, dtype)
+    planned = check_memory(settings, config.to_dict(), memory_setup(settings, dtype, attention))
+
     tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     train_rows, skipped = encode_file(tokenizer, settings.train_file, settings.max_length)
@@ -238,11 +375,14 @@ def _train(settings: TrainSettings) -> dict[str, Any]:
         validation_rows, _ = encode_file(tokenizer, settings.validation_file, settings.max_length)
     if not train_rows:
         raise ValueError("no training pair fits train.max_length")
-    config = AutoConfig.from_pretrained(settings.base_model)
-    model = AutoModelForCausalLM.from_pretrained(
-        settings.base_model, **_without_dropout(config, settings.dropout))
 
-    args = training_arguments(settings)
+    args = training_arguments(settings, decoder_layer_classes(config))
+    model = AutoModelForCausalLM.from_pretrained(
+        settings.base_model, dtype=getattr(torch, dtype), attn_implementation=attention,
+        **_without_dropout(config, settings.dropout))
+    if settings.gradient_checkpointing:
+        model.config.use_cache = False  # the cache is for generation; it conflicts with recompute
+    parameters = model.num_parameters()
     trainer = Trainer(
         model=model, args=args, train_dataset=_Pairs(train_rows),
         eval_dataset=_Pairs(validation_rows) if validation_rows else None,
@@ -253,10 +393,9 @@ def _train(settings: TrainSettings) -> dict[str, Any]:
     if resume:
         log.info("[train] resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
+    held = _parameters_held(trainer.model_wrapped)
     validation_loss = trainer.evaluate()["eval_loss"] if validation_rows else None
-    if trainer.is_world_process_zero():
-        trainer.save_model(settings.output_dir)  # safetensors
-        tokenizer.save_pretrained(settings.output_dir)
+    _save(trainer, tokenizer, settings)
     tokens = sum(len(r.input_ids) for r in train_rows)
     runtime = float(result.metrics.get("train_runtime") or 0.0)
     epochs_done = float(result.metrics.get("epoch") or settings.epochs)
@@ -272,4 +411,34 @@ def _train(settings: TrainSettings) -> dict[str, Any]:
         "losses": [[entry["step"], entry["loss"]] for entry in trainer.state.log_history if "loss" in entry],
         "seconds": time.monotonic() - started,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "dtype": dtype,
+        "attn_implementation": attention,
+        "parameters": parameters,
+        "parameters_held": held,
+        "memory_plan_gib": planned,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / GIB if _cuda() else None,
     }
+
+
+def _parameters_held(model: Any) -> list[int]:
+    """Parameter elements each process holds (its FSDP shard, or the whole model)."""
+    import torch.distributed as dist
+
+    held = sum(p.numel() for p in model.parameters())
+    if not (dist.is_available() and dist.is_initialized()):
+        return [held]
+    every: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, held)
+    return [int(value) for value in every]
+
+
+def _save(trainer: Any, tokenizer: Any, settings: TrainSettings) -> None:
+    """The model as safetensors (every process takes part: under FSDP the shards are
+    gathered to the first), the tokenizer with the SFT layout as its chat template."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(settings.output_dir)
+    if trainer.is_world_process_zero():
+        if settings.chat_template:
+            tokenizer.chat_template = settings.chat_template
+        tokenizer.save_pretrained(settings.output_dir)

@@ -126,33 +126,28 @@ def launch(settings: TrainSettings, ctx: Context) -> dict[str, Any]:
     return figures
 
 
-def memory_plan(cfg: PipelineConfig) -> str | None:
-    """The plan's line for these settings, from base_model's config.json alone; a
-    StageError when train.gpu_memory_gb is set and the plan exceeds it (each training
-    process checks its own GPU again before loading). None for a config the plan cannot
-    read (not a decoder-only transformer)."""
+def check_memory_plan(cfg: PipelineConfig, settings: TrainSettings) -> None:
+    """The memory plan from base_model's config.json alone, logged before any data moves;
+    a StageError when it cannot fit (train.gpu_memory_gb, else a GPU this driver sees).
+    Every training process checks its own GPU again before loading."""
     from transformers import AutoConfig
 
-    from udfs.training.memory import GIB, ModelShape, Setup, plan, refusal
-    from udfs.training.run import resolved_dtype
+    from udfs.training.run import TrainRefused, check_memory, memory_setup, resolved_dtype
 
     t = cfg.train
     try:
-        shape = ModelShape.from_config(AutoConfig.from_pretrained(t.base_model).to_dict())
+        config = AutoConfig.from_pretrained(t.base_model).to_dict()
     except (OSError, ValueError) as exc:
         log.info("[%s] no memory plan: %s", NAME, str(exc).splitlines()[0])
-        return None
+        return
+    # A CPU driver of GPU executors plans for their bf16, not for its own CPU.
     dtype = "bfloat16" if t.dtype == "auto" and t.use_gpu == "true" else resolved_dtype(t.dtype)
     mixed = t.bf16 == "true" or (t.bf16 == "auto" and dtype == "bfloat16")
-    setup = Setup(dtype=dtype, processes=t.num_processes, sharding=t.sharding,  # type: ignore[arg-type]
-                  per_device_batch_size=t.per_device_batch_size, max_length=t.max_length,
-                  gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer,
-                  mixed_precision=mixed,
-                  attention="eager" if t.attn_implementation == "eager" else "sdpa")
-    name = Path(t.base_model).name or t.base_model
-    if t.gpu_memory_gb and (line := refusal(name, shape, setup, int(t.gpu_memory_gb * GIB))):
-        raise StageError(f"{NAME}: {line}")
-    return plan(shape, setup).line(name)
+    attention = "eager" if t.attn_implementation == "eager" else "sdpa"
+    try:
+        check_memory(settings, config, memory_setup(settings, dtype, attention, mixed))
+    except TrainRefused as refused:
+        raise StageError(f"{NAME}: {refused}") from None
 
 
 def _same_as_last(ctx: Context, identity: dict[str, Any]) -> bool:
@@ -189,8 +184,7 @@ def train(ctx: Context, summary: StageSummary) -> None:
     data = Path(cfg.train.output_dir) / DATA
     started = time.monotonic()
     settings = settings_for(cfg, data)
-    if (line := memory_plan(cfg)) is not None:  # before any data moves
-        log.info("[%s] memory plan: %s", NAME, line)
+    check_memory_plan(cfg, settings)
     version, counts = stage_pairs(ctx, template, data)
     summary.rows_in = counts["train"] + counts["validation"]
     if not counts["train"]:

@@ -147,8 +147,17 @@ class Plan:
                 f"about {self.total_gib:.0f} GiB per GPU ({detail} GiB)")
 
 
+def stored_bytes(setup: Setup) -> int:
+    """Bytes per stored parameter, gradient and optimizer state element. Under FSDP with
+    mixed precision accelerate keeps each shard in fp32 whatever the checkpoint's dtype (as
+    DeepSpeed ZeRO-3 does; accelerate/accelerator.py, prepare_model) and computes in bf16."""
+    if setup.sharding == "fsdp" and setup.mixed_precision:
+        return 4
+    return DTYPE_BYTES[setup.dtype]
+
+
 def plan(shape: ModelShape, setup: Setup) -> Plan:
-    weight_bytes = DTYPE_BYTES[setup.dtype]
+    weight_bytes = stored_bytes(setup)
     shards = setup.processes if setup.sharding == "fsdp" else 1
     params = shape.parameters
     parts = {
@@ -173,7 +182,7 @@ def optimizer_bytes(shape: ModelShape, setup: Setup, shards: int) -> int:
     published optimizer, no first moment): row and column second moments per matrix when
     it sees matrices, a full second moment when FSDP hands it flat shards; and while it
     steps one parameter, fp32 copies of that parameter and its gradient."""
-    weight_bytes = DTYPE_BYTES[setup.dtype]
+    weight_bytes = stored_bytes(setup)
     if setup.optimizer == "adamw_torch":
         return 2 * shape.parameters * weight_bytes // shards
     if shards > 1:

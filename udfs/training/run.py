@@ -303,18 +303,22 @@ def resolved_attention(setting: str, dtype: str) -> str:
     return setting
 
 
-def memory_setup(settings: TrainSettings, dtype: str, attention: str) -> Setup:
+def memory_setup(settings: TrainSettings, dtype: str, attention: str, mixed: bool | None = None) -> Setup:
+    """The plan's view of the settings; mixed (bf16 autocast) as this machine resolves it
+    unless given (a CPU driver planning for GPU executors gives it)."""
     return Setup(
         dtype=dtype, processes=int(os.environ.get("WORLD_SIZE", settings.processes)),  # type: ignore[arg-type]
         sharding=settings.sharding, per_device_batch_size=settings.per_device_batch_size,  # type: ignore[arg-type]
         max_length=settings.max_length, gradient_checkpointing=settings.gradient_checkpointing,
-        optimizer=settings.optimizer, mixed_precision=_bf16(settings.bf16), attention=attention,  # type: ignore[arg-type]
+        optimizer=settings.optimizer, attention=attention,  # type: ignore[arg-type]
+        mixed_precision=_bf16(settings.bf16) if mixed is None else mixed,
     )
 
 
 def check_memory(settings: TrainSettings, config: dict[str, Any], setup: Setup) -> float | None:
-    """Log the plan (first process) and refuse when it cannot fit this process's GPU;
-    the planned GiB, or None for a model the plan cannot read."""
+    """Log the plan (once: the driver, or a job's first process) and refuse when it cannot
+    fit the GPU (train.gpu_memory_gb, else this machine's); the planned GiB, or None for a
+    model the plan cannot read."""
     try:
         shape = ModelShape.from_config(config)
     except ValueError as exc:

@@ -203,7 +203,9 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
     from jobs.tools.benchmarks import download_command
 
-    return download_command(Path(args.dir or _load(args).decontaminate.benchmarks_dir))
+    cfg = _load(args)  # its evaluate.files may name an optional file (the published MBPP+ v0.1.0)
+    return download_command(Path(args.dir or cfg.decontaminate.benchmarks_dir),
+                            names=set(cfg.evaluate.files.values()))
 
 
 DESCRIPTION = """\

@@ -66,6 +66,11 @@ SFT = TableSpec(
             # is off): tests_kept, reasoning_dropped, explanation_dropped,
             # asserts_in_instruction, comments_stripped.
             StructField("sanitizing", StringType(), True),
+            # The keys the published global cleaning checks a new pair against (sha256 of
+            # the whitespace-free instruction and response as chosen, and of the function
+            # names its first code block defines; udfs/diversify.py); null when that code
+            # does not parse.
+            StructField("dedup_keys", ArrayType(StringType()), True),
             StructField("run_id", StringType(), False),
         ]
     ),

@@ -45,12 +45,16 @@ from udfs.benchmarks import BenchmarkItem, BenchmarkSpec, load_benchmarks
 # Kinds whose text a leaked seed would contain; tests are code a seed never holds.
 INDEXED_KINDS = frozenset({"solution", "prompt", "docstring", "body"})
 CODE_KINDS = frozenset({"solution", "prompt", "body"})
-# The published rule matched a canonical solution by plain substring whatever its
-# length: a body such as `return len(string)` under another name and docstring is
-# contamination too. Measured on the 2,232 functions of the sample corpus: it flags one
-# more of them (a gcd by Euclid's loop, HumanEval/13's very solution), and catches the
-# 35 of 164 HumanEval+ bodies planted under another name that the 40-character floor let
-# through. MBPP solutions are whole functions: they keep the floor, as other texts do.
+# A canonical body is matched by substring whatever its length, so a body such as
+# `return len(string)` under another name and docstring is contamination. Stricter than
+# published: the published rule also matched canonical solutions by plain substring with
+# no floor, but exempted `return x + y`, `return len(string)` and `return n**2`
+# (benchmark_data.py:11-13; its fourth entry, `'return ''.join(strings)'`, is two adjacent
+# literals and exempts nothing). `decontaminate.exempt_bodies` restores that list.
+# Measured on the 2,232 functions of the sample corpus: no floor flags one more of them
+# (a gcd by Euclid's loop, HumanEval/13's very solution), and catches the 35 of 164
+# HumanEval+ bodies planted under another name that the 40-character floor let through.
+# MBPP solutions are whole functions: they keep the floor, as other texts do.
 UNBOUNDED_KINDS = frozenset({"body"})
 MATCHED_TEXT_CHARS = 300
 
@@ -190,12 +194,14 @@ class DecontamSettings:
     min_ngram_hits: int
     max_ngram_tasks: int
     min_distinctive_tokens: int
+    exempt_bodies: tuple[str, ...]
 
     @classmethod
     def from_settings(cls, settings: object) -> DecontamSettings:
         """From any object with these attribute names, e.g. jobs.core.config.DecontaminateConfig."""
         values = {item.name: getattr(settings, item.name) for item in fields(cls)}
         values["benchmarks"] = tuple(BenchmarkSpec.from_settings(spec) for spec in values["benchmarks"])
+        values["exempt_bodies"] = tuple(values["exempt_bodies"])
         return cls(**values)
 
 
@@ -296,14 +302,20 @@ def build_index(
     min_ngram_hits: int = 3,
     max_ngram_tasks: int = 1,
     min_distinctive_tokens: int = 1,
+    exempt_bodies: Iterable[str] = (),
 ) -> BenchmarkIndex:
-    """Index benchmark solutions, prompts and docstrings for `find_contamination`."""
+    """Index benchmark solutions, prompts and docstrings for `find_contamination`.
+    A canonical body equal to one of `exempt_bodies` (both normalized) is not indexed
+    at all, as the published list exempted a few short ones."""
     index = BenchmarkIndex(ngram_tokens, min_substring_chars, min_ngram_hits)
     table = _TaskTable(index.tasks)
+    exempt = frozenset(normalize(body) for body in exempt_bodies)
     normalized = []
     for item in items:
         if item.kind in INDEXED_KINDS:
             text = _normalized_item(item)
+            if item.kind == "body" and text in exempt:
+                continue
             normalized.append((item, text, tokens_of_normalized(text)))
     owners, first = _ngram_owners(
         ((item, toks) for item, _, toks in normalized), ngram_tokens, min_distinctive_tokens
@@ -324,6 +336,7 @@ def build_index_from_config(settings: DecontamSettings) -> BenchmarkIndex:
         min_ngram_hits=settings.min_ngram_hits,
         max_ngram_tasks=settings.max_ngram_tasks,
         min_distinctive_tokens=settings.min_distinctive_tokens,
+        exempt_bodies=settings.exempt_bodies,
     )
 
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 FUNCTION_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -38,6 +39,9 @@ class Function:
     has_return: bool
     # Top-level module names the function depends on (its used imports plus inline ones).
     modules: list[str] = field(default_factory=list)
+    # A `return <expr>` anywhere in it, nested scopes and `return None` included (the
+    # published return rule; `has_return` is selfalign's).
+    has_any_return: bool = False
 
 
 def normalize_code(code: str) -> str:
@@ -183,6 +187,7 @@ class _BodyFacts:
     names: set[str]  # every Name read or bound anywhere inside, nested scopes included
     modules: set[str]  # top-level modules imported inside the function
     returns_value: bool  # a `return <value>` of the function itself (not of a nested scope)
+    any_return_value: bool = False  # a `return <expr>` at any depth, `return None` included
 
 
 def body_facts(func: ast.AST) -> _BodyFacts:
@@ -204,9 +209,10 @@ def body_facts(func: ast.AST) -> _BodyFacts:
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0 and node.module:
                 facts.modules.add(node.module.split(".")[0])
-        elif own and isinstance(node, ast.Return):
+        elif isinstance(node, ast.Return) and node.value is not None:
+            facts.any_return_value = True
             value = node.value
-            if value is not None and not (isinstance(value, ast.Constant) and value.value is None):
+            if own and not (isinstance(value, ast.Constant) and value.value is None):
                 facts.returns_value = True
         inner = own and not isinstance(node, SCOPE_NODES)
         for name in node._fields:
@@ -263,6 +269,7 @@ def extract_functions(text: str, module: ast.Module) -> list[Function]:
                 arg_count=count_args(node.args),
                 has_return=facts.returns_value,
                 modules=modules,
+                has_any_return=facts.any_return_value,
             )
         )
     return found
@@ -302,37 +309,91 @@ def extract_file(content: str | bytes | None, max_bytes: int) -> list[Function] 
 
 # --- heuristic rules -------------------------------------------------------------
 
+# How each rule reads a function: selfalign's way first, then the published one
+# (seed_gathering/filter_dataset.py of bigcode-project/starcoder2-self-align).
+MarkerMatch = Literal["word", "substring"]  # whole words in the code | substring of imports + code
+ImportMatch = Literal["module", "substring"]  # imported module names | "import X"/"from X" in the text
+ReturnRule = Literal["own_value", "any_value"]  # the function's own non-None return | any `return <expr>`
+NoArgsMatch = Literal["ast", "text"]  # no parameters at all | a line starting "def " holding "():"
+
+# A pattern that never matches: no markers configured means no marker can be found.
+_NEVER = re.compile(r"(?!)")
+
+
 @dataclass(frozen=True)
 class RuleSet:
     rules: tuple[str, ...]
     max_lines: int
     markers: tuple[str, ...]
     banned_imports: frozenset[str]
+    marker_match: MarkerMatch = "word"
+    banned_import_match: ImportMatch = "module"
+    return_rule: ReturnRule = "own_value"
+    no_args_match: NoArgsMatch = "ast"
 
     @property
     def marker_pattern(self) -> re.Pattern[str]:
+        if not self.markers:
+            return _NEVER
         words = "|".join(re.escape(m) for m in self.markers)
+        if self.marker_match == "substring":
+            return re.compile(f"({words})", re.IGNORECASE)
         return re.compile(rf"\b({words})\b", re.IGNORECASE)
+
+    @property
+    def import_strings(self) -> tuple[str, ...]:
+        """The published banned strings: every "import X", then every "from X"."""
+        names = sorted(self.banned_imports)
+        return (*(f"import {m}" for m in names), *(f"from {m}" for m in names))
 
 
 KNOWN_RULES = ("needs_return", "needs_args", "max_lines", "no_markers", "no_banned_imports")
 
 
+def published_text(fn: Function) -> str:
+    """The nearest thing to the text the published rules read (the function after
+    autoimport put its imports on top): the function's imports, a blank line, its code."""
+    return f"{fn.imports}\n\n{fn.code}" if fn.imports else fn.code
+
+
+def _no_args(fn: Function, rules: RuleSet) -> bool:
+    if rules.no_args_match == "text":
+        return any(line.startswith("def ") and "():" in line for line in fn.code.split("\n"))
+    return fn.arg_count == 0
+
+
+def _banned(fn: Function, rules: RuleSet) -> str | None:
+    if rules.banned_import_match == "substring":
+        lowered = published_text(fn).lower()
+        return next((s for s in rules.import_strings if s in lowered), None)
+    return ", ".join(sorted(set(fn.modules) & rules.banned_imports)) or None
+
+
+def _marker(fn: Function, rules: RuleSet, marker_re: re.Pattern[str]) -> str | None:
+    hit = marker_re.search(published_text(fn) if rules.marker_match == "substring" else fn.code)
+    return hit.group(0) if hit else None
+
+
 def check_rules(fn: Function, rules: RuleSet, marker_re: re.Pattern[str]) -> tuple[str, str] | None:
     """The first rule the function breaks, as (reason, detail), or None if it passes."""
     for rule in rules.rules:
-        if rule == "needs_return" and not fn.has_return:
-            return "no_return_value", "no `return <value>` in the function body"
-        if rule == "needs_args" and fn.arg_count == 0:
+        if rule == "needs_return":
+            if rules.return_rule == "any_value" and not fn.has_any_return:
+                return "no_return_value", "no `return <value>` anywhere in the function"
+            if rules.return_rule == "own_value" and not fn.has_return:
+                return "no_return_value", "no `return <value>` in the function body"
+        if rule == "needs_args" and _no_args(fn, rules):
+            if rules.no_args_match == "text":
+                return "no_arguments", "a line starts with 'def ' and holds '():'"
             return "no_arguments", "function takes no arguments"
         if rule == "max_lines" and fn.line_count > rules.max_lines:
             return "too_long", f"{fn.line_count} lines > {rules.max_lines}"
         if rule == "no_markers":
-            hit = marker_re.search(fn.code)
-            if hit:
-                return "has_marker", f"contains '{hit.group(0)}'"
+            marker = _marker(fn, rules, marker_re)
+            if marker is not None:
+                return "has_marker", f"contains '{marker}'"
         if rule == "no_banned_imports":
-            banned = sorted(set(fn.modules) & rules.banned_imports)
-            if banned:
-                return "banned_import", ", ".join(banned)
+            banned = _banned(fn, rules)
+            if banned is not None:
+                return "banned_import", banned
     return None

@@ -19,6 +19,11 @@ from typing import Literal
 import numpy as np
 
 _TOKEN = re.compile(r"\w+")
+# text-dedup's tokenizer (minhash.py: NON_ALPHA), which the published seed dedup used.
+_NON_ALPHA = re.compile(r"\W")
+# text-dedup's --min_length default: a text of fewer tokens gets no shingles.
+NONALPHA_MIN_TOKENS = 5
+Tokenizer = Literal["words", "nonalpha_split"]
 
 # datasketch 2.0.0 schemes: name -> (input hash bytes, signature dtype, empty-slot value).
 # datasketch's permutation schemes
@@ -46,17 +51,34 @@ _FMIX = {
 
 # --- shingles -------------------------------------------------------------------
 
-def shingles(code: str, size: int = 5) -> set[str]:
+def shingles(code: str, size: int = 5, tokenizer: Tokenizer = "words") -> set[str]:
     """Word `size`-grams of lower-cased `\\w+` tokens, space-joined.
 
     Tokens rather than characters, so whitespace and punctuation edits do not
     count as differences; a function shorter than one shingle is one shingle,
     so short functions still get a signature that can match their copies.
+    `tokenizer="nonalpha_split"`: text-dedup's shingles instead (`nonalpha_shingles`).
     """
     if size < 1:
         raise ValueError(f"shingle size must be >= 1, got {size}")
+    if tokenizer == "nonalpha_split":
+        return nonalpha_shingles(code, size)
     tokens = _TOKEN.findall(code.lower())
     if not tokens:
+        return set()
+    if len(tokens) < size:
+        return {" ".join(tokens)}
+    return {" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
+
+
+def nonalpha_shingles(code: str, size: int = 5) -> set[str]:
+    """text-dedup's shingles (as the published seed dedup made them): the lower-cased
+    text split at every single non-word character, so empty tokens stay and runs of
+    spaces or punctuation count, then `size`-grams joined by spaces. Fewer than
+    NONALPHA_MIN_TOKENS tokens: no shingles (text-dedup's min_length; such a text then
+    takes no part in dedup). A text shorter than one shingle is one shingle, as there."""
+    tokens = _NON_ALPHA.split(code.lower())
+    if len(tokens) < NONALPHA_MIN_TOKENS:
         return set()
     if len(tokens) < size:
         return {" ".join(tokens)}
@@ -279,6 +301,10 @@ def band_hashes(signature: np.ndarray, bands: int, rows: int) -> list[int]:
 def cached_hasher(num_perm: int, seed: int) -> MinHasher:
     """One `MinHasher` per Python worker and parameters: its setup imports datasketch."""
     return MinHasher(num_perm, seed)
+
+
+# Every slot of the stored (affine32) signature of a set with no shingles.
+EMPTY_SLOT = np.uint32((1 << 32) - 1)
 
 
 def signatures_to_bytes(signatures: np.ndarray) -> list[bytes]:

@@ -16,6 +16,7 @@ import ast
 import re
 import textwrap
 from dataclasses import dataclass, field
+from typing import Literal
 
 # Lines starting with this begin the next few-shot block ("=== Example 9 ===",
 # "=== Task ==="); anything from such a line on is leaked continuation.
@@ -83,13 +84,24 @@ def _first_line(text: str) -> str:
 
 # --- judge ----------------------------------------------------------------------
 
-def parse_judge(text: str | None) -> bool | None:
+# How a judge answer is read: generation.judge.decision.
+JudgeDecision = Literal["first_word", "count"]
+
+
+def parse_judge(text: str | None, decision: JudgeDecision = "first_word") -> bool | None:
     """Yes -> True, No -> False, anything else -> None (recorded as unparseable).
 
     Only the first non-blank line counts, and only its first word, so "Yes.",
     " no", "**YES**" and "Yes, it explains the arguments" all parse. An echoed
     "Answer:" label is skipped. "Yes/No" or "yes or no" is a refusal to choose.
+
+    decision "count", the published rule (seed_gathering/filter_dataset.py:354-364):
+    True when "yes" occurs more often than "no" in the lower-cased text, as substrings,
+    else False (never None): " Yes, I know" is No ("know" holds "no"), a tie is No.
     """
+    if decision == "count":
+        lowered = (text or "").lower()
+        return lowered.count("yes") > lowered.count("no")
     line = _first_line(text or "").lower()
     words = _WORD.findall(line)
     if words[:1] == ["answer"]:
@@ -144,6 +156,26 @@ def _section_name(match: re.Match[str]) -> str:
     return "tests" if name == "test" else name
 
 
+def _headings(text: str) -> tuple[str, list[re.Match[str]]]:
+    """The text up to a leaked next example, and its section headings."""
+    text = _normalize_newlines(text)
+    headers = list(_HEADER.finditer(text))
+    # Separators before the first heading are chatter; after it they are a leak.
+    text = cut_at_separator(text, headers[0].start() if headers else 0)
+    return text, [h for h in headers if h.end() <= len(text)]
+
+
+def section_order(text: str) -> list[str]:
+    """The sections a response's headings open, in order, repeats included; text before
+    the first heading counts as the reasoning, as in split_sections."""
+    text, headers = _headings(text)
+    names = [_section_name(h) for h in headers]
+    lead = text[: headers[0].start()] if headers else text
+    if "reasoning" not in names and lead.strip():
+        names.insert(0, "reasoning")
+    return names
+
+
 def split_sections(text: str) -> dict[str, str]:
     """Body of each section present, keyed by section name, in the text's order.
 
@@ -152,11 +184,7 @@ def split_sections(text: str) -> dict[str, str]:
     the reasoning: the respond prompt ends on "## Reasoning", so a raw completion
     starts there. With one, text before it is chatter and is dropped.
     """
-    text = _normalize_newlines(text)
-    headers = list(_HEADER.finditer(text))
-    # Separators before the first heading are chatter; after it they are a leak.
-    text = cut_at_separator(text, headers[0].start() if headers else 0)
-    headers = [h for h in headers if h.end() <= len(text)]
+    text, headers = _headings(text)
     bodies: dict[str, str] = {}
     if "reasoning" not in {_section_name(h) for h in headers}:
         lead = text[: headers[0].start()] if headers else text

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,16 @@ class JudgeConfig(_Model):
     version: Text
     instruction: Text
     examples: list[JudgeExample] = Field(min_length=2)
+    # blocks (judge.yaml): the instruction once, then numbered Docstring/Code/Answer
+    # blocks. issue (judge_published.yaml, the published framing): each function is a
+    # GitHub issue thread in StarCoder2's issue format; `instruction` is the asker's post,
+    # holding {docstring} and {code} once each, `reply` opens the answering comment and
+    # the answer follows it on its last line.
+    layout: Literal["blocks", "issue"] = "blocks"
+    reply: str = ""
+
+
+JUDGE_SLOTS = ("docstring", "code")  # the issue layout's slots in `instruction`
 
 
 class OssExample(_Model):
@@ -195,6 +206,15 @@ def _check_judge(path: Path, cfg: JudgeConfig) -> None:
     for index, example in enumerate(cfg.examples):
         if "\n" in example.reason.strip():
             raise _fail(path, f"examples.{index}.reason", "must be a single line")
+    if cfg.layout == "blocks":
+        if cfg.reply:
+            raise _fail(path, "reply", "is for layout: issue only")
+        return
+    for slot in JUDGE_SLOTS:
+        if cfg.instruction.count("{" + slot + "}") != 1:
+            raise _fail(path, "instruction", f"must hold {{{slot}}} exactly once (layout: issue)")
+    if not cfg.reply.strip():
+        raise _fail(path, "reply", "must not be blank (layout: issue)")
 
 
 def _check_unique(path: Path, key: str, values: Sequence[str]) -> None:
@@ -254,14 +274,22 @@ def load_sft_template(prompts_dir: str | Path | None = None) -> SftTemplate:
     return template
 
 
+def load_judge(name: str = FILES["judge"], prompts_dir: str | Path | None = None) -> JudgeConfig:
+    """A judge prompt file (generation.judge.template), checked: `name` under prompts_dir
+    (the packaged conf/prompts when None), or an absolute path."""
+    directory = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
+    path = directory / name
+    judge = _load_model(path, JudgeConfig)
+    _check_judge(path, judge)
+    return judge
+
+
 def load_prompts(prompts_dir: str | Path | None = None) -> PromptSet:
     """Load and validate judge.yaml, oss_instruct.yaml and respond.yaml."""
     directory = Path(prompts_dir) if prompts_dir is not None else default_prompts_dir()
-    judge_path = directory / FILES["judge"]
     oss_path = directory / FILES["oss_instruct"]
     respond_path = directory / FILES["respond"]
-    judge = _load_model(judge_path, JudgeConfig)
-    _check_judge(judge_path, judge)
+    judge = load_judge(FILES["judge"], directory)
     oss = _load_model(oss_path, OssInstructConfig)
     _check_oss(oss_path, oss)
     respond = _load_model(respond_path, RespondConfig)
@@ -373,6 +401,25 @@ def _judge_block(number: int, code: str, answer: str, reason: str = "") -> str:
     return "\n".join(lines)
 
 
+# StarCoder2's GitHub-issue format: special tokens and anonymised user names.
+ISSUE_START, ISSUE_COMMENT = "<issue_start>", "<issue_comment>"
+ASKER, HELPER = "username_0", "username_1"
+_JUDGE_SLOT = re.compile(r"\{(docstring|code)\}")
+
+
+def _issue_thread(cfg: JudgeConfig, code: str, answer: str, reason: str = "") -> str:
+    """One function as an issue: the asker's post with the docstring and the code, then
+    the reply, ending on the answer (and its reason) or, for the query, right before it."""
+    docstring, rest = split_docstring(code)
+    values = {"docstring": docstring or "(none)", "code": _code(rest)}
+    # One pass, so a docstring holding "{code}" is not filled in again.
+    post = _JUDGE_SLOT.sub(lambda found: values[found.group(1)], cfg.instruction.strip())
+    thread = f"{ISSUE_START}{ASKER}: {post}{ISSUE_COMMENT}{HELPER}: {cfg.reply.strip()}"
+    if not answer:
+        return thread
+    return f"{thread} {answer}" + (f"\n\n{reason.strip()}" if reason.strip() else "")
+
+
 def _concepts_block(number: int, snippet: str, concepts: str) -> str:
     # The query passes no concepts and ends on the bare label: a prompt ending in a
     # space tokenizes badly, so the model supplies the space with its first token.
@@ -396,8 +443,12 @@ def _respond_block(task: str, response: str) -> str:
 # --- builders -------------------------------------------------------------------
 
 def judge_prompt(fn_code: str, cfg: PromptSet, seed_key: str) -> str:
-    """All judge examples in a per-key order, then the function; ends on "Answer:"."""
+    """All judge examples in a per-key order, then the function; ends on "Answer:"
+    (layout issue: one thread per example, the query's ending on the reply's opening)."""
     examples = _shuffled(cfg.judge.examples, seed_key, "judge")
+    if cfg.judge.layout == "issue":
+        threads = [_issue_thread(cfg.judge, ex.code, ex.answer, ex.reason) for ex in examples]
+        return "\n\n".join([*threads, _issue_thread(cfg.judge, fn_code, "")])
     blocks = [
         _judge_block(number, ex.code, ex.answer, ex.reason)
         for number, ex in enumerate(examples, 1)

@@ -23,6 +23,13 @@ Policy on imports (the sandbox that type-checks has no numpy, torch, ...):
   because a package is absent where pyright runs; packages with bundled stubs
   (yaml, requests, six, ...) are still checked against those stubs.
 - Every other diagnostic of severity "error" drops the function (basic mode).
+
+`typecheck.type_checking_mode: standard` and `typecheck.report_missing_imports: error`
+are the published settings (high_quality_subset.py of starcoder2-self-align runs
+pyright with no config: its defaults, standard mode, where an unresolvable import is
+an error). With the empty venv that rejects every import without bundled stubs; the
+published run resolved against whatever its machine had installed, which no config
+here can reproduce.
 """
 
 from __future__ import annotations
@@ -92,6 +99,15 @@ class PyrightRun:
 Runner = Callable[[Path, float], PyrightRun]
 
 
+@dataclass(frozen=True)
+class PyrightOptions:
+    """What each batch's pyrightconfig.json says (see `pyright_config`)."""
+
+    python_version: str = "3.11"
+    type_checking_mode: str = "basic"  # "basic" | "standard" (published: pyright's default)
+    report_missing_imports: str = "none"  # "none" | "error" (published: error)
+
+
 # --- locating and validating pyright ------------------------------------------------
 
 def pyright_executable() -> str | None:
@@ -155,12 +171,13 @@ def ensure_pyright() -> str:
 
 # --- one pyright process --------------------------------------------------------------
 
-def pyright_config(python_version: str) -> dict[str, Any]:
+def pyright_config(python_version: str, type_checking_mode: str = "basic",
+                   report_missing_imports: str = "none") -> dict[str, Any]:
     return {
-        "typeCheckingMode": "basic",
+        "typeCheckingMode": type_checking_mode,
         "pythonVersion": python_version,
         "pythonPlatform": "Linux",
-        "reportMissingImports": "none",
+        "reportMissingImports": report_missing_imports,
         "reportMissingModuleSource": "none",
         # An empty venv: pyright neither runs `python` to find site-packages nor
         # sees whatever is installed on this machine (see module docstring).
@@ -169,10 +186,12 @@ def pyright_config(python_version: str) -> dict[str, Any]:
     }
 
 
-def write_config(directory: Path, python_version: str) -> None:
+def write_config(directory: Path, python_version: str, type_checking_mode: str = "basic",
+                 report_missing_imports: str = "none") -> None:
     site = directory / EMPTY_VENV_DIR / EMPTY_VENV_NAME / "lib" / f"python{python_version}" / "site-packages"
     site.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_NAME).write_text(json.dumps(pyright_config(python_version), indent=2))
+    config = pyright_config(python_version, type_checking_mode, report_missing_imports)
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -271,13 +290,14 @@ def verdicts_from(run: PyrightRun, names: dict[str, str]) -> dict[str, Verdict]:
 
 
 def _run_on(
-    batch: list[tuple[str, str, str]], root: Path, python_version: str,
+    batch: list[tuple[str, str, str]], root: Path, options: PyrightOptions,
     timeout_s: float, runner: Runner,
 ) -> PyrightRun:
     """Write (file name, id, source) triples into a fresh dir under root and run pyright."""
     directory = Path(tempfile.mkdtemp(prefix="batch-", dir=root))
     try:
-        write_config(directory, python_version)
+        write_config(directory, options.python_version, options.type_checking_mode,
+                     options.report_missing_imports)
         for name, _, source in batch:
             # "replace": a lone surrogate must cost its function a verdict, not the batch.
             (directory / name).write_text(source, encoding="utf-8", errors="replace")
@@ -291,11 +311,11 @@ def _run_on(
 
 
 def _check_split(
-    batch: list[tuple[str, str, str]], root: Path, python_version: str,
+    batch: list[tuple[str, str, str]], root: Path, options: PyrightOptions,
     timeout_s: float, runner: Runner,
 ) -> dict[str, Verdict]:
     """Verdicts for a batch; a crashed or timed-out batch is halved until the culprit is alone."""
-    run = _run_on(batch, root, python_version, timeout_s, runner)
+    run = _run_on(batch, root, options, timeout_s, runner)
     if run.failure is None:
         return verdicts_from(run, {name: function_id for name, function_id, _ in batch})
     if len(batch) == 1:
@@ -305,8 +325,8 @@ def _check_split(
     if run.failure == RULE_TIMEOUT:
         timeout_s = max(timeout_s / 2, min(timeout_s, MIN_SPLIT_TIMEOUT_S))
     middle = len(batch) // 2
-    verdicts = _check_split(batch[:middle], root, python_version, timeout_s, runner)
-    verdicts.update(_check_split(batch[middle:], root, python_version, timeout_s, runner))
+    verdicts = _check_split(batch[:middle], root, options, timeout_s, runner)
+    verdicts.update(_check_split(batch[middle:], root, options, timeout_s, runner))
     return verdicts
 
 
@@ -315,6 +335,8 @@ def check_batch(
     timeout_s: float,
     python_version: str = "3.11",
     run_pyright: Runner = run_pyright,
+    type_checking_mode: str = "basic",
+    report_missing_imports: str = "none",
 ) -> dict[str, Verdict]:
     """A Verdict for every (function_id, source) pair, from one pyright process if all goes well.
 
@@ -326,7 +348,8 @@ def check_batch(
     RULE_TIMEOUT verdict alone. `run_pyright` is the seam tests use to inject
     failures; an exception it raises (PyrightUnavailable, a failed fork)
     propagates, so Spark retries the task instead of rejecting a whole batch.
-    A repeated id is checked once (its first source).
+    A repeated id is checked once (its first source). `type_checking_mode` and
+    `report_missing_imports` go into pyrightconfig.json (see the module docstring).
     """
     first_source: dict[str, str] = {}
     for function_id, source in items:
@@ -337,7 +360,8 @@ def check_batch(
     batch = [(name, function_id, first_source[function_id]) for name, function_id in names.items()]
     root = Path(tempfile.mkdtemp(prefix="selfalign-pyright-"))
     try:
-        return _check_split(batch, root, python_version, timeout_s, run_pyright)
+        options = PyrightOptions(python_version, type_checking_mode, report_missing_imports)
+        return _check_split(batch, root, options, timeout_s, run_pyright)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -346,21 +370,27 @@ def check_stream(
     items: Iterable[tuple[str, str]],
     batch_size: int,
     timeout_s: float,
-    python_version: str = "3.11",
+    options: PyrightOptions | None = None,
 ) -> Iterator[tuple[str, Verdict]]:
     """Verdicts for a stream of pairs, `batch_size` per pyright process.
 
     For the mapInPandas wrapper: Arrow batches are smaller than a good pyright
     batch, so pairs are gathered across them before each run.
     """
+    opts = options or PyrightOptions()
+
+    def checked(batch: list[tuple[str, str]]) -> dict[str, Verdict]:
+        return check_batch(batch, timeout_s, opts.python_version, type_checking_mode=opts.type_checking_mode,
+                           report_missing_imports=opts.report_missing_imports)
+
     pending: list[tuple[str, str]] = []
     for item in items:
         pending.append(item)
         if len(pending) >= batch_size:
-            yield from check_batch(pending, timeout_s, python_version).items()
+            yield from checked(pending).items()
             pending = []
     if pending:
-        yield from check_batch(pending, timeout_s, python_version).items()
+        yield from checked(pending).items()
 
 
 def function_source(imports: str, code: str) -> str:

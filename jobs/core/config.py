@@ -162,6 +162,12 @@ class ExtractConfig(Section):
             "seaborn",
         ]
     )
+    # How the rules read a function (udfs/extract.py); the second value of each is the
+    # published rule (seed_gathering/filter_dataset.py, high_quality_subset.py).
+    marker_match: Literal["word", "substring"] = "word"
+    banned_import_match: Literal["module", "substring"] = "module"
+    return_rule: Literal["own_value", "any_value"] = "own_value"
+    no_args_match: Literal["ast", "text"] = "ast"
 
     @field_validator("rules")
     @classmethod
@@ -203,12 +209,19 @@ class DecontaminateConfig(Section):
     min_ngram_hits: int = Field(default=3, ge=1)
     max_ngram_tasks: int = Field(default=1, ge=1)
     min_distinctive_tokens: int = Field(default=1, ge=0)
+    # HumanEval-style canonical bodies that are not contamination (compared after
+    # normalization). Default none; published: three short bodies (benchmark_data.py:11-13).
+    exempt_bodies: list[str] = Field(default_factory=list)
 
 
 class TypecheckConfig(Section):
     batch_size: int = Field(default=1000, ge=1)
     timeout_seconds: int = Field(default=600, ge=1)
     python_version: str = "3.11"
+    # pyright's mode and its verdict on an import it cannot resolve (udfs/typecheck.py);
+    # published: pyright's defaults, standard and error (high_quality_subset.py).
+    type_checking_mode: Literal["basic", "standard"] = "basic"
+    report_missing_imports: Literal["none", "error"] = "none"
 
 
 class DedupConfig(Section):
@@ -219,11 +232,17 @@ class DedupConfig(Section):
     max_iterations: int = Field(default=50, ge=1)
     # The LSH bands are tuned for candidate_threshold (default 0.8 x threshold: 0.4 at
     # 0.5), and every candidate is confirmed on the exact Jaccard of the two shingle sets
-    # (verify: exact) or, as published, on the signatures' estimate (verify: estimate).
+    # (verify: exact), on the signatures' estimate (verify: estimate), or not at all
+    # (verify: none, as published: text-dedup unions every band collision).
     # Band/row choice leans to recall: a false positive costs one comparison, a false
-    # negative is a duplicate kept. 0.2/0.8 at 0.4/256 gives 64x4 (published: 42x6).
+    # negative is a duplicate kept. 0.2/0.8 at 0.4/256 gives 64x4 (published: 41x6 at
+    # 0.5/250 with equal weights).
     candidate_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
-    verify: Literal["exact", "estimate"] = "exact"
+    verify: Literal["exact", "estimate", "none"] = "exact"
+    # words: lower-cased \w+ tokens. nonalpha_split (text-dedup's, as published):
+    # re.split(r"\W") of the lower-cased text, empty tokens kept, and a text of fewer than
+    # 5 tokens has no shingles and takes no part. Changing it invalidates `minhashes`.
+    tokenizer: Literal["words", "nonalpha_split"] = "words"
     fp_weight: float = Field(default=0.2, ge=0.0)
     fn_weight: float = Field(default=0.8, ge=0.0)
 
@@ -333,6 +352,11 @@ class SamplingConfig(Section):
 # stage's other defaults instead of falling back to the generic ones.
 class JudgeSampling(SamplingConfig):
     max_tokens: int = Field(default=4, ge=1)
+    # How an answer is read (udfs/parse.py parse_judge): first_word, its first word is
+    # Yes or No, else unparseable; count (published), Yes when "yes" occurs more often
+    # than "no" in the lower-cased answer. The prompt: a file under prompts_dir.
+    decision: Literal["first_word", "count"] = "first_word"
+    template: str = "judge.yaml"
 
 
 # The published recipe samples concepts, instructions and responses at temperature 0.7
@@ -389,6 +413,10 @@ class SanitizeConfig(Section):
     drop_probability: float = Field(default=0.5, ge=0.0, le=1.0)  # reasoning, explanation
     assert_probability: float = Field(default=0.5, ge=0.0, le=1.0)  # asserts into the instruction
     max_asserts: int = Field(default=5, ge=1)
+    # selfalign: placeholders in the code make select choose another response, every
+    # comment goes, top-level asserts move. published: the published rules one by one
+    # (udfs/sanitize.py lists the differences), its layout check included.
+    style: Literal["selfalign", "published"] = "selfalign"
 
 
 class SelectConfig(Section):
@@ -402,10 +430,21 @@ class SelectConfig(Section):
     shingle_size: int = Field(default=3, ge=1)
     seed: int = 1
     max_iterations: int = Field(default=50, ge=1)
-    # As published: of the pairs kept from one seed, at most one per set of top-level
-    # function names its code defines (the rest: same_function_names rejects).
-    diversify_function_names: bool = True
+    # Near-duplicate instructions dropped (selfcodealign's step; the StarCoder2 pipeline
+    # has none).
+    near_duplicates: bool = True
+    # per_seed: of one seed's instructions, at most one per set of top-level function
+    # names. global (published): over all pairs ever kept, one per instruction, per
+    # response and per list of every function name the first code block defines, first
+    # come in a seeded shuffle; code that does not parse drops the pair (udfs/diversify.py).
+    diversify_function_names: Literal["off", "per_seed", "global"] = "per_seed"
     sanitize: SanitizeConfig = Field(default_factory=SanitizeConfig)
+
+    @field_validator("diversify_function_names", mode="before")
+    @classmethod
+    def _was_a_switch(cls, value: Any) -> Any:
+        # Before "global" existed the key was true/false.
+        return {True: "per_seed", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class ExportConfig(Section):
@@ -438,11 +477,22 @@ class EvaluateConfig(Section):
     k: list[int] = Field(default_factory=lambda: [1, 10, 100], min_length=1)
     max_tokens: int = Field(default=512, ge=1)
     # completion: a base model continues the task's code (bigcode harness style);
-    # instruct: an instruction-tuned model gets the published instruct format through
+    # instruct: an instruction-tuned model gets the instruct format through
     # conf/prompts/sft_template.yaml, ending at the end of its code block.
     prompt_format: Literal["completion", "instruct"] = "completion"
-    # MBPP and MBPP+ on EvalPlus's 378 tasks (the MBPP+ file's task ids), as published
-    # figures are; test_split: MBPP's original tasks 11-510.
+    # The instruct format's wording and response openings: a file under
+    # generation.prompts_dir (the packaged conf/prompts when null), or an absolute path.
+    # eval_instruct.yaml: selfalign's layout; eval_instruct_published.yaml: the published one.
+    instruct_template: str = "eval_instruct.yaml"
+    # Whether prompts start with the BOS token, as training encodes them (one BOS id, when
+    # the tokenizer has one). auto: yes for the instruct format on llm.engine vllm or
+    # transformers, else the engine's default (the text as given; a server tokenizes it
+    # its own way); true / false: always / never, refused where the engine cannot (openai).
+    # A chat server's template places it (llm.api=chat): not applied there.
+    add_bos: Literal["auto"] | bool = "auto"
+    # MBPP and MBPP+ on EvalPlus's task set (the MBPP+ file's task ids: 378 in the default
+    # v0.2.0 file, 399 in v0.1.0, which the published figures used);
+    # test_split: MBPP's original tasks 11-510.
     mbpp_tasks: Literal["evalplus", "test_split"] = "evalplus"
     # None: per prompt format (udfs/evaluation STOP, INSTRUCT_STOP); none with llm.api=chat.
     stop: list[str] | None = None

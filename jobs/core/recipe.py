@@ -12,6 +12,15 @@ PUBLISHED = "published"
 # What makes the data; the published profile's evaluate section describes how a model
 # is scored, not how its data was made.
 DATA_SECTIONS = ("extract", "decontaminate", "typecheck", "dedup", "generation", "select")
+# Departures no setting undoes: the stage order (jobs/core/registry.py), whatever the config.
+FIXED_DEVIATIONS: tuple[dict[str, Any], ...] = (
+    {"key": "stage order: dedup",
+     "published": "right after extraction, before every filter (seed_gathering/README.md:19): one "
+                  "function per cluster of all documented ones; a cluster whose kept one fails a "
+                  "later filter is lost whole",
+     "used": "after decontaminate and typecheck: clusters of the functions that passed every "
+             "filter, one kept per cluster, so as many seeds or more"},
+)
 
 
 def _leaves(tree: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -30,12 +39,14 @@ def _value(tree: Any, path: tuple[str, ...]) -> Any:
 
 
 def deviations(cfg: PipelineConfig) -> list[dict[str, Any]]:
-    """Each setting of the published profile that `cfg` sets otherwise: key, published, used."""
+    """Each setting of the published profile that `cfg` sets otherwise: key, published, used;
+    then the FIXED_DEVIATIONS, which every configuration has."""
     published = read_mapping(profile_path(PUBLISHED), "profile")
     used = cfg.model_dump(mode="json")
-    return [{"key": ".".join(path), "published": value, "used": _value(used, path)}
-            for path, value in _leaves(published)
-            if path[0] in DATA_SECTIONS and _value(used, path) != value]
+    settings = [{"key": ".".join(path), "published": value, "used": _value(used, path)}
+                for path, value in _leaves(published)
+                if path[0] in DATA_SECTIONS and _value(used, path) != value]
+    return [*settings, *(dict(fixed) for fixed in FIXED_DEVIATIONS)]
 
 
 def recipe(cfg: PipelineConfig) -> dict[str, Any]:

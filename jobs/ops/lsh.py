@@ -9,7 +9,8 @@ run: candidate pairs need one on one side, so earlier rows are never compared ag
 Candidates come from bands tuned for a threshold below the real one
 (`candidate_threshold`), then each is confirmed on the exact Jaccard of the two shingle
 sets: the estimate from 256 slots has a standard deviation of ~0.03 at 0.5, so
-confirming on it splits about half the pairs just above the threshold.
+confirming on it splits about half the pairs just above the threshold. `verify: none`
+confirms nothing (text-dedup's way: every band collision is a duplicate).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from pyspark.sql.types import (
 
 from jobs.core.pandas_udf import series_udf
 from udfs.minhash import (
+    EMPTY_SLOT,
+    Tokenizer,
     band_hash_matrix,
     cached_hasher,
     exact_jaccard,
@@ -75,7 +78,8 @@ class LSHParams:
     """What the LSH functions need. Band/row choice leans to recall: every candidate is
     confirmed anyway, so a false positive costs one comparison while a false negative is
     a duplicate kept (0.2/0.8 at 0.4/256: 64x4). `verify`: "exact" confirms on the shingle
-    sets, "estimate" on the signatures (the published way, datasketch's)."""
+    sets, "estimate" on the signatures, "none" keeps every candidate (text-dedup's, which
+    the published seed dedup used). `tokenizer`: see udfs.minhash.shingles."""
 
     threshold: float
     num_perm: int
@@ -86,6 +90,7 @@ class LSHParams:
     fn_weight: float = 0.8
     candidate_threshold: float | None = None  # the bands' threshold; None: `threshold`
     verify: str = "exact"
+    tokenizer: Tokenizer = "words"
 
     @classmethod
     def from_config(cls, section: Any, threshold: str = "threshold") -> LSHParams:
@@ -94,7 +99,7 @@ class LSHParams:
 
 
 def _from_config(section: Any, threshold: str = "threshold") -> LSHParams:
-    optional = {name: getattr(section, name) for name in ("fp_weight", "fn_weight", "verify")
+    optional = {name: getattr(section, name) for name in ("fp_weight", "fn_weight", "verify", "tokenizer")
                 if hasattr(section, name)}
     if hasattr(section, "bands_threshold"):
         optional["candidate_threshold"] = section.bands_threshold()
@@ -112,7 +117,7 @@ def band_choice(cfg: LSHParams) -> tuple[int, int]:
 def signature_batches(batches: Iterator[pd.DataFrame], cfg: LSHParams) -> Iterator[pd.DataFrame]:
     hasher = cached_hasher(cfg.num_perm, cfg.seed)
     for batch in batches:
-        sets = [shingles(text or "", cfg.shingle_size) for text in batch["text"]]
+        sets = [shingles(text or "", cfg.shingle_size, cfg.tokenizer) for text in batch["text"]]
         sigs, hashes = hasher.signatures_and_hashes(sets)
         yield pd.DataFrame({
             "id": batch["id"],
@@ -130,22 +135,33 @@ def signatures(items: DataFrame, cfg: LSHParams) -> DataFrame:
 
 
 def band_key_batches(batches: Iterator[pd.DataFrame], num_perm: int, bands: int,
-                     rows: int) -> Iterator[pd.DataFrame]:
+                     rows: int, skip_empty: bool = False) -> Iterator[pd.DataFrame]:
+    """Band keys per row; `skip_empty`: rows whose signature is the empty set's (no
+    shingles) get none, so they meet no other row."""
     for batch in batches:
-        keys = band_hash_matrix(signatures_from_bytes(batch["signature"].tolist(), num_perm), bands, rows)
+        sigs = signatures_from_bytes(batch["signature"].tolist(), num_perm)
+        ids, new = batch["id"].to_numpy(), batch["is_new"].to_numpy(dtype=bool)
+        if skip_empty:
+            has_shingles = (sigs != EMPTY_SLOT).any(axis=1)
+            ids, new, sigs = ids[has_shingles], new[has_shingles], sigs[has_shingles]
+        keys = band_hash_matrix(sigs, bands, rows)
         yield pd.DataFrame({
-            "id": np.repeat(batch["id"].to_numpy(), bands),
-            "is_new": np.repeat(batch["is_new"].to_numpy(dtype=bool), bands),
-            "band": np.tile(np.arange(bands, dtype=np.int32), len(batch)),
+            "id": np.repeat(ids, bands),
+            "is_new": np.repeat(new, bands),
+            "band": np.tile(np.arange(bands, dtype=np.int32), len(ids)),
             "key": keys.reshape(-1),
         })
 
 
 def band_keys(nodes: DataFrame, cfg: LSHParams) -> DataFrame:
-    """(id, is_new, signature) -> one (id, is_new, band, key) row per band."""
+    """(id, is_new, signature) -> one (id, is_new, band, key) row per band. Under the
+    nonalpha_split tokenizer a text of fewer than 5 tokens (udfs.minhash) has no
+    shingles and no band keys: it takes no part, as in text-dedup (whose later versions
+    drop such texts; at the commit the seeds used they all shared one signature)."""
     bands, rows = band_choice(cfg)
+    skip_empty = cfg.tokenizer == "nonalpha_split"
     return nodes.select("id", "is_new", "signature").mapInPandas(
-        lambda it: band_key_batches(it, cfg.num_perm, bands, rows), schema=BAND_SCHEMA
+        lambda it: band_key_batches(it, cfg.num_perm, bands, rows, skip_empty), schema=BAND_SCHEMA
     )
 
 
@@ -227,12 +243,15 @@ def jaccard_label() -> Column:
 
 
 def verifying(sigs: DataFrame, cfg: LSHParams) -> DataFrame:
-    """`sigs` as `with_jaccard` should see them under cfg.verify: "estimate" hides the
-    shingle sets."""
+    """`sigs` as `with_jaccard` should see them under cfg.verify: "estimate" and "none"
+    hide the shingle sets (none stores none)."""
     return sigs.drop("shingles") if cfg.verify != "exact" else sigs
 
 
 def confirmed_edges(pairs: DataFrame, sigs: DataFrame, cfg: LSHParams) -> DataFrame:
-    """Candidate (lo, hi) pairs whose Jaccard reaches the threshold, with it."""
+    """Candidate (lo, hi) pairs whose Jaccard reaches the threshold, with it; under
+    verify "none" every candidate, with its estimated Jaccard for the record."""
     scored = with_jaccard(pairs, "lo", "hi", verifying(sigs, cfg), cfg.num_perm)
+    if cfg.verify == "none":
+        return scored.select("lo", "hi", "jaccard")
     return scored.where(F.col("jaccard") >= F.lit(cfg.threshold)).select("lo", "hi", "jaccard")

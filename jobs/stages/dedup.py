@@ -18,9 +18,15 @@ reaches one joins the smallest in it and all its new functions become rejects; e
 between two existing representatives are ignored (an earlier run judged them distinct).
 New functions are compared with representatives only, not with earlier rejects.
 
-`minhashes` is only valid for one (num_perm, seed, shingle_size): a run whose num_perm
-differs from the stored signatures stops; after changing seed or shingle size, start
-the dedup tables afresh.
+`minhashes` is only valid for one (num_perm, seed, shingle_size, tokenizer): a run whose
+num_perm differs from the stored signatures stops; after changing seed, shingle size or
+tokenizer, start the dedup tables afresh.
+
+Stage order differs from the published seed pipeline: there near-dedup (text-dedup at
+Jaccard 0.5) ran right after extraction, before every filter, so it chose one function per
+cluster among all documented functions, and a cluster whose kept function later failed a
+filter was lost whole. Here dedup reads the type-checked functions, so only those that
+passed every rule, decontamination and pyright are clustered (conf/profiles/published.yaml).
 """
 
 from __future__ import annotations
@@ -216,11 +222,13 @@ def settings(ctx: Context) -> DedupSettings:
     params = LSHParams.from_config(ctx.cfg.dedup)
     _check_stored_width(ctx)
     bands, rows = band_choice(params)
+    confirm = {"exact": f"confirmed on the exact Jaccard >= {params.threshold:.2f}",
+               "estimate": f"confirmed on the estimated Jaccard >= {params.threshold:.2f}",
+               "none": "all kept (verify: none)"}[params.verify]
     log.info("[dedup] LSH %d bands x %d rows tuned for %.2f over %d permutations (fp/fn weights "
-             "%.2f/%.2f), candidates confirmed on the %s Jaccard >= %.2f; buckets over %d members "
-             "link to their smallest id", bands, rows, params.candidate_threshold or params.threshold,
-             params.num_perm, params.fp_weight, params.fn_weight,
-             "exact" if params.verify == "exact" else "estimated", params.threshold, FULL_PAIRS_MAX_BUCKET)
+             "%.2f/%.2f), %s tokens, candidates %s; buckets over %d members link to their smallest id",
+             bands, rows, params.candidate_threshold or params.threshold, params.num_perm,
+             params.fp_weight, params.fn_weight, params.tokenizer, confirm, FULL_PAIRS_MAX_BUCKET)
     todo = pending_input(ctx, NAME, read(ctx), KEY)
     # Rows of earlier runs only: a run that crashed after writing clusters redoes its own rows.
     earlier = ctx.lake.read(CLUSTERS).join(todo.select(KEY), on=KEY, how="left_anti")

@@ -10,11 +10,11 @@ the completions are the reference solutions and no engine is used: every set mus
 score 100, which tests the harness.
 
 Rows go to `eval_samples` (one per completion) and the figures to `eval_results`. The
-samples are keyed by an eval id, the hash of whatever decides a verdict (model, decoding,
-prompt format, sandbox and time limits), through the runner's chunked commits: running
-the same evaluation again resumes it where it stopped and re-runs nothing. A
-sandbox-error (the sandbox could not start, not the program's fault) or a generation that
-failed transiently leaves its task pending for the next run.
+samples are keyed by an eval id, the hash of whatever decides a verdict (model, decoding
+and BOS, prompt format and wording, benchmark files, sandbox and time limits), through the
+runner's chunked commits: running the same evaluation again resumes it where it stopped and
+re-runs nothing. A sandbox-error (the sandbox could not start, not the program's fault) or
+a generation that failed transiently leaves its task pending for the next run.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from jobs.tools.benchmarks import load_or_fetch
 from schemas import EVAL_RESULTS, EVAL_SAMPLES
 from schemas.outcome import ITEM_ID, RETRY_ERROR, SOURCE_KEY, outcome_schema
 from udfs.evaluation import (
+    DEFAULT_FILES,
     ExecSettings,
     Problem,
     Verdict,
@@ -56,6 +57,7 @@ from udfs.evaluation import (
     summarize,
 )
 from udfs.evaluation.instruct import INSTRUCT_STOP, instruct_prompt
+from udfs.evaluation.template import EvalInstructTemplate, load_eval_template
 from udfs.llm import Engine, EngineSettings, SamplingParams, make_engine
 from udfs.prompts import PromptConfigError, SftTemplate, load_sft_template
 from udfs.sandbox import Limits, choose_isolation
@@ -105,6 +107,7 @@ class Plan:
     seed: int
     prompt_format: str = "completion"  # evaluate.prompt_format
     template: SftTemplate | None = None  # instruct format, completions API: the SFT layout
+    wording: EvalInstructTemplate | None = None  # instruct format: evaluate.instruct_template
 
 
 @dataclass
@@ -124,15 +127,37 @@ def decodings(cfg: PipelineConfig) -> dict[str, SamplingParams]:
     if ev.reference:
         return {REFERENCE: SamplingParams()}
     chosen: dict[str, SamplingParams] = {}
+    bos = add_bos(cfg)
     if ev.greedy:
-        chosen["greedy"] = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=ev.max_tokens)
+        chosen["greedy"] = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=ev.max_tokens,
+                                          add_bos=bos)
     if ev.samples:
         chosen["sampled"] = SamplingParams(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p,
-                                           max_tokens=ev.max_tokens, seed=cfg.run.seed)
+                                           max_tokens=ev.max_tokens, seed=cfg.run.seed, add_bos=bos)
     if not chosen:
         raise StageError("evaluate: nothing to generate: set evaluate.greedy=true or evaluate.samples>0 "
                          "(or evaluate.reference=true for the self-test)")
     return chosen
+
+
+# Engines that tokenize in-process and so can send exactly the token ids training used.
+TOKENIZING_ENGINES = ("vllm", "transformers")
+
+
+def add_bos(cfg: PipelineConfig) -> bool | None:
+    """SamplingParams.add_bos for evaluate.add_bos: True (one BOS first, as training
+    encodes prompts), False (none), or None (the engine's default: the text as given)."""
+    ev, llm = cfg.evaluate, cfg.llm
+    if llm.api == "chat":
+        return None  # the server applies the model's chat template, which places the BOS
+    if ev.add_bos == "auto":
+        return True if ev.prompt_format == "instruct" and llm.engine in TOKENIZING_ENGINES else None
+    if llm.engine == "openai":
+        raise StageError(f"{NAME}: evaluate.add_bos={str(ev.add_bos).lower()} needs the token ids, "
+                         "but llm.engine=openai sends text that the server tokenizes: use "
+                         "llm.engine=vllm or transformers, or evaluate.add_bos=auto (the server's "
+                         "own BOS handling)")
+    return ev.add_bos
 
 
 def exec_settings(cfg: PipelineConfig) -> ExecSettings:
@@ -151,20 +176,33 @@ def model_name(cfg: PipelineConfig) -> str:
     return str(described.get("model") or described.get("engine") or cfg.llm.model)
 
 
+def benchmark_files(cfg: PipelineConfig) -> dict[str, str]:
+    """Set -> the file its tasks come from, for every set the evaluation reads (MBPP's
+    task ids come from the MBPP+ file with mbpp_tasks=evalplus)."""
+    ev = cfg.evaluate
+    used = list(ev.sets)
+    if "mbpp" in used and ev.mbpp_tasks == "evalplus" and "mbppplus" not in used:
+        used.append("mbppplus")
+    return {name: ev.files.get(name, DEFAULT_FILES[name]) for name in sorted(used)}
+
+
 def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams],
-            template: SftTemplate | None = None) -> str:
+            template: SftTemplate | None = None, wording: EvalInstructTemplate | None = None) -> str:
     """Hash of what decides a verdict; the same evaluation run again resumes under it."""
     ev = cfg.evaluate
     identity = {
         "format": FORMAT_VERSION,
         "model": REFERENCE if ev.reference else {
             "engine": cfg.llm.engine, "model": cfg.llm.model, "api": cfg.llm.api},
-        "decodings": {name: p.as_dict() for name, p in sorted(params.items())},
+        "decodings": {name: p.as_dict() for name, p in sorted(params.items())},  # add_bos too
         "stop": stop_sequences(cfg),
         "execution": asdict(exec_settings(cfg)),  # sandbox limits and time rules
+        # Another file of a set (MBPP+ v0.1.0 or v0.2.0) is another task set: fresh samples.
+        "files": benchmark_files(cfg),
     }
     if ev.prompt_format == "instruct" and not ev.reference:
-        identity["prompt"] = {"format": "instruct", "template": template.version if template else "chat"}
+        identity["prompt"] = {"format": "instruct", "template": template.version if template else "chat",
+                              "wording": wording.version if wording else None}
     if "mbpp" in ev.sets and ev.mbpp_tasks != "evalplus":
         identity["mbpp_tasks"] = ev.mbpp_tasks
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -175,14 +213,17 @@ def load(cfg: PipelineConfig) -> list[Problem]:
     ev = cfg.evaluate
     return load_or_fetch(lambda: load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit,
                                                ev.mbpp_tasks),
-                         ev.benchmarks_dir, "evaluate.benchmarks_dir")
+                         ev.benchmarks_dir, "evaluate.benchmarks_dir",
+                         names=set(benchmark_files(cfg).values()))
 
 
 def engine_prompt(problem: Problem, plan: Plan) -> tuple[str, tuple[str, ...]]:
     """What the engine is given for a problem, and where its completion stops."""
     if plan.prompt_format != "instruct" or plan.params.keys() == {REFERENCE}:
         return problem.prompt, problem.stop
-    return instruct_prompt(problem, plan.template), INSTRUCT_STOP
+    if plan.wording is None:
+        raise ValueError("evaluate: the instruct format needs its wording (evaluate.instruct_template)")
+    return instruct_prompt(problem, plan.template, plan.wording), INSTRUCT_STOP
 
 
 def input_rows(problems: Sequence[Problem], plan: Plan) -> list[tuple[Any, ...]]:
@@ -369,13 +410,24 @@ def instruct_template(cfg: PipelineConfig) -> SftTemplate | None:
         raise StageError(f"{NAME}: {exc}") from None
 
 
+def instruct_wording(cfg: PipelineConfig) -> EvalInstructTemplate:
+    """The instruct format's wording: the file evaluate.instruct_template names."""
+    try:
+        return load_eval_template(cfg.evaluate.instruct_template, cfg.generation.prompts_dir)
+    except PromptConfigError as exc:
+        raise StageError(f"{NAME}: {exc}") from None
+
+
 def plan_for(cfg: PipelineConfig) -> Plan:
     params = decodings(cfg)
     instruct = cfg.evaluate.prompt_format == "instruct" and not cfg.evaluate.reference
-    template = instruct_template(cfg) if instruct else None  # read once: id and prompts
-    return Plan(eval_id=eval_id(cfg, params, template), model=model_name(cfg), settings=exec_settings(cfg),
-                workers=cfg.evaluate.workers, params=params, stop=stop_sequences(cfg),
-                seed=cfg.run.seed, prompt_format=cfg.evaluate.prompt_format, template=template)
+    # Read once: the id and the prompts.
+    template = instruct_template(cfg) if instruct else None
+    wording = instruct_wording(cfg) if instruct else None
+    return Plan(eval_id=eval_id(cfg, params, template, wording), model=model_name(cfg),
+                settings=exec_settings(cfg), workers=cfg.evaluate.workers, params=params,
+                stop=stop_sequences(cfg), seed=cfg.run.seed, prompt_format=cfg.evaluate.prompt_format,
+                template=template, wording=wording)
 
 
 def settings(ctx: Context) -> EvalSettings:

@@ -193,9 +193,11 @@ def read_files(ctx: Context) -> DataFrame:
     return files
 
 
-def _rule_set(cfg: ExtractConfig) -> RuleSet:
+def rule_set(cfg: ExtractConfig) -> RuleSet:
     # Rule names were checked when the config loaded (ExtractConfig), before Spark started.
-    return RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports))
+    return RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports),
+                   marker_match=cfg.marker_match, banned_import_match=cfg.banned_import_match,
+                   return_rule=cfg.return_rule, no_args_match=cfg.no_args_match)
 
 
 def outcomes_of_file(row: dict[str, Any], rules: RuleSet, marker_re: Any, max_bytes: int) -> list[dict[str, Any]]:
@@ -229,7 +231,7 @@ def outcomes_of_file(row: dict[str, Any], rules: RuleSet, marker_re: Any, max_by
 def extract_batches(batches: Iterator[pa.RecordBatch], cfg: ExtractConfig) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: Arrow in, Arrow out. Plain Python rows in between; pandas would
     only add two conversions per batch to a stage that is all parsing."""
-    rules = _rule_set(cfg)
+    rules = rule_set(cfg)
     marker_re = rules.marker_pattern
     arrow_schema = to_arrow_schema(OUTCOME_SCHEMA)
     names = arrow_schema.names

@@ -31,6 +31,7 @@ from schemas.outcome import (
 from udfs.typecheck import (
     RULE_CRASH,
     RULE_TIMEOUT,
+    PyrightOptions,
     PyrightUnavailable,
     Verdict,
     check_stream,
@@ -55,6 +56,11 @@ def outcome(function_id: str, verdict: Verdict, version: str) -> dict[str, Any]:
         if failed else None,
         REJECT_DETAIL: f"{verdict.rule}: {verdict.message}"[:1000] if failed else None,
     }
+
+
+def pyright_options(cfg: TypecheckConfig) -> PyrightOptions:
+    """What each batch's pyrightconfig.json says, from the typecheck section."""
+    return PyrightOptions(cfg.python_version, cfg.type_checking_mode, cfg.report_missing_imports)
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ def transform(functions: DataFrame, settings: TypecheckSettings) -> DataFrame:
             for fid, imports, code in zip(batch["function_id"], batch["imports"], batch["code"], strict=True)
         )
         rows: list[dict[str, Any]] = []
-        for function_id, verdict in check_stream(pairs, cfg.batch_size, cfg.timeout_seconds, cfg.python_version):
+        options = pyright_options(cfg)
+        for function_id, verdict in check_stream(pairs, cfg.batch_size, cfg.timeout_seconds, options):
             rows.append(outcome(function_id, verdict, version))
             if len(rows) >= cfg.batch_size:
                 yield outcome_frame(rows, OUTCOME_SCHEMA)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +311,21 @@ def test_spark_components_equal_the_pure_reference(lake, spark):
     for node, label in pure.items():
         pure_groups.setdefault(label, set()).add(node)
     assert sorted(map(sorted, groups.values())) == sorted(map(sorted, pure_groups.values()))
+
+
+def test_verify_none_keeps_every_band_collision(spark):
+    """text-dedup's way (verify: none): a candidate pair is a duplicate however low its
+    Jaccard. These two signatures share the first 4 of 16 slots: an estimate of 0.25."""
+    base = np.arange(16, dtype=np.uint32)
+    far = base.copy()
+    far[4:] += 100
+    stored = spark.createDataFrame(list(zip(["a", "b"], minhash.signatures_to_bytes(np.stack([base, far])),
+                                            strict=True)), "id string, signature binary")
+    pairs = spark.createDataFrame([("a", "b")], "lo string, hi string")
+    params = LSHParams(threshold=0.5, num_perm=16, shingle_size=5, seed=1, max_iterations=10)
+    assert confirmed_edges(pairs, stored, replace(params, verify="estimate")).count() == 0
+    kept = confirmed_edges(pairs, stored, replace(params, verify="none")).collect()
+    assert [(r["lo"], r["hi"], r["jaccard"]) for r in kept] == [("a", "b", 0.25)]
 
 
 def test_components_on_long_chains_converge_to_the_smallest_id(spark):

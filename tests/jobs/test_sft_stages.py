@@ -325,3 +325,54 @@ def test_export_card_and_info_and_same_bytes_again(lake):
     assert again == infos["jsonl"]
     for name in ("train.jsonl", "validation.jsonl", "README.md", "dataset_info.json"):
         assert (tmp / "again" / name).read_bytes() == (out["jsonl"] / name).read_bytes()
+
+
+# --- select as published: the global cleaning ----------------------------------------------
+
+PUBLISHED_SELECT = ("select.diversify_function_names=global", "select.near_duplicates=false",
+                    "select.sanitize.style=published")
+
+
+def shuffled_first(rids: list[str], seed: int = 42) -> str:
+    """The documented shuffle of the global cleaning: sha256("<run.seed>:<response_id>")."""
+    return min(rids, key=lambda rid: (hashlib.sha256(f"{seed}:{rid}".encode()).hexdigest(), rid))
+
+
+@pytest.mark.spark
+def test_select_as_published_cleans_over_all_pairs_and_later_nights(lake):
+    done, *_, tmp = lake
+    ctx = make(tmp / "global", *PUBLISHED_SELECT)
+    plant(ctx)
+    put(ctx, EXECUTIONS, [tuple(r) for r in done.lake.read(EXECUTIONS).collect()])  # the same verdicts
+    run(select_stage.STAGE, ctx)
+
+    rids_of = {name: [r[0] for r in response_rows() if r[1] == IDS[name]] for name in TEXT}
+    mixed_rid = hashlib.sha256(f"{IDS['mixed']}#1".encode()).hexdigest()  # its passing response
+    same_rid = rids_of["same_resp"][0]
+    # Word-for-word the same response: the one first in the shuffle keeps it.
+    winner, loser = ("mixed", "same_resp") if shuffled_first([mixed_rid, same_rid]) == mixed_rid \
+        else ("same_resp", "mixed")
+    # Instructions equal but for whitespace: the first in the shuffle wins.
+    dup_winner = "dup_a" if shuffled_first(rids_of["dup_a"] + rids_of["dup_b"]) in rids_of["dup_a"] else "dup_b"
+    dup_loser = "dup_b" if dup_winner == "dup_a" else "dup_a"
+    sft = {r["instruction_id"]: r for r in ctx.lake.read(SFT).collect()}
+    # No near-duplicate step as published: near_a and near_b both stay.
+    assert set(sft) == {IDS[n] for n in ("three", winner, dup_winner, "near_a", "near_b")}
+    assert all(len(row["dedup_keys"]) == 3 for row in sft.values())
+    assert json.loads(sft[IDS["three"]]["sanitizing"])["style"] == "published"
+    found = rejects(ctx, "select")
+    assert found[IDS[loser]] == ("duplicate_response", f"same response (whitespace removed) as {IDS[winner]}")
+    assert found[IDS[dup_loser]][0] == "duplicate_instruction" and IDS[dup_winner] in found[IDS[dup_loser]][1]
+
+    # A later night: a new seed's instruction whose code defines near_a's function name.
+    later = "i95-later"
+    put(ctx, INSTRUCTIONS, [(later, "seed-later", "function", "easy", [], "Read a date written as text.",
+                             *INSTRUCT_BY)])
+    code, tests = passing("parse_date", 9)
+    put(ctx, RESPONSES, [(f"{later}#0", later, 0, response_text(code, tests, "later"), code, tests, [], "stop", 1,
+                          *MADE_BY)])
+    put(ctx, PROGRESS, [("respond", later, "t")])
+    put(ctx, EXECUTIONS, [(f"{later}#0", later, "pass", True, 0.1, "bwrap", 0, "", "", None, "t")])
+    assert run(select_stage.STAGE, ctx).rows_in == 1
+    assert rejects(ctx, "select")[later] == (
+        "same_function_names", f"defines the same function names, in order, as {IDS['near_a']} (over all pairs)")

@@ -325,6 +325,7 @@ def test_verdict_summary_counts_each_status(spark):
 
 def test_choose_never_picks_placeholder_code_when_sanitizing(spark):
     from jobs.stages.select import choose
+    from udfs.sanitize import SanitizeOptions
 
     responses = spark.createDataFrame([
         ("i1", "r1", "def f():\n    raise NotImplementedError\n"),
@@ -335,9 +336,40 @@ def test_choose_never_picks_placeholder_code_when_sanitizing(spark):
     executions = spark.createDataFrame([(r, True) for r in ("r1", "r2", "r3", "r4")],
                                        "response_id string, passed boolean")
     picked = {r["instruction_id"]: r["response_id"]
-              for r in choose(responses, executions, seed=0, skip_placeholders=True).collect()}
-    assert picked == {"i1": "r3"}  # i2 has no passing response left: no_passing_response
+              for r in choose(responses, executions, seed=0, sanitizing=SanitizeOptions()).collect()}
+    assert picked == {"i1": "r3"}  # i2 has no usable response left: no_usable_response
     # Off, every passing response is a candidate; over many seeds the stubs get drawn.
     drawn = {r["response_id"] for seed in range(12)
              for r in choose(responses, executions, seed=seed).where("instruction_id = 'i1'").collect()}
     assert drawn > {"r3"}
+
+
+# --- select: the published global cleaning ---------------------------------------------------
+
+CLAIMS_COLUMNS = ["response_id", "instruction_id", "kept", "kind", "kept_id"]
+
+
+def test_the_walk_checks_stored_keys_first_then_goes_first_come_in_the_shuffle(spark):
+    from jobs.ops.first_come import walk
+
+    pairs = spark.createDataFrame([
+        ("r1", "i1", ["I1", "R1", "parse"]),  # its function names are an earlier night's
+        ("r2", "i2", ["I2", "R0", "walk"]),  # response and names both taken: response first
+        ("r3", "i3", ["I3", "R3", "solve"]),  # r3 and r4 share "solve": the shuffle decides
+        ("r4", "i4", ["I4", "R4", "solve"]),
+        ("r5", "i5", ["I5", "R5", "fresh"]),
+    ], "response_id string, instruction_id string, _keys array<string>")
+    stored = spark.createDataFrame([("e0", ["I0", "R0", "parse"]), ("e9", ["I9", "R9", "walk"])],
+                                   "instruction_id string, dedup_keys array<string>")
+    for seed in (0, 1, 2, 3):
+        first, second = sorted(["r3", "r4"], key=lambda rid, seed=seed: hashlib.sha256(f"{seed}:{rid}".encode()).hexdigest())
+        owner = {"r3": "i3", "r4": "i4"}
+        expected = {
+            ("r1", "i1", False, "function_names", "e0"),
+            ("r2", "i2", False, "response", "e0"),
+            (first, owner[first], True, None, None),
+            (second, owner[second], False, "function_names", owner[first]),
+            ("r5", "i5", True, None, None),
+        }
+        got = {tuple(row[c] for c in CLAIMS_COLUMNS) for row in walk(pairs, stored, seed).collect()}
+        assert got == expected, seed

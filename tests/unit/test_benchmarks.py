@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from jobs.core.config import load_config
-from jobs.tools.benchmarks import DOWNLOADS, DownloadError, download_benchmarks, download_command
+from jobs.tools import benchmarks as tools_benchmarks
+from jobs.tools.benchmarks import (
+    DOWNLOADS,
+    OPTIONAL_DOWNLOADS,
+    BenchmarkDownload,
+    DownloadError,
+    download_benchmarks,
+    download_command,
+)
 from udfs.benchmarks import (
     KINDS,
     BenchmarkFormatError,
@@ -306,3 +314,79 @@ def test_offline_the_missing_benchmarks_are_one_line_naming_the_option(tmp_path:
     assert message.startswith(f"decontaminate: benchmark files are missing in {tmp_path / 'none'} and "
                               "fetching them failed (")
     assert "point decontaminate.benchmarks_dir (or the SELFALIGN_BENCHMARKS_DIR environment variable)" in message
+
+
+# --- optional files: MBPP+ v0.1.0 (the published evaluation's set) -------------------------
+
+def test_mbppplus_v010_is_pinned_by_the_content_md5_the_published_results_record() -> None:
+    [item] = [d for d in OPTIONAL_DOWNLOADS if d.filename == "mbppplus-v0.1.0.jsonl.gz"]
+    assert item.url == ("https://github.com/evalplus/mbppplus_release/releases/download/"
+                        "v0.1.0/MbppPlus.jsonl.gz")
+    # "hash" of the published *-mbpp_eval_results.json (starcoder2-self-align/evaluation).
+    assert item.content_md5 == "ebe95df0d5220f00cedd6f4bddea35e4"
+    assert item.filename not in {d.filename for d in DOWNLOADS}  # fetched only when configured
+
+
+def gzipped(content: bytes, mtime: int) -> bytes:
+    return gzip.compress(content, mtime=mtime)
+
+
+def test_an_optional_file_is_fetched_only_when_named_and_checked_by_content(
+    served: tuple[str, Path, list[str]], tmp_path: Path, monkeypatch
+) -> None:
+    base_url, root, requests = served
+    content = b'{"task_id": "Mbpp/2"}\n'
+    pin = BenchmarkDownload("extra.jsonl.gz", "https://example.invalid/extra.jsonl.gz", None,
+                            content_md5=hashlib.md5(content).hexdigest())
+    monkeypatch.setattr(tools_benchmarks, "OPTIONAL_DOWNLOADS", (pin,))
+    (root / pin.filename).write_bytes(gzipped(content, mtime=1))
+    dest = tmp_path / "dest"
+    assert pin.filename not in {p.name for p in download_benchmarks(dest, base_url, timeout=10)}
+    paths = download_benchmarks(dest, base_url, timeout=10, names={pin.filename})
+    assert gzip.decompress((dest / pin.filename).read_bytes()) == content and dest / pin.filename in paths
+    # Other gzip bytes of the same content (another mtime) are the same file: kept.
+    (root / pin.filename).write_bytes(gzipped(content, mtime=2))
+    fetched = len(requests)
+    download_benchmarks(dest, base_url, timeout=10, names={pin.filename})
+    assert len(requests) == fetched
+    # Other content is refused and never written.
+    (root / pin.filename).write_bytes(gzipped(content + b"{}\n", mtime=1))
+    with pytest.raises(DownloadError, match=r"extra\.jsonl\.gz: content md5 mismatch \(expected "):
+        download_benchmarks(tmp_path / "other", base_url, timeout=10, names={pin.filename})
+    assert not (tmp_path / "other" / pin.filename).exists()
+    (root / pin.filename).write_bytes(content)  # not gzipped at all
+    with pytest.raises(DownloadError, match=r"extra\.jsonl\.gz: not a gzip file"):
+        download_benchmarks(tmp_path / "other", base_url, timeout=10, names={pin.filename})
+
+
+def test_the_published_evaluation_fetches_its_mbppplus_file(
+    served: tuple[str, Path, list[str]], tmp_path: Path, monkeypatch
+) -> None:
+    """--profile published names mbppplus-v0.1.0.jsonl.gz: evaluate fetches it with the rest.
+    (Served here: the v0.2.0 content under that name, pinned by its own content md5.)"""
+    from jobs.stages import evaluate
+
+    base_url, root, requests = served
+    name = "mbppplus-v0.1.0.jsonl.gz"
+    shutil.copyfile(root / "mbppplus-v0.2.0.jsonl.gz", root / name)
+    content = gzip.decompress((root / name).read_bytes())
+    pin = BenchmarkDownload(name, "https://example.invalid/x", None, content_md5=hashlib.md5(content).hexdigest())
+    monkeypatch.setattr(tools_benchmarks, "OPTIONAL_DOWNLOADS", (pin,))
+    monkeypatch.setenv("SELFALIGN_BENCHMARKS_URL", base_url)
+    cache = tmp_path / "cache"
+    cfg = load_config(None, [f"evaluate.benchmarks_dir={cache}", "evaluate.sets=[mbppplus]"],
+                      profiles=["published"])
+    problems = evaluate.load(cfg)
+    assert f"/{name}" in requests and (cache / name).is_file()
+    assert len(problems) == len(read_records(root / name))
+
+
+def test_mbppplus_v010_when_present_has_399_tasks_and_the_pinned_content(benchmarks_dir: Path) -> None:
+    from udfs.evaluation import load_set
+
+    path = benchmarks_dir / "mbppplus-v0.1.0.jsonl.gz"
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not in {benchmarks_dir} (fetched on first use)")
+    assert tools_benchmarks.mismatch(OPTIONAL_DOWNLOADS[0], path) is None
+    problems = load_set("mbppplus", path.name, benchmarks_dir)
+    assert len(problems) == 399 and problems[0].task_id == "Mbpp/2" and problems[-1].task_id == "Mbpp/809"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from jobs.core.config import load_config
+from udfs.benchmarks import BenchmarkItem
 from udfs.decontam import (
     BenchmarkIndex,
     DecontamSettings,
@@ -139,8 +140,9 @@ def test_every_humaneval_solution_is_caught(index: BenchmarkIndex, humaneval: li
 def test_a_canonical_body_under_another_name_and_docstring_is_caught(
     index: BenchmarkIndex, humaneval: list[dict]
 ) -> None:
-    """The published rule: a solution matches by plain substring whatever its length, so
-    short bodies (`return len(string)`) renamed and re-documented are caught too."""
+    """A canonical body matches by plain substring whatever its length, so short bodies
+    (`return len(string)`) renamed and re-documented are caught too. Stricter than
+    published, which exempted three of them (see the next test)."""
     missed = []
     for record in humaneval:
         body = record["canonical_solution"].strip("\n")
@@ -151,6 +153,38 @@ def test_a_canonical_body_under_another_name_and_docstring_is_caught(
     assert missed == []
     short = [r for r in humaneval if len(r["canonical_solution"].strip()) < 40]
     assert len(short) >= 10  # the case this is about
+
+
+def test_exempt_bodies_leave_out_only_the_bodies_they_name() -> None:
+    items = [BenchmarkItem("humaneval", "HumanEval/23", "body", "    return len(string)\n"),
+             BenchmarkItem("humaneval", "HumanEval/28", "body", "    return ''.join(strings)\n")]
+    seed = ('def size(string, strings):\n    """Doc."""\n    if string:\n        return len(string)\n'
+            "    return ''.join(strings)\n")
+    assert getattr(find_contamination(seed, build_index(items)), "task_id", None) == "HumanEval/23"
+    exempted = build_index(items, exempt_bodies=["return len(string)", "return .join(strings)"])
+    assert getattr(find_contamination(seed, exempted), "task_id", None) == "HumanEval/28"
+
+
+def test_published_exemptions_keep_three_short_humaneval_bodies(
+    cfg: DecontamSettings, humaneval: list[dict]
+) -> None:
+    """benchmark_data.py:11-13 exempted `return x + y` (HumanEval/53), `return len(string)`
+    (/23) and `return n**2` (/41); its fourth entry, 'return ''.join(strings)', is two
+    adjacent literals, "return .join(strings)", so /28's body stays contamination."""
+    exempt = DecontamSettings.from_settings(load_config(None, profiles=["published"]).decontaminate).exempt_bodies
+    assert exempt == ("return x + y", "return len(string)", "return n**2", "return .join(strings)")
+    humaneval_only = replace(cfg, benchmarks=tuple(b for b in cfg.benchmarks if b.name == "humaneval"))
+    ours = build_index_from_config(humaneval_only)
+    published = build_index_from_config(replace(humaneval_only, exempt_bodies=exempt))
+    bodies = {r["task_id"]: r["canonical_solution"].strip("\n") for r in humaneval}
+
+    def seed(task_id: str) -> str:
+        return f'def unrelated_name(first, second=None):\n    """Another docstring entirely."""\n{bodies[task_id]}\n'
+
+    for task_id in ("HumanEval/23", "HumanEval/41", "HumanEval/53"):
+        assert getattr(find_contamination(seed(task_id), ours), "task_id", None) == task_id
+        assert find_contamination(seed(task_id), published) is None, task_id
+    assert getattr(find_contamination(seed("HumanEval/28"), published), "task_id", None) == "HumanEval/28"
 
 
 def test_humaneval_functions_extracted_from_files_are_caught(

@@ -34,6 +34,7 @@ from udfs.evaluation import (
     solution_code,
 )
 from udfs.evaluation.instruct import docstring_task, instruct_parts, instruct_prompt
+from udfs.evaluation.template import load_eval_template
 from udfs.prompts import load_sft_template
 from udfs.sandbox import Limits
 
@@ -360,7 +361,7 @@ def test_docstring_task_splits_the_text_from_its_first_assert():
 def test_instruct_parts_of_mbpp_ask_for_the_first_assertion():
     problem = Problem("mbpp", "Mbpp/9", mbpp_prompt("Write add.", "assert add(1, 2) == 3"), "add",
                       "def add(a, b):\n    return a + b\n", "write")
-    instruction, opening = instruct_parts(problem)
+    instruction, opening = instruct_parts(problem, load_eval_template())
     assert instruction == ("Write add.\nYour code should pass the following assertion:\n"
                            "```python\nassert add(1, 2) == 3\n```")
     assert opening == "```python\n"
@@ -369,11 +370,12 @@ def test_instruct_parts_of_mbpp_ask_for_the_first_assertion():
 def test_instruct_parts_of_humaneval_open_the_code_block_with_the_prompt():
     stub = 'def inc(x: int) -> int:\n    """Add one."""\n'
     problem = Problem("humaneval", "HumanEval/0", stub, "inc", "    return x + 1\n", "complete")
-    instruction, opening = instruct_parts(problem)
+    wording = load_eval_template()
+    instruction, opening = instruct_parts(problem, wording)
     assert f"```python\n{stub.strip()}\n```" in instruction
     assert opening == "```python\n" + stub
     # A completion continues the stub: the code under test is the stub and the body.
     assert solution_code(problem, "    return x + 1\n") == stub + "    return x + 1\n"
     template = load_sft_template()
-    assert instruct_prompt(problem, template) == template.prompt(instruction) + opening
-    assert instruct_prompt(problem, None) == instruction  # a chat server: its own template
+    assert instruct_prompt(problem, template, wording) == template.prompt(instruction) + opening
+    assert instruct_prompt(problem, None, wording) == instruction  # a chat server: its own template

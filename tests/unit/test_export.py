@@ -128,12 +128,14 @@ def test_card_names_each_setting_that_departs_from_the_published_recipe():
     info, card = card_for(load_config(None, ["dedup.threshold=0.6"]))
     changed = {d["key"]: (d["published"], d["used"]) for d in info["recipe"]["deviations"]}
     assert changed["dedup.threshold"] == (0.5, 0.6)
-    assert changed["dedup.verify"] == ("estimate", "exact")  # our default alternative
+    assert changed["dedup.verify"] == ("none", "exact")  # our default alternative
+    assert changed["select.diversify_function_names"] == ("global", "per_seed")
     assert not any(key.startswith("evaluate.") for key in changed)  # not about the data
-    assert '| `dedup.verify` | "estimate" | "exact" |' in card
+    assert '| `dedup.verify` | "none" | "exact" |' in card
     info, card = card_for(load_config(None, profiles=["published"]))
-    assert info["recipe"]["deviations"] == []
-    assert "Made with the published StarCoder2-Instruct settings (conf/profiles/published.yaml)." in card
+    # Under the profile only what no setting reproduces is left: the stage order.
+    assert [d["key"] for d in info["recipe"]["deviations"]] == ["stage order: dedup"]
+    assert "(conf/profiles/published.yaml) except:" in card
 
 
 def test_export_targets_resolve_to_their_file_systems(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

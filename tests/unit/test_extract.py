@@ -193,3 +193,73 @@ def test_top_level_defs_after_a_form_feed_or_async_reach_the_parser(prefix):
     found = extract_file(f'x = 1\n{prefix}def f(a):\n    """Doc."""\n    return a\n', 1_000_000)
     assert isinstance(found, list)
     assert [fn.name for fn in found] == ["f"]
+
+
+# --- the published reading of each rule (seed_gathering/filter_dataset.py) -----------------
+
+PUBLISHED = RuleSet(
+    rules=("needs_return", "needs_args", "max_lines", "no_markers", "no_banned_imports"),
+    max_lines=150,
+    markers=("todo", "fixme", "bug"),
+    banned_imports=frozenset({"os", "sys", "subprocess"}),
+    marker_match="substring",
+    banned_import_match="substring",
+    return_rule="any_value",
+    no_args_match="text",
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "ours", "published"),
+    [
+        # "bug" inside "debug": a substring, not a word.
+        ('def f(a):\n    """Return a debug view of a."""\n    return a\n', None, ("has_marker", "contains 'bug'")),
+        # The imports are read too: "todo" inside the module name todoist.
+        ('import todoist\ndef f(a):\n    """d."""\n    return todoist.get(a)\n',
+         None, ("has_marker", "contains 'todo'")),
+        # "import os" is a prefix of "import osgeo".
+        ('import osgeo\ndef f(a):\n    """d."""\n    return osgeo.open(a)\n',
+         None, ("banned_import", "import os")),
+        # Prose: "from sys" in the docstring.
+        ('def f(a):\n    """Read options from sys-like mappings."""\n    return a\n',
+         None, ("banned_import", "from sys")),
+        # Any `return <expr>` counts, a nested one included.
+        ('def f(a):\n    """d."""\n    def g():\n        return 1\n    g()\n',
+         ("no_return_value", "no `return <value>` in the function body"), None),
+        # `return None` is a return statement with a value.
+        ('def f(a):\n    """d."""\n    return None\n',
+         ("no_return_value", "no `return <value>` in the function body"), None),
+        # No parameters, but no line holds "():".
+        ('def f() -> int:\n    """d."""\n    return 1\n', ("no_arguments", "function takes no arguments"), None),
+        ('async def f():\n    """d."""\n    return 1\n', ("no_arguments", "function takes no arguments"), None),
+        ('def f():\n    """d."""\n    return 1\n', ("no_arguments", "function takes no arguments"),
+         ("no_arguments", "a line starts with 'def ' and holds '():'")),
+    ],
+)
+def test_published_rule_readings_differ_from_ours(code, ours, published):
+    fn = one(code)
+    assert check_rules(fn, RULES, RULES.marker_pattern) == ours
+    assert check_rules(fn, PUBLISHED, PUBLISHED.marker_pattern) == published
+
+
+def test_published_substring_rules_still_pass_a_clean_function():
+    code = 'import json\ndef dump(data):\n    """Serialize data as JSON text."""\n    return json.dumps(data)\n'
+    assert check_rules(one(code), PUBLISHED, PUBLISHED.marker_pattern) is None
+
+
+def test_no_markers_configured_matches_nothing():
+    rules = RuleSet(("no_markers",), 150, (), frozenset(), marker_match="substring")
+    assert check_rules(one('def f(a):\n    """d."""\n    return a\n'), rules, rules.marker_pattern) is None
+
+
+def test_the_published_profile_reaches_the_rule_set():
+    from jobs.core.config import load_config
+    from jobs.stages.extract import rule_set
+
+    default = rule_set(load_config(None).extract)
+    published = rule_set(load_config(None, profiles=["published"]).extract)
+    assert (default.marker_match, default.banned_import_match, default.return_rule, default.no_args_match) == (
+        "word", "module", "own_value", "ast")
+    assert (published.marker_match, published.banned_import_match, published.return_rule,
+            published.no_args_match) == ("substring", "substring", "any_value", "text")
+    assert published.markers == ("todo", "fixme", "bug")

@@ -78,6 +78,22 @@ def test_sampling_params_are_hashable_and_json_ready():
         SamplingParams(n=0)
 
 
+def test_add_bos_is_in_the_lineage_only_when_set():
+    # Unset (the engine's default), the lineage and every id hashed from it stay as before.
+    assert "add_bos" not in SamplingParams().as_dict()
+    assert SamplingParams(add_bos=True).as_dict()["add_bos"] is True
+    assert SamplingParams(add_bos=False).as_dict()["add_bos"] is False
+    assert SamplingParams(add_bos=True).with_sample(2).add_bos is True
+
+
+def test_the_openai_engine_refuses_a_bos_it_cannot_place(server):
+    engine = make_engine(openai_cfg(server))
+    with pytest.raises(EngineError, match=r"cannot place a BOS token \(evaluate\.add_bos\)") as caught:
+        engine.generate(["p"], SamplingParams(add_bos=True))
+    one_line(caught)
+    assert server.requests == []  # refused before any request
+
+
 def test_config_default_is_none_and_engine_names_are_validated():
     assert load_config().llm.engine == "none"
     cfg = load_config(None, ["llm.engine=python:tests.fake_engine:FakeEngine", "llm.api=chat"])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from datasketch import MinHash
 
@@ -30,6 +31,7 @@ from udfs.minhash import (
     jaccard_estimate,
     optimal_bands,
     shingles,
+    signatures_to_bytes,
 )
 from udfs.minhash import exact_jaccard as stored_jaccard
 
@@ -170,6 +172,49 @@ def test_shingles_count_and_unicode() -> None:
 def test_shingles_reject_nonpositive_size() -> None:
     with pytest.raises(ValueError, match="size"):
         shingles("a b", size=0)
+
+
+def test_nonalpha_split_shingles_are_text_dedups() -> None:
+    """re.split(r"\\W") of the lower-cased text: every single non-word character splits, so
+    empty tokens stay. "def f(a, b):\\n    return a" gives the 13 tokens
+    def f a '' b '' '' '' '' '' '' return a, whose 9 windows of 5 hold 8 distinct shingles."""
+    got = shingles("DEF f(a, b):\n    return a", 5, "nonalpha_split")
+    assert got == {"def f a  b", "f a  b ", "a  b  ", " b   ", "b    ", "    ",
+                   "    return", "   return a"}
+    # Spacing counts: one more space is one more empty token, so other shingles.
+    assert shingles("def f(a,  b):\n    return a", 5, "nonalpha_split") != got
+    assert shingles("def f(a,  b):\n    return a") == shingles("def f(a, b):\n    return a")
+
+
+def test_nonalpha_split_under_five_tokens_has_no_shingles() -> None:
+    assert shingles("a b c d", 5, "nonalpha_split") == set()  # 4 tokens
+    assert shingles("a b c d e", 5, "nonalpha_split") == {"a b c d e"}
+    assert shingles("a b c d e", 6, "nonalpha_split") == {"a b c d e"}  # shorter than one shingle
+    assert shingles("a b c d") == {"a b c d"}  # words: one shingle
+
+
+def test_rows_without_shingles_get_no_band_keys_under_nonalpha_split() -> None:
+    from jobs.ops.lsh import band_key_batches
+
+    hasher = MinHasher(16, 1)
+    sigs = hasher.signatures([shingles("x y", 5, "nonalpha_split"), {"a b c d e"}])
+    batch = pd.DataFrame({"id": ["short", "long"], "is_new": [True, True],
+                          "signature": signatures_to_bytes(sigs)})
+    kept = pd.concat(band_key_batches(iter([batch]), 16, 4, 4, skip_empty=True))
+    assert set(kept["id"]) == {"long"} and len(kept) == 4
+    every = pd.concat(band_key_batches(iter([batch]), 16, 4, 4))
+    assert list(every["id"]) == ["short"] * 4 + ["long"] * 4
+
+
+def test_published_profile_is_text_dedups_banding() -> None:
+    """text-dedup's optimal_param(0.5, 250, 0.5, 0.5) is 41 bands x 6 rows (minhash.py:181)."""
+    from jobs.core.config import load_config
+
+    params = LSHParams.from_config(load_config(None, profiles=["published"]).dedup)
+    assert (params.num_perm, params.verify, params.tokenizer) == (250, "none", "nonalpha_split")
+    assert band_choice(params) == (41, 6)
+    default = LSHParams.from_config(load_config(None).dedup)
+    assert (default.num_perm, default.verify, default.tokenizer) == (256, "exact", "words")
 
 
 # --- signatures ---------------------------------------------------------------------------

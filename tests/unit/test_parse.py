@@ -56,6 +56,30 @@ def test_parse_judge(text: str | None, expected: bool | None):
     assert parse_judge(text) is expected
 
 
+@pytest.mark.parametrize(
+    ("text", "first_word", "count"),
+    [
+        (" Yes", True, True),
+        (" No", False, False),
+        (" Yes, I know", True, False),  # "know" holds "no": one each, and a tie is No
+        (" Yes, no", True, False),
+        (" yes yes no", True, True),
+        (" Nope", None, False),
+        (" None", None, False),
+        (" Not sure, yes", None, False),  # "not" holds "no"
+        ("Yesterday", None, True),  # "yes" inside a word counts
+        (" Perhaps", None, False),  # neither: a tie at 0, No
+        ("", None, False),
+        (None, None, False),
+    ],
+)
+def test_judge_decision_count_is_the_published_rule(text: str | None, first_word: bool | None, count: bool):
+    """filter_dataset.py:354-364: Yes when "yes" occurs more often than "no" in the
+    lower-cased answer, as substrings; never unparseable."""
+    assert parse_judge(text) is first_word
+    assert parse_judge(text, "count") is count
+
+
 # --- concepts ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from udfs.prompts import (
     default_prompts_dir,
     instruct_prompt,
     judge_prompt,
+    load_judge,
     load_prompts,
     load_sft_template,
     pick_category_difficulty,
@@ -184,7 +186,54 @@ def test_file_level_errors(tmp_path: Path):
         load_prompts(directory)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set(("instruction",), "Is the docstring {docstring} enough?"), "must hold {code} exactly once"),
+        (_set(("instruction",), "{code} {code} {docstring}"), "must hold {code} exactly once"),
+        (_set(("reply",), "  "), "key 'reply': must not be blank"),
+        (_set(("layout",), "blocks"), "key 'reply': is for layout: issue only"),
+    ],
+)
+def test_issue_layout_errors_name_the_file_and_key(tmp_path: Path, change: Any, message: str):
+    directory = _copy_real(tmp_path)
+    path = _edit(directory, "judge_published.yaml", change)
+    with pytest.raises(PromptConfigError) as err:
+        load_judge("judge_published.yaml", directory)
+    assert str(err.value).startswith(f"prompts: {path}: ") and message in str(err.value)
+
+
 # --- judge ------------------------------------------------------------------------
+
+def test_published_judge_template_frames_each_function_as_an_issue(real: PromptSet):
+    judge = load_judge("judge_published.yaml")
+    assert judge.layout == "issue" and real.judge.layout == "blocks"
+    issue = replace(real, judge=judge)
+    prompt = judge_prompt(FN, issue, "k")
+    reply = judge.reply.strip()
+    # One thread per example and one for the function, each asking, then answered.
+    assert prompt.count("<issue_start>username_0: ") == len(judge.examples) + 1
+    assert prompt.count("<issue_comment>username_1: ") == len(judge.examples) + 1
+    answers = re.findall(re.escape(reply) + r" (Yes|No)\n\n", prompt)
+    assert Counter(answers) == Counter(example.answer for example in judge.examples)
+    # The function's thread comes last, ends on the reply, and shows the docstring
+    # apart from the code.
+    query = prompt.rsplit("<issue_start>", 1)[1]
+    assert query.endswith(f"<issue_comment>username_1: {reply}")
+    assert "Add one to n." in query and "return n + 1" in query and '"""' not in query
+    assert prompt_version("judge", issue) == judge.version != real.judge.version
+    # The order of the examples depends on the key, as in judge.yaml's layout.
+    assert len({judge_prompt(FN, issue, key) for key in KEYS}) > 1
+
+
+def test_issue_slots_are_filled_once(real: PromptSet):
+    """A docstring that mentions a slot by name is shown as written."""
+    issue = replace(real, judge=load_judge("judge_published.yaml"))
+    code = 'def f(x):\n    """Fill {code} and {docstring} into x."""\n    return x\n'
+    query = judge_prompt(code, issue, "k").rsplit("<issue_start>", 1)[1]
+    assert "Fill {code} and {docstring} into x." in query
+    assert query.count("return x") == 1
+
 
 def test_judge_prompt_is_deterministic_per_key(real: PromptSet):
     first = judge_prompt(FN, real, "42:abc")

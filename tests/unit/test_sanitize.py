@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from udfs.sanitize import SanitizeOptions, sanitize, strip_comments, top_level_asserts
+import pytest
+
+from udfs.sanitize import (
+    SanitizeOptions,
+    published_layout,
+    sanitize,
+    strip_comments,
+    top_level_asserts,
+)
 
 RESPONSE = '''## Reasoning
 Scan once, keeping a running maximum.
@@ -93,3 +101,99 @@ def test_placeholder_code_is_reported_for_dropping():
     todo = RESPONSE.replace("best = values[0]", "best = values[0]  # TODO: faster")
     assert sanitize(INSTRUCTION, todo, "k").placeholder == "TODO"
     assert sanitize(INSTRUCTION, RESPONSE, "k").placeholder is None
+
+
+# --- the published style (select.sanitize.style: published) -----------------------------
+
+PUBLISHED = SanitizeOptions(style="published")
+ALWAYS_MOVE = SanitizeOptions(drop_probability=0.0, assert_probability=1.0, style="published")
+
+
+def test_published_drops_a_placeholder_anywhere_in_the_response():
+    # selfalign looks at the code only; published, prose counts too (and "todo" is any
+    # substring, lower-cased).
+    noted = RESPONSE.replace("One pass, O(n)", "A Todo: vectorize. One pass, O(n)")
+    assert sanitize(INSTRUCTION, noted, "k").placeholder is None
+    assert sanitize(INSTRUCTION, noted, "k", options=PUBLISHED).placeholder == "todo"
+    assert sanitize(INSTRUCTION, RESPONSE, "k", options=PUBLISHED).placeholder is None
+
+
+def test_published_keeps_tests_when_test_occurs_anywhere_in_the_instruction():
+    latest = "Write `peak(values)`: the latest maximum of a non-empty list."
+    assert not sanitize(latest, RESPONSE, "k", options=SanitizeOptions(0, 0)).choices["tests_kept"]
+    done = sanitize(latest, RESPONSE, "k", options=SanitizeOptions(0, 0, style="published"))
+    assert done.choices["tests_kept"] and "assert peak([3, 9, 2]) == 9\n" in done.response
+
+
+def test_published_removes_whole_comment_lines_only():
+    done = sanitize(INSTRUCTION, RESPONSE, "k", options=ALWAYS_MOVE)
+    assert "# an empty list has no peak" not in done.response
+    assert "def peak(values):  # the largest value\n" in done.response  # inline comments stay
+    assert "best = max(best, value)  # keep the larger" in done.response
+
+
+def test_a_blank_line_before_a_comment_line_goes_with_it():
+    code = "x = 1\n\n# why\ny = 2\n"
+    response = RESPONSE.replace('    """The largest value; ValueError when empty."""\n', "").replace(
+        "## Implementation\n```python\n", "## Implementation\n```python\n" + code)
+    done = sanitize(INSTRUCTION, response, "k", options=ALWAYS_MOVE)
+    assert "x = 1\ny = 2\n" in done.response
+
+
+def test_published_moves_a_sample_of_assert_lines_from_an_all_assert_block():
+    moved = set()
+    for index in range(60):
+        done = sanitize(INSTRUCTION, RESPONSE, f"k{index}", options=ALWAYS_MOVE)
+        block = done.instruction.split("```python\n", 1)[1].rsplit("\n```", 1)[0].splitlines()
+        assert 1 <= len(block) <= 5 and all(line in RESPONSE.splitlines() for line in block)
+        moved.add(len(block))
+        # Drawn anywhere in the block, not only its first lines.
+        assert done.choices["asserts_in_instruction"] == len(block)
+    assert moved == {1, 2, 3, 4, 5}
+
+
+MIXED_TESTS = "values = [3, 9, 2]\nassert peak(values) == 9\n"
+
+
+def _with_tests(tests: str) -> str:
+    start = RESPONSE.index("## Tests")
+    return RESPONSE[:start] + f"## Tests\n```python\n{tests}```\n"
+
+
+def test_published_moves_a_short_mixed_block_whole_as_a_test_case():
+    done = sanitize(INSTRUCTION, _with_tests(MIXED_TESTS), "k", options=ALWAYS_MOVE)
+    assert done.instruction.endswith(
+        "Your code should pass the following test case:\n```python\n" + MIXED_TESTS.strip() + "\n```")
+    # selfalign moves top-level asserts only, and never the setup line.
+    ours = sanitize(INSTRUCTION, _with_tests(MIXED_TESTS), "k",
+                    options=SanitizeOptions(0.0, 1.0, style="selfalign"))
+    assert "values = [3, 9, 2]" not in ours.instruction
+
+
+def test_published_never_moves_a_long_mixed_block_or_into_an_instruction_with_examples():
+    long_block = "values = [3, 9, 2]\n" + "".join(f"assert peak(values + [{n}]) >= {n}\n" for n in range(5))
+    assert sanitize(INSTRUCTION, _with_tests(long_block), "k", options=ALWAYS_MOVE).choices[
+        "asserts_in_instruction"] == 0
+    for instruction in (INSTRUCTION + " For example, peak([1, 2]) is 2.",
+                        INSTRUCTION + " It must assert its input.",
+                        INSTRUCTION + " Add a test."):
+        done = sanitize(instruction, RESPONSE, "k", options=ALWAYS_MOVE)
+        assert done.instruction == instruction and done.choices["asserts_in_instruction"] == 0
+
+
+@pytest.mark.parametrize(("response", "problem"), [
+    (RESPONSE.replace("## Explanation\n", ""), "not the four sections"),
+    (RESPONSE.replace("## Tests\n```python\n", "## Tests\n```\n"), "not exactly one python code block"),
+    (RESPONSE + "\n```python\nassert peak([4]) == 4\n```\n", "not exactly one python code block"),
+    (_with_tests("import math\ndef check():\n    assert peak([1]) == 1\n"), "assert nothing"),
+])
+def test_published_layout_problems(response, problem):
+    layout = published_layout(response)
+    assert isinstance(layout, str) and problem in layout
+    assert sanitize(INSTRUCTION, response, "k", options=PUBLISHED).placeholder is not None
+
+
+def test_published_layout_cuts_the_tests_after_their_block():
+    layout = published_layout(RESPONSE + "\nThese cover empty and negative input.\n")
+    assert not isinstance(layout, str)
+    assert layout.sections["tests"].endswith("assert peak([2, 4, 6, 8]) == 8\n```")

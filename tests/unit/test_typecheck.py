@@ -17,6 +17,7 @@ from udfs.typecheck import (
     RULE_CRASH,
     RULE_TIMEOUT,
     RULE_UNNAMED,
+    PyrightOptions,
     PyrightRun,
     PyrightUnavailable,
     Verdict,
@@ -243,3 +244,27 @@ def test_missing_node_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setattr("pyright.node.BINARIES_DIR", tmp_path)
     with pytest.raises(PyrightUnavailable, match=r"node\.js not found"):
         ensure_pyright()
+
+
+def test_published_settings_make_unresolvable_imports_and_standard_rules_errors() -> None:
+    """Published ran pyright with no config: standard mode, where an import pyright cannot
+    resolve is an error (reportMissingImports) and so is reading an attribute a function
+    object lacks (reportFunctionMemberAccess: off in basic). One process per setting."""
+    missing = ("import numpy_that_is_not_installed as npx", "def norm(x):\n    return npx.sqrt(x)")
+    member = ("", "def counted(x):\n    return counted.calls + x")
+    items = [("missing", function_source(*missing)), ("member", function_source(*member))]
+    ours = check_batch(items, TIMEOUT_S)
+    published = check_batch(items, TIMEOUT_S, type_checking_mode="standard", report_missing_imports="error")
+    assert ours["missing"].passed and ours["member"].passed
+    assert (published["missing"].passed, published["missing"].rule, published["missing"].line) == (
+        False, "reportMissingImports", 1)
+    assert (published["member"].passed, published["member"].rule) == (False, "reportFunctionMemberAccess")
+
+
+def test_the_published_profile_reaches_pyright_options() -> None:
+    from jobs.core.config import load_config
+    from jobs.stages.typecheck import pyright_options
+
+    assert pyright_options(load_config(None).typecheck) == PyrightOptions("3.11", "basic", "none")
+    assert pyright_options(load_config(None, profiles=["published"]).typecheck) == PyrightOptions(
+        "3.11", "standard", "error")

@@ -27,6 +27,8 @@ Modules
              real modules, standard library only, read as text into the programs.
 - running    ExecSettings (sandbox and time rules), ground truth, checks, Verdict.
 - passk      the unbiased pass@k estimator; report: the pass@k table.
+- instruct   the instruct format of instruction-tuned models; its wording and response
+             openings come from a YAML file (template: conf/prompts/eval_instruct*.yaml).
 
 Output the code under test prints while called is discarded, as EvalPlus does.
 """

@@ -1,29 +1,26 @@
-"""The instruct prompt format of the published evaluation of instruction-tuned models.
+"""The instruct format of the evaluation of instruction-tuned models.
 
 - HumanEval(+): an instruction that shows the function's prompt, and the response opens
-  a Python code block that already holds that prompt, so the model writes the body;
+  a Python code block (which may already hold that prompt, so the model writes the body);
 - MBPP(+): the task text, "Your code should pass the following assertion:" and the
   task's first test, and the response opens an empty Python code block.
 
-Both end where the model closes the code block (`INSTRUCT_STOP`); greedy and 512 tokens
-are evaluate's defaults. The instruction and the response's opening go through the
-same `SftTemplate` the model was trained with. A chat server applies its own template
-and cannot be handed the response's opening, so it gets the instruction alone and its
+The wording and the response's openings are data: the file `evaluate.instruct_template`
+names (udfs/evaluation/template.py; conf/prompts/eval_instruct.yaml by default). Both end
+where the model closes the code block (`INSTRUCT_STOP`); greedy and 512 tokens are
+evaluate's defaults. The instruction and the response's opening go through the same
+`SftTemplate` the model was trained with. A chat server applies its own template and
+cannot be handed the response's opening, so it gets the instruction alone and its
 answer's code block is taken (udfs.evaluation.programs.extract_code).
 """
 
 from __future__ import annotations
 
 from udfs.evaluation.problems import Problem
+from udfs.evaluation.template import EvalInstructTemplate, fill
 from udfs.prompts import SftTemplate
 
 INSTRUCT_STOP = ("\n```",)
-FENCE = "```python\n"
-# Our wording; the MBPP line is the published format's (it is also what select's
-# sanitizing step teaches: "Your code should pass the following assertion(s)").
-COMPLETE_ASK = ("Finish the Python function below. Keep its signature and make it do what "
-                "its docstring describes.")
-ASSERTION_LINE = "Your code should pass the following assertion:"
 
 
 def docstring_task(prompt: str) -> tuple[str, str]:
@@ -41,21 +38,25 @@ def docstring_task(prompt: str) -> tuple[str, str]:
     return "\n".join(lines[:first]).strip(), "\n".join(lines[first:]).strip()
 
 
-def instruct_parts(problem: Problem) -> tuple[str, str]:
-    """(instruction, the response's opening) of one problem."""
+def instruct_parts(problem: Problem, wording: EvalInstructTemplate) -> tuple[str, str]:
+    """(instruction, the response's opening) of one problem, in `wording`."""
     if problem.style == "complete":
-        code = problem.prompt.strip("\n")
-        return f"{COMPLETE_ASK}\n\n{FENCE}{code}\n```", FENCE + problem.prompt.lstrip("\n")
+        values = {"prompt": problem.prompt.strip()}
+        return fill(wording.humaneval.instruction, values), fill(wording.humaneval.response, values)
     text, test = docstring_task(problem.prompt)
-    if not test:
-        return text, FENCE
-    return f"{text}\n{ASSERTION_LINE}\n{FENCE}{test}\n```", FENCE
+    if wording.mbpp.task_period and text and not text.endswith("."):
+        text += "."  # the published rule: "?" or ")" at the end gets one too
+    if not test:  # not an MBPP prompt (another file's): the task text alone
+        return text, wording.mbpp.response
+    values = {"task": text, "assertion": test}
+    return fill(wording.mbpp.instruction, values), wording.mbpp.response
 
 
-def instruct_prompt(problem: Problem, template: SftTemplate | None) -> str:
+def instruct_prompt(problem: Problem, template: SftTemplate | None,
+                    wording: EvalInstructTemplate) -> str:
     """The whole prompt: the template's prompt part with the instruction, then the
     response's opening; with no template (a chat server), the instruction alone."""
-    instruction, opening = instruct_parts(problem)
+    instruction, opening = instruct_parts(problem, wording)
     if template is None:
         return instruction
     return template.prompt(instruction) + opening

@@ -70,6 +70,10 @@ class SamplingParams:
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # How the prompt text becomes token ids (prompt_token_ids): None, the engine's own
+    # way (the tokenizer's default special tokens, or the server's); True, exactly one
+    # BOS first, as training encodes prompts (udfs/training/data.py); False, no BOS.
+    add_bos: bool | None = None
 
     def __post_init__(self) -> None:
         # A list would make the dataclass unhashable and the lineage JSON order-unstable.
@@ -84,12 +88,29 @@ class SamplingParams:
         """Plain JSON-able values, stored with each generated row for lineage."""
         values = asdict(self)
         values["stop"] = list(self.stop)
+        if self.add_bos is None:  # the engine's default: lineage and ids as before the key
+            del values["add_bos"]
         return values
 
     def with_sample(self, index: int) -> SamplingParams:
         """One of n samples as its own n=1 request; distinct seeds keep samples distinct."""
         seed = None if self.seed is None else self.seed + index
         return replace(self, n=1, seed=seed)
+
+
+class TokenizerLike(Protocol):
+    bos_token_id: int | None
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+
+def prompt_token_ids(tokenizer: TokenizerLike, text: str, add_bos: bool) -> list[int]:
+    """The ids an engine sends for `text` when SamplingParams.add_bos is set: the text
+    tokenized without the tokenizer's special tokens, after one BOS id when add_bos and
+    the tokenizer has a BOS (the rule of udfs.training.data.encode_pair). The BOS string
+    is never put into the text: a tokenizer that adds BOS itself would add a second."""
+    bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    return bos + list(tokenizer.encode(text, add_special_tokens=False))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ Failures (see udfs/llm/__init__.py for the contract):
 n > 1 is sent as `n` in one request. Servers that ignore `n` (they return one
 choice) or reject it are detected once per engine; the missing samples are
 then sent as separate n=1 requests with distinct seeds (seed + i).
+
+SamplingParams.add_bos cannot be honoured (the server tokenizes the text): generate()
+refuses it with EngineError.
 """
 
 from __future__ import annotations
@@ -105,6 +108,13 @@ class OpenAIEngine:
         per_prompt = params_per_prompt(prompts, params)
         if not prompts:
             return []
+        if any(p.add_bos is not None for p in per_prompt):
+            # The server tokenizes the text with its own defaults; no token ids are sent.
+            raise EngineError(
+                "llm.engine=openai sends prompts as text and the server tokenizes them, so it "
+                "cannot place a BOS token (evaluate.add_bos): use llm.engine=vllm or "
+                "transformers, or evaluate.add_bos=auto"
+            )
         if not self._model:
             self.check()  # resolves the served model name once
         workers = min(self.cfg.concurrency, len(prompts))

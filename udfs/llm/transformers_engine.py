@@ -4,7 +4,9 @@ For small models, machines without vLLM, and tests: a checkpoint written by
 `selfalign train` is evaluated with `llm.engine=transformers llm.model=<output_dir>`.
 Prompts are generated one at a time (no batching: simple and exact, not fast); stop
 sequences are applied to the decoded text, and a completion that reached max_tokens
-without stopping has finish reason "length", as a server reports it.
+without stopping has finish reason "length", as a server reports it. A prompt whose
+SamplingParams.add_bos is set is tokenized by `prompt_token_ids` (exactly one BOS first,
+as training encodes it, or none); otherwise with the tokenizer's defaults.
 
 torch and transformers are the `train` extra, imported when the model loads.
 """
@@ -22,6 +24,7 @@ from udfs.llm.base import (
     Generation,
     SamplingParams,
     params_per_prompt,
+    prompt_token_ids,
 )
 
 INSTALL_HINT = "pip install 'selfalign[train]'"
@@ -31,6 +34,17 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """The text before the first stop sequence, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def encode_prompt(tokenizer: Any, prompt: str, add_bos: bool | None) -> Any:
+    """The model's inputs (input_ids, attention_mask; a batch of one, as tensors)."""
+    if add_bos is None:
+        return tokenizer(prompt, return_tensors="pt", return_token_type_ids=False)
+    import torch
+    from transformers import BatchEncoding
+
+    ids = torch.tensor([prompt_token_ids(tokenizer, prompt, add_bos)], dtype=torch.long)
+    return BatchEncoding({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
 
 
 class TransformersEngine:
@@ -77,7 +91,7 @@ class TransformersEngine:
         import torch
 
         tokenizer, model = self._tokenizer, self._model
-        encoded = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False).to(model.device)
+        encoded = encode_prompt(tokenizer, prompt, params.add_bos).to(model.device)
         completions = []
         for index in range(params.n):
             sample = params.with_sample(index) if params.n > 1 else params

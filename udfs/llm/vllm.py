@@ -7,7 +7,9 @@ model settings replace (and free) the previous model instead of loading a
 second one onto the same GPU.
 
 generate() hands the whole batch to one `LLM.generate` call: vLLM's continuous
-batching keeps the GPU full only when it sees many prompts at once.
+batching keeps the GPU full only when it sees many prompts at once. A prompt whose
+SamplingParams.add_bos is set goes as token ids (`engine_inputs`), so its BOS is exactly
+the one training put there, whatever the tokenizer adds by default.
 
 Per-prompt errors: vLLM rejects a whole batch if one prompt is longer than the
 model's context, so such prompts are measured first with the model's tokenizer
@@ -32,6 +34,7 @@ from udfs.llm.base import (
     Generation,
     SamplingParams,
     params_per_prompt,
+    prompt_token_ids,
 )
 
 INSTALL_HINT = "pip install 'selfalign[gpu]' on a CUDA machine"
@@ -85,8 +88,9 @@ class VLLMEngine:
         llm = self._load()
         results: list[Generation | None] = [None] * len(prompts)
         limit = _context_limit(llm, self.cfg)
+        inputs = engine_inputs(llm, prompts, per_prompt)
         keep: list[int] = []
-        for index, length in enumerate(_prompt_lengths(llm, prompts, limit)):
+        for index, length in enumerate(_prompt_lengths(llm, inputs, limit)):
             if limit is not None and length >= limit:
                 results[index] = too_long(length, limit)
             else:
@@ -94,7 +98,7 @@ class VLLMEngine:
         if keep:
             vllm_params = _vllm().SamplingParams
             outputs = llm.generate(
-                [prompts[i] for i in keep],
+                [inputs[i] for i in keep],
                 [vllm_params(**vllm_sampling_kwargs(per_prompt[i])) for i in keep],
                 use_tqdm=False,
             )
@@ -179,11 +183,24 @@ def too_long(length: int, limit: int) -> Generation:
     )
 
 
-def _prompt_lengths(llm: Any, prompts: Sequence[str], limit: int | None) -> list[int]:
-    if limit is None:
-        return [0] * len(prompts)
+def engine_inputs(llm: Any, prompts: Sequence[str],
+                  params: Sequence[SamplingParams]) -> list[str | dict[str, list[int]]]:
+    """What LLM.generate is given per prompt: the text (vLLM tokenizes it with the
+    tokenizer's defaults), or, where params.add_bos is set, its token ids
+    (prompt_token_ids: exactly one BOS first, or none) as a vLLM TokensPrompt."""
+    if all(p.add_bos is None for p in params):
+        return list(prompts)
     tokenizer = llm.get_tokenizer()
-    return [len(tokenizer.encode(prompt)) for prompt in prompts]
+    return [prompt if p.add_bos is None else {"prompt_token_ids": prompt_token_ids(tokenizer, prompt, p.add_bos)}
+            for prompt, p in zip(prompts, params, strict=True)]
+
+
+def _prompt_lengths(llm: Any, inputs: Sequence[str | dict[str, list[int]]], limit: int | None) -> list[int]:
+    if limit is None:
+        return [0] * len(inputs)
+    tokenizer = llm.get_tokenizer()
+    return [len(item["prompt_token_ids"]) if isinstance(item, dict) else len(tokenizer.encode(item))
+            for item in inputs]
 
 
 def _context_limit(llm: Any, cfg: EngineSettings) -> int | None:

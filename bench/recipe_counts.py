@@ -3,10 +3,11 @@
 The whole DAG (extract through export) runs twice on the same files of the built-in
 sample (data/stack_sample), into two fresh lakes: once as configured by default, once
 with `--profile published`. The model is the test double served by a real
-OpenAI-compatible HTTP server (as tests/e2e/test_dag.py runs it), with one change so
-the cleaning has something to decide: each response implements the seed's own function
-name (from the concepts the double wrote), and each of an instruction's samples words
-its code differently, as sampled answers do. It judges every seed Yes.
+OpenAI-compatible HTTP server (as tests/e2e/test_dag.py runs it), with changes so the
+cleaning has something to decide: each task and response is about the seed's own
+function name (from the concepts the double wrote), tasks are worded by a draw from that
+name (so two seeds' tasks are not near duplicates), and each of an instruction's samples
+words its code differently, as sampled answers do. It judges every seed Yes.
 
 Printed per lake: the rows of each stage's table and select's rejects by reason.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import random
 import re
 import sys
 import tempfile
@@ -39,10 +41,14 @@ BODIES = ("return x * 2", "return x + x", "return 2 * x", "doubled = x * 2\n    
 
 
 def seed_name(prompt: str) -> str:
-    """The seed's function name the double put in the concepts (the last one named)."""
-    concepts = re.findall(r"concepts: ([^)]*)\)", prompt)
+    """The seed's function name: the third concept the double wrote (or the `name(x)` an
+    instruction names)."""
+    concepts = re.findall(r"concepts: ([^)\n]*)", prompt)
     names = [c.strip() for c in (concepts[-1].split(",") if concepts else [])]
-    return names[2] if len(names) > 2 and names[2].isidentifier() else "double"
+    if len(names) > 2 and names[2].isidentifier():
+        return names[2]
+    named = re.findall(r"function `(\w+)\(x\)`", prompt)
+    return named[-1] if named else "double"
 
 
 def response(name: str, body: str) -> str:
@@ -51,8 +57,24 @@ def response(name: str, body: str) -> str:
             f"assert {name}(-3) == -6\n```\n")
 
 
+CLAUSES = ("returns twice its argument", "accepts integers and floats", "rejects strings with a TypeError",
+           "keeps the sign of negative input", "documents its edge cases", "runs in constant time",
+           "is safe to call from several threads", "never mutates its input", "handles zero",
+           "works on very large integers", "returns the same type it was given", "has a one-line docstring")
+
+
+def instruction(prompt: str) -> str:
+    """A task naming the seed's function, worded by a draw from its name, so tasks of
+    different seeds are not near duplicates of each other (as sampled ones are not)."""
+    name = seed_name(prompt.rsplit("===", 1)[-1].replace("Concepts:", "concepts:") + ")")
+    picked = random.Random(name).sample(CLAUSES, 4)
+    return f"Write a function `{name}(x)` that {', '.join(picked[:3])} and {picked[3]}."
+
+
 def answer(prompt: str, params: dict[str, Any]) -> list[str]:
     n = int(params.get("n", 1))
+    if prompt.endswith("Task:\n"):
+        return [instruction(prompt)] * n
     if prompt.rstrip().endswith("## Reasoning"):
         name = seed_name(prompt.rsplit("=== Response ===", 1)[0].rsplit("===", 1)[-1])
         return [response(name, BODIES[k % len(BODIES)]) for k in range(n)]
@@ -64,15 +86,14 @@ def answer(prompt: str, params: dict[str, Any]) -> list[str]:
 
 def counts(lake: Path) -> dict[str, Any]:
     from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
 
     spark = SparkSession.getActiveSession()
     assert spark is not None
     tables = ("functions", "quality", "clusters", "instructions", "responses", "executions", "sft")
     found: dict[str, Any] = {t: spark.read.format("delta").load(str(lake / t)).count()
                              for t in tables if (lake / t).exists()}
-    rejects = spark.read.format("delta").load(str(lake / "rejects")).where(F.col("stage") == "select")
-    found["select rejects"] = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
+    rejects = spark.read.format("delta").load(str(lake / "rejects")).groupBy("stage", "reason").count()
+    found["rejects"] = {f"{r['stage']}:{r['reason']}": r["count"] for r in rejects.orderBy("stage", "reason").collect()}
     return found
 
 

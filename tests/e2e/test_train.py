@@ -39,7 +39,7 @@ def sft_rows(count: int) -> list[tuple]:
         response = f"```python\ndef add_{i}(x):\n    return x + {i}\n```\n\nIt adds {i}."
         rows.append((f"i{i:03d}", instruction, response, f"r{i:03d}", f"s{i:03d}", None, None, None, None,
                      None, "function implementation", "easy", "tiny", "respond-v2", None, None, None,
-                     None, "t"))
+                     None, None, "t"))
     return rows
 
 

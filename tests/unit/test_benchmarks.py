@@ -380,13 +380,3 @@ def test_the_published_evaluation_fetches_its_mbppplus_file(
     assert f"/{name}" in requests and (cache / name).is_file()
     assert len(problems) == len(read_records(root / name))
 
-
-def test_mbppplus_v010_when_present_has_399_tasks_and_the_pinned_content(benchmarks_dir: Path) -> None:
-    from udfs.evaluation import load_set
-
-    path = benchmarks_dir / "mbppplus-v0.1.0.jsonl.gz"
-    if not path.is_file():
-        pytest.skip(f"{path.name} is not in {benchmarks_dir} (fetched on first use)")
-    assert tools_benchmarks.mismatch(OPTIONAL_DOWNLOADS[0], path) is None
-    problems = load_set("mbppplus", path.name, benchmarks_dir)
-    assert len(problems) == 399 and problems[0].task_id == "Mbpp/2" and problems[-1].task_id == "Mbpp/809"

@@ -231,6 +231,9 @@ def test_published_profile_sets_the_published_dedup_and_evaluation():
         "per_seed", "global")
     assert (default.select.near_duplicates, published.select.near_duplicates) == (True, False)
     assert (default.select.sanitize.style, published.select.sanitize.style) == ("selfalign", "published")
+    # execution_filter.py: a 4 s alarm around exec and a 1 GiB memory limit.
+    assert (published.sandbox.wall_seconds, published.sandbox.memory_bytes) == (4.0, 1 << 30)
+    assert (default.sandbox.wall_seconds, default.sandbox.memory_bytes) == (20.0, 2 << 30)
     # Where the defaults already are the published recipe, the profile changes nothing.
     assert published.generation.model_dump(exclude={"judge"}) == default.generation.model_dump(exclude={"judge"})
 

@@ -299,7 +299,8 @@ def global_clean(pairs: DataFrame, settings: SelectSettings, ids: DataFrame) -> 
     (jobs/ops/first_come.py); code that does not parse drops the pair; then near
     duplicates when on. An instruction none of whose pairs survived is rejected for the
     reason of its first in the shuffle. (kept pairs, rejects)"""
-    claims = walk(pairs.where(F.col("_keys").isNotNull()), stored_keys(settings, ids), settings.seed)
+    # Checkpointed: the one-task walk feeds both the kept pairs and the rejects.
+    claims = walk(pairs.where(F.col("_keys").isNotNull()), stored_keys(settings, ids), settings.seed).localCheckpoint()
     kept = pairs.join(claims.where(F.col("kept")).select("response_id"), on="response_id", how="inner")
     reason = F.coalesce(*[F.when(F.col("kind") == kind, F.lit(why)) for kind, why in _KIND_REASONS.items()])
     detail = F.coalesce(*[F.when(F.col("kind") == kind, F.format_string(text, F.col("kept_id")))

@@ -235,7 +235,12 @@ def per_instruction(pairs: DataFrame, settings: SelectSettings, ids: DataFrame) 
     instructions and responses, near duplicates, and one per seed and set of top-level
     function names, each step over the survivors of the one before. (kept pairs, rejects)"""
     first = Window.partitionBy(KEY).orderBy(draw_order(settings.seed), F.col("response_id"))
-    chosen = pairs.withColumn("_rank", F.row_number().over(first)).where(F.col("_rank") == 1).drop("_rank")
+    # Cleaned and parsed after the draw: one response per instruction, not all ten.
+    chosen = (
+        pairs.withColumn("_rank", F.row_number().over(first)).where(F.col("_rank") == 1).drop("_rank")
+        .withColumns({"response": _clean(F.col("_raw")), "names": _function_names(F.col("code"))})
+        .localCheckpoint()
+    )
     # Rows already in `sft` compete as keepers; one whose key is pending again (a crash
     # after the sft commit, before progress) is that same row, not a rival. They compete
     # as written before sanitizing: the instruction, the cleaned response.
@@ -388,13 +393,13 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
     theirs = settings.responses.join(ids, on=KEY, how="inner")
     candidates = usable(passing(theirs, settings.executions), settings.sanitize)
     pairs = candidates.join(instructions.select(KEY, "instruction", "seed_id"), on=KEY, how="inner").select(
-        KEY, "response_id", "instruction", "seed_id", "model", "prompt_version", "sampling",
-        _clean(F.col("response")).alias("response"), F.col("response").alias("_raw"),
-        _function_names(F.col("code")).alias("names"),
+        KEY, "response_id", "instruction", "seed_id", "model", "prompt_version", "sampling", "code",
+        F.col("response").alias("_raw"),
     )
     keys = _pair_keys(F.col("instruction"), F.col("response"))
-    if settings.diversify_function_names == "global":  # every candidate's keys, once
-        chosen, rejected = global_clean(pairs.withColumn("_keys", keys).localCheckpoint(), settings, ids)
+    if settings.diversify_function_names == "global":  # every candidate cleaned and keyed, once
+        cleaned = pairs.withColumn("response", _clean(F.col("_raw"))).withColumn("_keys", keys)
+        chosen, rejected = global_clean(cleaned.localCheckpoint(), settings, ids)
     else:  # the chosen pairs' keys only, stored for a later switch to global
         chosen, rejected = per_instruction(pairs, settings, ids)
         chosen = chosen.withColumn("_keys", keys)

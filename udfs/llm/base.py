@@ -107,7 +107,7 @@ class TokenizerLike(Protocol):
 def prompt_token_ids(tokenizer: TokenizerLike, text: str, add_bos: bool) -> list[int]:
     """The ids an engine sends for `text` when SamplingParams.add_bos is set: the text
     tokenized without the tokenizer's special tokens, after one BOS id when add_bos and
-    the tokenizer has a BOS (the rule of udfs.training.data.encode_pair). The BOS string
+    the tokenizer has a BOS: also how training encodes a prompt (udfs.training.data.encode_pair). The BOS string
     is never put into the text: a tokenizer that adds BOS itself would add a second."""
     bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     return bos + list(tokenizer.encode(text, add_special_tokens=False))

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from udfs.llm.base import prompt_token_ids
+
 IGNORE = -100  # labels the loss skips (PyTorch cross-entropy's ignore_index)
 
 
@@ -39,8 +41,7 @@ def encode_pair(tokenizer: Tokenizer, prompt: str, response: str, max_length: in
     None when no response token would be left to learn from (the prompt fills it)."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token: the tuned model could not learn to stop")
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    prompt_ids = bos + tokenizer.encode(prompt, add_special_tokens=False)
+    prompt_ids = prompt_token_ids(tokenizer, prompt, add_bos=True)  # evaluation's rule too
     response_ids = [*tokenizer.encode(response, add_special_tokens=False), tokenizer.eos_token_id]
     ids = (prompt_ids + response_ids)[:max_length]
     labels = ([IGNORE] * len(prompt_ids) + response_ids)[:max_length]

@@ -58,6 +58,8 @@ def pending_input(ctx: Context, stage: str, inputs: DataFrame, key: str) -> Data
 
 
 def _describe_job(ctx: Context, text: str) -> None:
+    """Label the Spark jobs this thread submits from now on (the Spark UI, event logs).
+    Every phase of a stage run sets its own: a label outlives the phase that set it."""
     # Spark Connect has no SparkContext; job descriptions are cosmetic there.
     with contextlib.suppress(Exception):
         ctx.spark.sparkContext.setJobDescription(text)
@@ -132,7 +134,8 @@ def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> Dat
 
 
 def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
-                  staging_path: str, verdicts: bool, append: bool) -> tuple[int, int, int]:
+                  staging_path: str, verdicts: bool, append: bool,
+                  label: str) -> tuple[int, int, int]:
     if RETRY_ERROR not in outcomes.columns:
         outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
     outcomes = _give_up_after_retries(ctx, stage, outcomes)
@@ -146,6 +149,7 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
         F.sum(F.when(is_retry, 1).otherwise(0)).alias("failed"),
     )
     write_scratch(observed, staging_path)
+    _describe_job(ctx, f"{stage}: commit {label}")
     metrics = stats.get
     kept_rows, rejected_rows, failed_rows = (int(metrics.get(name) or 0) for name in ("kept", "rejected", "failed"))
     staged = ctx.spark.read.parquet(staging_path)
@@ -224,6 +228,7 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     ctx.memo.clear()
     if isinstance(stage, Step):
         return _run_step(stage, ctx)
+    _describe_job(ctx, f"{stage.name}: pending check")
     if not stage.runs_when_idle and _nothing_pending(stage, ctx):
         # A nightly run over an unchanged input: one cheap check, no settings (an index,
         # prompts, an engine), no commits, no `runs` rows (a stage declared runs_when_idle
@@ -233,10 +238,12 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
     # Read before this run's `running` row is written.
     append = stage.appends_after_clean_run and _last_run_was_clean(ctx, stage.name)
+    _describe_job(ctx, f"{stage.name}: start")
     with _recorded(ctx, stage.name) as summary:
         for hook in stage.before:
             hook(ctx, settings, summary)
         _run_chunks(stage, ctx, settings, summary, append)
+        _describe_job(ctx, f"{stage.name}: finish")
         for hook in stage.after:
             hook(ctx, settings, summary)
     log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage.name, summary.rows_in,
@@ -263,6 +270,7 @@ def _nothing_pending(stage: Stage[Any], ctx: Context) -> bool:
 
 
 def _run_step(step: Step, ctx: Context) -> StageSummary:
+    _describe_job(ctx, step.name)
     with _recorded(ctx, step.name) as summary:
         log.info("[%s] start run=%s", step.name, ctx.run_id)
         step.action(ctx, summary)
@@ -352,10 +360,11 @@ def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSu
     parts = chunk_inputs(stage, ctx, staged.rows, chunks)
     clock = time.monotonic()
     for index, part in enumerate(parts):
-        _describe_job(ctx, f"{stage.name}: chunk {index + 1}/{chunks}")
+        label = f"chunk {index + 1}/{chunks}"
+        _describe_job(ctx, f"{stage.name}: {label}")
         outcomes = stage.transform(part, settings)
         kept, rejected, failed = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,
-                                               stage.verdicts, append)
+                                               stage.verdicts, append, label)
         summary.rows_out += kept
         summary.rows_rejected += rejected
         summary.rows_failed += failed

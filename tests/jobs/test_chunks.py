@@ -39,17 +39,48 @@ def test_each_chunk_reads_its_own_partition_and_together_they_read_all(make_ctx,
         assert str(tmp_path / "in") not in plan
 
 
-def test_one_chunk_reads_the_staged_copy_and_nothing_pending_is_a_cheap_no_op(make_ctx, tmp_path: Path):
+def test_one_chunk_reads_the_staged_copy_and_nothing_pending_is_a_cheap_no_op(make_ctx, tmp_path: Path,
+                                                                            monkeypatch):
     src = write_stack(tmp_path / "in" / "p.parquet", FILES[:3])
     ctx = make_ctx(f"input.path={src}")
     staged = stage_pending(extract.STAGE, ctx, pending_of(extract.STAGE, ctx))
     [part] = chunk_inputs(extract.STAGE, ctx, staged.rows, 1)
     assert CHUNK not in part.columns
     assert str(tmp_path / "in") not in executed_plan(part.select(F.length("content")))
-    first = run(extract.STAGE, make_ctx(f"input.path={src}", "run.chunk_rows=2"))
+    chunked = make_ctx(f"input.path={src}", "run.chunk_rows=2")
+    labels = label_writes(chunked, monkeypatch)
+    first = run(extract.STAGE, chunked)
     assert (first.rows_in, first.chunks, first.rows_out) == (3, 2, 3)
     again = run(extract.STAGE, ctx)
     assert (again.rows_in, again.chunks) == (0, 0)
+
+    # Each write's Spark jobs carry the label of the phase that made it (the Spark UI's
+    # description), never one left over from the phase before.
+    def labelled(table: str) -> list[str]:
+        return [label for name, label in labels if name == table]
+
+    assert labelled("runs") == ["extract: start", "extract: finish"]
+    # A chunk commits only what it has (the hash cut may leave one empty): each commit is
+    # labelled with its own chunk, the same for the output and the progress it records.
+    commits = labelled("functions")
+    assert commits and set(commits) <= {"extract: commit chunk 1/2", "extract: commit chunk 2/2"}
+    assert labelled("progress") == commits
+    assert labelled("inputs") == ["extract: finish"]
+    assert ctx.spark.sparkContext.getLocalProperty("spark.job.description") == "extract: pending check"
+
+
+def label_writes(ctx, monkeypatch) -> list[tuple[str, str]]:
+    """(table, job description) of every table write through ctx.lake, in order."""
+    labels: list[tuple[str, str]] = []
+    for method in ("append", "insert_new"):
+        real = getattr(ctx.lake, method)
+
+        def write(spec, rows, real=real):
+            labels.append((spec.name, ctx.spark.sparkContext.getLocalProperty("spark.job.description")))
+            real(spec, rows)
+
+        monkeypatch.setattr(ctx.lake, method, write)
+    return labels
 
 
 def test_verdict_chunks_append_after_clean_runs_and_merge_after_a_failed_one(make_ctx, tmp_path: Path,

@@ -160,10 +160,22 @@ def remember_jars(spark: SparkSession, cfg: SparkConfig) -> None:
 LOG4J2_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
 
 
+# Local mode runs tasks and the driver in one JVM on a few cores: G1's concurrent
+# marking and refinement threads compete with the tasks for those cores. With the class
+# cache above, the serial collector makes the seed stages cost 9-14% less CPU
+# (bench/local_jvm.py); a user who names a collector in spark.driver.extraJavaOptions
+# (a large local heap) gets theirs instead.
+LOCAL_GC = "-XX:+UseSerialGC"
+_NAMES_A_COLLECTOR = re.compile(r"-XX:\+Use\w+GC\b")
+
+
 def java_options(cfg: SparkConfig, *more: str) -> str:
-    """JVM options of the local driver: our log4j2 configuration, then the user's own."""
+    """JVM options of the local driver: our log4j2 configuration and collector, then the
+    user's own."""
+    own = cfg.extra.get("spark.driver.extraJavaOptions")
+    collector = None if own and _NAMES_A_COLLECTOR.search(own) else LOCAL_GC
     return " ".join(filter(None, [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
-                                  cfg.extra.get("spark.driver.extraJavaOptions"), *more]))
+                                  collector, own, *more]))
 
 
 def local_conf(cfg: SparkConfig) -> dict[str, str]:
@@ -181,8 +193,7 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
         # Spark keeps 100 compiled query classes by default; one DAG run generates ~1,250,
         # so stage after stage and chunk after chunk recompiles the same plans (Janino, then
         # the JIT again). 4,000 keeps a night's set: a tiny DAG run compiles ~800 classes
-        # instead of ~1,250 and uses ~15% less CPU, a second run in the same JVM ~17% less
-        # (bench/codegen_cache.py measures it).
+        # instead of ~1,250, and a second run in the same JVM almost none (bench/local_jvm.py).
         "spark.sql.codegen.cache.maxEntries": "4000",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows),

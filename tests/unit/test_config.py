@@ -191,6 +191,26 @@ def test_remote_comes_from_config_or_spark_remote(monkeypatch):
     assert remote_url(load_config(None, ["spark.remote=sc://from-config:1"]).spark) == "sc://from-config:1"
 
 
+def test_the_local_driver_runs_the_serial_collector_unless_the_user_names_one():
+    from jobs.core.session import java_options
+
+    def options(*overrides: str) -> list[str]:
+        return java_options(load_config(None, list(overrides)).spark).split()
+
+    assert "-XX:+UseSerialGC" in options()
+    assert {"-XX:+UseSerialGC", "-Xss4m"} <= set(options("spark.extra.spark.driver.extraJavaOptions=-Xss4m"))
+    # Two collectors on one command line stop the JVM: the user's replaces ours.
+    chosen = options("spark.extra.spark.driver.extraJavaOptions=-XX:+UseParallelGC -Xss4m")
+    assert "-XX:+UseParallelGC" in chosen and "-XX:+UseSerialGC" not in chosen
+
+
+@pytest.mark.spark
+def test_the_test_session_jvm_collects_with_the_serial_collector(spark):
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    # The serial collector's two generations; G1's would be "G1 Young Generation", ...
+    assert sorted(bean.getName() for bean in beans) == ["Copy", "MarkSweepCompact"]
+
+
 def test_local_metastore_lives_under_the_lake_or_where_configured(tmp_path: Path):
     from jobs.core.session import metastore_dir
 

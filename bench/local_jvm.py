@@ -1,13 +1,15 @@
-"""Spark's cache of compiled query classes: Spark's default size (100) against selfalign's
-(jobs/core/session.py), on the same work in the same run.
+"""The local session's JVM settings (jobs/core/session.py) against Spark's and the JVM's
+defaults, on the same work in the same run: the compiled-class cache (4,000 against
+Spark's 100) and the collector (serial against G1, the JVM's choice on this machine),
+each alone and together.
 
-Each setting runs in a fresh process (a fresh JVM, as a nightly job starts): the seed
+Each variant runs in a fresh process (a fresh JVM, as a nightly job starts): the seed
 stages (extract -> dedup) on the sample corpus, `--runs` times, each on a new lake, as a
 long-lived driver (a test worker, a notebook) runs them again. Printed per run: wall
 seconds, the machine's busy CPU seconds (/proc/stat: run it with nothing else busy), and
-how many classes Spark compiled (Janino); then selfalign's over the default for each.
+how many classes Spark compiled (Janino); then each variant over the defaults.
 
-    .venv/bin/python bench/codegen_cache.py [--files 200] [--runs 2]
+    .venv/bin/python bench/local_jvm.py [--files 200] [--runs 2]
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "stack_sample" / "stack_sample.parquet"
-SPARK_DEFAULT = 100  # StaticSQLConf.CODEGEN_CACHE_MAX_ENTRIES
+SPARK_CACHE = "spark.extra.spark.sql.codegen.cache.maxEntries=100"  # Spark's default
+G1 = "spark.extra.spark.driver.extraJavaOptions=-XX:+UseG1GC"  # the JVM's choice here
+VARIANTS = {
+    "defaults": [SPARK_CACHE, G1],
+    "cache": [G1],
+    "serial": [SPARK_CACHE],
+    "selfalign": [],
+}
 
 
 def busy_cpu_seconds() -> float:
@@ -33,17 +42,15 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def child(work: Path, runs: int, cache: int | None) -> None:
+def child(work: Path, runs: int, variant: str) -> None:
     """One fresh driver: `runs` seed-stage runs, one JSON line per run."""
     from pyspark.sql import SparkSession
 
     from jobs.cli import main as cli_main
 
-    settings = [f"input.path={work / 'input'}", f"spark.ivy_dir={REPO / '.ivy'}"]
-    if cache is not None:
-        settings.append(f"spark.extra.spark.sql.codegen.cache.maxEntries={cache}")
+    settings = [f"input.path={work / 'input'}", f"spark.ivy_dir={REPO / '.ivy'}", *VARIANTS[variant]]
     for run in range(runs):
-        lake = [f"lake.root={work / f'lake-{cache}-{run}'}"]
+        lake = [f"lake.root={work / f'lake-{variant}-{run}'}"]
         started, cpu = time.monotonic(), busy_cpu_seconds()
         try:
             cli_main(["run", "--until", "dedup", "--no-status",
@@ -59,10 +66,8 @@ def child(work: Path, runs: int, cache: int | None) -> None:
                           "compiled": compiled}), flush=True)
 
 
-def measure(work: Path, runs: int, cache: int | None) -> list[dict[str, float]]:
-    command = [sys.executable, __file__, "--child", str(work), "--runs", str(runs)]
-    if cache is not None:
-        command += ["--cache", str(cache)]
+def measure(work: Path, runs: int, variant: str) -> list[dict[str, float]]:
+    command = [sys.executable, __file__, "--child", str(work), "--runs", str(runs), "--variant", variant]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode:
         sys.exit(f"bench run failed:\n{done.stderr[-3000:]}")
@@ -74,15 +79,15 @@ def measure(work: Path, runs: int, cache: int | None) -> list[dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Spark's compiled-class cache: default size against selfalign's")
+    parser = argparse.ArgumentParser(description="The local session's JVM settings against the defaults")
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--child", type=Path)
-    parser.add_argument("--cache", type=int)
+    parser.add_argument("--variant", choices=VARIANTS, default="selfalign")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     if args.child:
-        child(args.child, args.runs, args.cache)
+        child(args.child, args.runs, args.variant)
         return
     import pyarrow.parquet as pq
 
@@ -90,14 +95,15 @@ def main() -> None:
         work = Path(tmp)
         (work / "input").mkdir()
         pq.write_table(pq.read_table(SAMPLE).slice(0, args.files), work / "input" / "part-0.parquet")
-        default = measure(work, args.runs, SPARK_DEFAULT)
-        ours = measure(work, args.runs, None)
-    print(f"seed stages on {args.files} files, {args.runs} runs per fresh driver")
-    print("run  cache  wall_s  cpu_s  classes_compiled")
-    for run, (base, new) in enumerate(zip(default, ours, strict=True)):
-        for name, row in (("100", base), ("ours", new)):
-            print(f"{run:>3}  {name:>5}  {row['wall']:6.1f}  {row['cpu']:5.1f}  {row['new_classes']:>6}")
-        print(f"     ours/100: wall {new['wall'] / base['wall']:.2f}  cpu {new['cpu'] / base['cpu']:.2f}")
+        results = {variant: measure(work, args.runs, variant) for variant in VARIANTS}
+    print(f"seed stages on {args.files} files, {args.runs} runs per fresh driver (run 0: a fresh JVM)")
+    print("run  variant    wall_s  cpu_s  classes_compiled  wall/defaults  cpu/defaults")
+    for run in range(args.runs):
+        base = results["defaults"][run]
+        for variant, rows in results.items():
+            row = rows[run]
+            print(f"{run:>3}  {variant:<9}  {row['wall']:6.1f}  {row['cpu']:5.1f}  {row['new_classes']:>16}"
+                  f"  {row['wall'] / base['wall']:13.2f}  {row['cpu'] / base['cpu']:12.2f}")
 
 
 if __name__ == "__main__":

@@ -73,15 +73,14 @@ test: $(STAMP)
 	SELFALIGN_SPARK40_PYTHON=$(CURDIR)/$(VENV40)/bin/python $(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 	$(VENV40)/bin/python -m pytest $(SPARK40_TESTS)
 
-# Resolve the Delta jars (with S3A's, for the object-storage tests' local S3 server) into
-# ./.ivy now (Maven Central), so no test downloads them. One resolution at a time: the two
-# venvs share the Ivy cache.
+# Resolve the Delta jars with S3A's (for the object-storage tests' local S3 server) into
+# ./.ivy now (Maven Central), so no test downloads them; the same set serves runs that
+# need only Delta (jobs.core.session.cached_jars). One resolution at a time: the two venvs
+# share the Ivy cache.
 jars: $(STAMP)
-	$(BIN)/python -m jobs.core.session
 	$(BIN)/python -m jobs.core.session spark.s3a_jars=true
 
 jars40: $(VENV40)/.installed jars
-	$(VENV40)/bin/python -m jobs.core.session
 	$(VENV40)/bin/python -m jobs.core.session spark.s3a_jars=true
 
 $(VENV40)/.installed: pyproject.toml constraints-spark4.0.txt

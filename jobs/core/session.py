@@ -11,6 +11,7 @@ Connect server instead (Databricks serverless and shared clusters).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -117,7 +118,19 @@ def _manifest(cfg: SparkConfig) -> Path:
 
 
 def cached_jars(cfg: SparkConfig) -> list[str] | None:
-    """Jar paths resolved by an earlier run for the same package, if all still exist."""
+    """Jar paths resolved by an earlier run for the same packages, if all still exist.
+
+    A set without S3A's jars is also served by the same set with them (the extra jars sit
+    unused on the classpath): one resolution, e.g. `make test`'s, serves both.
+    """
+    found = _cached_exactly(cfg)
+    if found is None and not cfg.s3a_jars:
+        with contextlib.suppress(ConfigError):  # no known S3A set for this Hadoop
+            found = _cached_exactly(cfg.model_copy(update={"s3a_jars": True}))
+    return found
+
+
+def _cached_exactly(cfg: SparkConfig) -> list[str] | None:
     manifest = _manifest(cfg)
     if not manifest.is_file():
         return None

@@ -76,9 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 
 
 def delta_jars() -> list[str]:
-    # The test session's set (Delta and S3A's jars) when the Delta-only set is not cached.
-    jars = (cached_jars(load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}"]).spark)
-            or cached_jars(load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}", "spark.s3a_jars=true"]).spark))
+    jars = cached_jars(load_config(None, [f"spark.ivy_dir={REPO / '.ivy'}"]).spark)
     if not jars:
         pytest.skip("Delta jars are not cached in .ivy: run `python -m jobs.core.session` once")
     return [jar.removeprefix("file://") for jar in jars]

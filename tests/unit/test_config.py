@@ -291,3 +291,23 @@ def test_published_profile_trains_as_published_on_every_pair():
     assert (published.train.dtype, published.train.num_processes, published.train.sharding) == (
         "bfloat16", 1, "none")
     assert not published.train.gradient_checkpointing
+
+
+def test_a_cached_set_with_s3a_jars_serves_a_run_without_them(tmp_path: Path):
+    """`make test` resolves Delta with S3A's jars only; `make run` then starts offline on it."""
+    from jobs.core.session import _manifest, cached_jars, packages
+
+    plain = load_config(None, [f"spark.ivy_dir={tmp_path}"]).spark
+    with_s3a = load_config(None, [f"spark.ivy_dir={tmp_path}", "spark.s3a_jars=true"]).spark
+    jars = [tmp_path / "delta.jar", tmp_path / "hadoop-aws.jar"]
+    for jar in jars:
+        jar.write_bytes(b"PK")
+    assert cached_jars(plain) is None
+    _manifest(with_s3a).write_text("\n".join([",".join(packages(with_s3a)), *map(str, jars)]) + "\n")
+    assert cached_jars(plain) == cached_jars(with_s3a) == [str(jar) for jar in jars]
+    # ... never the other way round: a run on s3a:// needs the jars a plain set lacks.
+    _manifest(with_s3a).unlink()
+    _manifest(plain).write_text("\n".join([",".join(packages(plain)), str(jars[0])]) + "\n")
+    assert cached_jars(plain) == [str(jars[0])] and cached_jars(with_s3a) is None
+    jars[0].unlink()  # a jar gone from the cache: resolve again
+    assert cached_jars(plain) is None

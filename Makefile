@@ -56,7 +56,7 @@ run: $(STAMP) sysdeps-run
 # Spark 4.0 with its Delta 4.0 (Databricks 17.x LTS, EMR 8) lives in a venv of its own;
 # its Delta jars share ./.ivy under their own coordinate. The main suite runs the seed
 # stages on it beside a standalone cluster and local mode, and compares the tables
-# (tests/e2e/test_cluster.py, through SELFALIGN_SPARK40_PYTHON); test-spark4.0 then runs the
+# (tests/e2e/test_cluster.py, through SELFALIGN_SPARK40_PYTHON); test-spark4.0 runs the
 # Delta table layer's tests (MERGE, schema evolution, quoting) and extract's input checks
 # (Spark's error conditions) on it.
 VENV40 := .venv-spark4.0
@@ -66,12 +66,18 @@ SPARK40_TESTS := tests/jobs/test_lake.py \
 
 # Set-up runs side by side (make -j: the installs wait on the network, lint and the jar
 # resolution on the CPU), then the suite on two workers (pytest-xdist, a file per worker at a
-# time, the longest modules first: tests/conftest.py), then the Spark 4.0 tier.
+# time, the longest modules first: tests/conftest.py) and, beside it, the Spark 4.0 tier: it
+# fills the cores the suite leaves idle (its last modules, its waits on subprocesses). The
+# tier writes to a log printed after the suite, in a pytest temp folder of its own.
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j4 --output-sync=target lint jars jars40 sysdeps
-	SELFALIGN_SPARK40_PYTHON=$(CURDIR)/$(VENV40)/bin/python $(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
-	$(VENV40)/bin/python -m pytest $(SPARK40_TESTS)
+	@tier=$$(mktemp -d); \
+	$(VENV40)/bin/python -m pytest --basetemp=$$tier/tmp $(SPARK40_TESTS) >$$tier/log 2>&1 & pid=$$!; \
+	SELFALIGN_SPARK40_PYTHON=$(CURDIR)/$(VENV40)/bin/python $(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS); \
+	suite=$$?; wait $$pid; spark40=$$?; \
+	echo "--- the Spark 4.0 tier ($(VENV40)), run beside the suite:"; cat $$tier/log; rm -rf $$tier; \
+	[ $$suite = 0 ] && [ $$spark40 = 0 ]
 
 # Resolve the Delta jars with S3A's (for the object-storage tests' local S3 server) into
 # ./.ivy now (Maven Central), so no test downloads them; the same set serves runs that

@@ -1,7 +1,7 @@
 """The local session's JVM settings (jobs/core/session.py) against Spark's and the JVM's
 defaults, on the same work in the same run: the compiled-class cache (4,000 against
-Spark's 100) and the collector (serial against G1, the JVM's choice on this machine),
-each alone and together.
+Spark's 100), the collector (serial against G1, the JVM's choice on this machine) and
+interpreted projections (no generated code), each alone and all together.
 
 Each variant runs in a fresh process (a fresh JVM, as a nightly job starts): the seed
 stages (extract -> dedup) on the sample corpus, `--runs` times, each on a new lake, as a
@@ -28,10 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "stack_sample" / "stack_sample.parquet"
 SPARK_CACHE = "spark.extra.spark.sql.codegen.cache.maxEntries=100"  # Spark's default
 G1 = "spark.extra.spark.driver.extraJavaOptions=-XX:+UseG1GC"  # the JVM's choice here
+CODEGEN = "spark.extra.spark.sql.codegen.factoryMode=FALLBACK"  # Spark's default
 VARIANTS = {
-    "defaults": [SPARK_CACHE, G1],
-    "cache": [G1],
-    "serial": [SPARK_CACHE],
+    "defaults": [SPARK_CACHE, G1, CODEGEN],
+    "cache": [G1, CODEGEN],
+    "serial": [SPARK_CACHE, CODEGEN],
+    "interpret": [SPARK_CACHE, G1],
     "selfalign": [],
 }
 

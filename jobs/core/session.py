@@ -179,6 +179,8 @@ LOG4J2_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "log4j2.propertie
 # (bench/local_jvm.py); a user who names a collector in spark.driver.extraJavaOptions
 # (a large local heap) gets theirs instead.
 LOCAL_GC = "-XX:+UseSerialGC"
+# Spark's internal CodegenObjectFactoryMode: NO_CODEGEN also turns whole-stage code off.
+LOCAL_CODEGEN = "NO_CODEGEN"
 _NAMES_A_COLLECTOR = re.compile(r"-XX:\+Use\w+GC\b")
 
 
@@ -208,6 +210,14 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
         # the JIT again). 4,000 keeps a night's set: a tiny DAG run compiles ~800 classes
         # instead of ~1,250, and a second run in the same JVM almost none (bench/local_jvm.py).
         "spark.sql.codegen.cache.maxEntries": "4000",
+        # ...and even a cached class costs its source: every task that builds a projection
+        # generates the code and strips its comments (a regex over it) before the cache
+        # lookup. Delta's log replay does that for its deeply nested action schema in every
+        # task of every table read and commit: a fifth of a short local run's JVM CPU
+        # (a profile of the DAG test). Local mode's data is small, so interpreted
+        # projections and no whole-stage code cost less (bench/local_jvm.py); clusters keep
+        # Spark's default.
+        "spark.sql.codegen.factoryMode": LOCAL_CODEGEN,
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows),
         "spark.ui.enabled": str(cfg.ui_enabled).lower(),

@@ -211,6 +211,27 @@ def test_the_test_session_jvm_collects_with_the_serial_collector(spark):
     assert sorted(bean.getName() for bean in beans) == ["Copy", "MarkSweepCompact"]
 
 
+@pytest.mark.spark
+def test_local_mode_runs_plans_without_generated_code(spark):
+    from pyspark.sql import functions as F
+
+    plan = spark.range(10).where(F.col("id") > 3).select((F.col("id") * 2).alias("twice"))
+    # Whole-stage code marks each operator it fuses with "*(n)" in the physical plan.
+    physical = plan._jdf.queryExecution().executedPlan().toString()
+    assert "WholeStageCodegen" not in physical and "*(" not in physical, physical
+    assert [row.twice for row in plan.collect()] == [8, 10, 12, 14, 16, 18]
+
+
+def test_a_user_can_give_local_mode_generated_code_back():
+    from jobs.core.session import local_conf
+
+    def mode(*overrides: str) -> str:
+        return local_conf(load_config(None, list(overrides)).spark)["spark.sql.codegen.factoryMode"]
+
+    assert mode() == "NO_CODEGEN"
+    assert mode("spark.extra.spark.sql.codegen.factoryMode=FALLBACK") == "FALLBACK"
+
+
 def test_local_metastore_lives_under_the_lake_or_where_configured(tmp_path: Path):
     from jobs.core.session import metastore_dir
 

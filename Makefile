@@ -64,13 +64,14 @@ SPARK40_TESTS := tests/jobs/test_lake.py \
 	tests/jobs/test_extract_stage.py::test_every_bad_input_kind_is_a_reject_with_its_reason \
 	tests/jobs/test_extract_stage.py::test_unusable_inputs_are_one_line_before_any_work
 
-# Set-up runs side by side (make -j: the installs wait on the network, lint and the jar
-# resolution on the CPU), then the suite on two workers (pytest-xdist, a file per worker at a
-# time, the longest modules first: tests/conftest.py) and, beside it, the Spark 4.0 tier: it
-# fills the cores the suite leaves idle (its last modules, its waits on subprocesses). The
-# tier writes to a log printed after the suite, in a pytest temp folder of its own.
+# Set-up runs side by side (make -j: the two venvs' installs wait on the network, lint and
+# the jar resolutions on the CPU), then the suite on two workers (pytest-xdist, a file per
+# worker at a time, the longest modules first: tests/conftest.py) and, beside it, the Spark
+# 4.0 tier: it fills the cores the suite leaves idle (its last modules, its waits on
+# subprocesses). The tier writes to a log printed after the suite, in a pytest temp folder
+# of its own.
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
-test: $(STAMP)
+test:
 	$(MAKE) --no-print-directory -j4 --output-sync=target lint jars jars40 sysdeps
 	@tier=$$(mktemp -d); \
 	$(VENV40)/bin/python -m pytest --basetemp=$$tier/tmp $(SPARK40_TESTS) >$$tier/log 2>&1 & pid=$$!; \

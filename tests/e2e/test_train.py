@@ -6,6 +6,7 @@ checkpoint loaded and evaluated, its run in `train_runs` and in an MLflow file s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -28,8 +29,8 @@ from tests.tiny_model import build_tiny_model
 pytestmark = [pytest.mark.spark,
               pytest.mark.filterwarnings("ignore:Filesystem tracking backend:FutureWarning")]
 
-# Enough steps that a kill lands mid-run; a checkpoint every 25 optimizer steps.
-STEPS, SAVE_EVERY = 120, 20
+# Enough steps that a kill lands mid-run and the loss falls; a checkpoint every 10 optimizer steps.
+STEPS, SAVE_EVERY = 60, 10
 
 
 def sft_rows(count: int) -> list[tuple]:
@@ -58,7 +59,7 @@ def lake(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def settings(lake: Path, tiny: Path, out: Path, *more: str) -> list[str]:
     values = [f"lake.root={lake}", f"train.base_model={tiny}", f"train.output_dir={out}",
-              f"train.max_steps={STEPS}", f"train.save_steps={SAVE_EVERY}", "train.logging_steps=20",
+              f"train.max_steps={STEPS}", f"train.save_steps={SAVE_EVERY}", "train.logging_steps=10",
               "train.per_device_batch_size=4", "train.effective_batch_size=8", "train.learning_rate=1e-3",
               "export.validation_fraction=0.1", *more]
     return [arg for value in values for arg in ("--set", value)]
@@ -162,10 +163,12 @@ def test_loss_on_a_small_repeated_set_falls(uninterrupted, tiny):
     assert len(runs) == 1
     metrics, params = runs[0].data.metrics, runs[0].data.params
     assert (params["learning_rate"], params["base_model"]) == ("0.001", str(tiny))
-    # 40 pairs seen ~24 times each: the last logged loss is far below the first.
+    # 36 training pairs seen ~13 times each: the loss falls at every logged step, the last
+    # well below the first (a random model that learns nothing stays near log(vocab)).
     history = json.loads((out / "checkpoints" / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
     losses = [entry["loss"] for entry in history["log_history"] if "loss" in entry]
-    assert losses[-1] < 0.3 * losses[0], losses
+    assert len(losses) == STEPS // 10 and all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < 0.7 * losses[0], losses
     assert metrics["train_loss"] < losses[0]
 
 

@@ -175,12 +175,10 @@ LOG4J2_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "log4j2.propertie
 
 # Local mode runs tasks and the driver in one JVM on a few cores: G1's concurrent
 # marking and refinement threads compete with the tasks for those cores. With the class
-# cache above, the serial collector makes the seed stages cost 9-14% less CPU
+# cache (local_conf), the serial collector makes the seed stages cost 9-14% less CPU
 # (bench/local_jvm.py); a user who names a collector in spark.driver.extraJavaOptions
 # (a large local heap) gets theirs instead.
 LOCAL_GC = "-XX:+UseSerialGC"
-# Spark's internal CodegenObjectFactoryMode: NO_CODEGEN also turns whole-stage code off.
-LOCAL_CODEGEN = "NO_CODEGEN"
 _NAMES_A_COLLECTOR = re.compile(r"-XX:\+Use\w+GC\b")
 
 
@@ -216,8 +214,8 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
         # task of every table read and commit: a fifth of a short local run's JVM CPU
         # (a profile of the DAG test). Local mode's data is small, so interpreted
         # projections and no whole-stage code cost less (bench/local_jvm.py); clusters keep
-        # Spark's default.
-        "spark.sql.codegen.factoryMode": LOCAL_CODEGEN,
+        # Spark's default. (An internal Spark key; NO_CODEGEN also turns whole-stage code off.)
+        "spark.sql.codegen.factoryMode": "NO_CODEGEN",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows),
         "spark.ui.enabled": str(cfg.ui_enabled).lower(),

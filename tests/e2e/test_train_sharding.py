@@ -75,7 +75,7 @@ def test_sharded_training_ends_where_unsharded_training_ends(runs, tiny):
 
 
 def test_the_optimizer_sees_flat_shards_under_fsdp(runs):
-    # Why sharded Adafactor is not factored (README, training): each parameter the
+    # Why sharded Adafactor is not factored (docs/training.md): each parameter the
     # optimizer steps is a 1-D slice of its FSDP unit's flat shard.
     assert runs["fsdp"]["dims"] == [1]
     assert 2 in runs["ddp"]["dims"]

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     from jobs.core import runner
     from jobs.core.config import load_config
     from jobs.core.context import Context
-    from jobs.core.runner import run
+    from jobs.core.runner import run, start
     from jobs.stages import execute
     from schemas import EXECUTIONS
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     ctx = Context.create(cfg)
     ctx.spark.sparkContext.setLogLevel("ERROR")
-    plan = execute.settings(ctx)
+    plan = start(execute.STAGE, ctx).settings
     print(f"isolation: {level}, os.cpu_count(): {cores}, master: {args.master}, "
           f"workers per task: {plan.pool_size()} ({plan.describe()}), "
           f"tasks per chunk: {ctx.spark.conf.get('spark.sql.shuffle.partitions')}, "

@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
+from schemas.outcome import Reason
+
 FUNCTION_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
 @dataclass(frozen=True)
 class FileReject:
-    reason: str
+    reason: Reason
     detail: str
 
 
@@ -56,14 +58,14 @@ def function_id(code: str) -> str:
 
 def decode_content(content: str | bytes | None) -> str | FileReject:
     if content is None:
-        return FileReject("empty_content", "content is null")
+        return FileReject(Reason.EMPTY_CONTENT, "content is null")
     if isinstance(content, (bytes, bytearray)):
         try:
             content = bytes(content).decode("utf-8")
         except UnicodeDecodeError as exc:
-            return FileReject("not_utf8", f"invalid UTF-8 at byte {exc.start}")
+            return FileReject(Reason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}")
     if not content.strip():
-        return FileReject("empty_content", "content is empty or whitespace")
+        return FileReject(Reason.EMPTY_CONTENT, "content is empty or whitespace")
     return content
 
 
@@ -90,16 +92,16 @@ def classify_syntax_error(exc: SyntaxError, text: str) -> FileReject:
     message = exc.msg or str(exc)
     where = f"line {exc.lineno}: {message}" if exc.lineno else message
     if "null bytes" in message:
-        return FileReject("nul_bytes", where)
+        return FileReject(Reason.NUL_BYTES, where)
     if isinstance(exc, IndentationError) and "too many levels" in message:
-        return FileReject("too_deeply_nested", where)
+        return FileReject(Reason.TOO_DEEPLY_NESTED, where)
     if "too many nested" in message or "too complex" in message:
-        return FileReject("too_deeply_nested", where)
+        return FileReject(Reason.TOO_DEEPLY_NESTED, where)
     if any(hint in message for hint in _PY2_HINTS) or _PY2_SOURCE.search(text):
-        return FileReject("python2_syntax", where)
+        return FileReject(Reason.PYTHON2_SYNTAX, where)
     if "unterminated" in message or "EOF" in message:
-        return FileReject("unterminated_token", where)
-    return FileReject("syntax_error", where)
+        return FileReject(Reason.UNTERMINATED_TOKEN, where)
+    return FileReject(Reason.SYNTAX_ERROR, where)
 
 
 @contextmanager
@@ -121,17 +123,17 @@ def parsing_without_gc() -> Iterator[None]:
 
 def parse_module(text: str) -> ast.Module | FileReject:
     if "\x00" in text:
-        return FileReject("nul_bytes", "source contains NUL bytes")
+        return FileReject(Reason.NUL_BYTES, "source contains NUL bytes")
     try:
         return ast.parse(text)
     except SyntaxError as exc:  # includes IndentationError / TabError
         return classify_syntax_error(exc, text)
     except RecursionError:
-        return FileReject("too_deeply_nested", "parser recursion limit exceeded")
+        return FileReject(Reason.TOO_DEEPLY_NESTED, "parser recursion limit exceeded")
     except MemoryError:
-        return FileReject("too_deeply_nested", "parser ran out of memory")
+        return FileReject(Reason.TOO_DEEPLY_NESTED, "parser ran out of memory")
     except ValueError as exc:
-        return FileReject("nul_bytes" if "null" in str(exc) else "parse_error", str(exc)[:200])
+        return FileReject(Reason.NUL_BYTES if "null" in str(exc) else Reason.PARSE_ERROR, str(exc)[:200])
 
 
 # --- imports -----------------------------------------------------------------
@@ -287,23 +289,23 @@ def extract_file(content: str | bytes | None, max_bytes: int) -> list[Function] 
         return text
     size = len(text.encode("utf-8", errors="replace"))
     if size > max_bytes:
-        return FileReject("file_too_large", f"{size} bytes > {max_bytes}")
+        return FileReject(Reason.FILE_TOO_LARGE, f"{size} bytes > {max_bytes}")
     if looks_binary(text):
-        return FileReject("nul_bytes" if "\x00" in text else "binary_content",
+        return FileReject(Reason.NUL_BYTES if "\x00" in text else Reason.BINARY_CONTENT,
                           "control characters in source")
     if not _TOP_LEVEL_DEF.search(text):
         # Parsing is most of extract's cost, and two files in five define no top-level
         # function at all: they are dropped for that, whether or not they would parse.
-        return FileReject("no_docstring_functions", "no top-level def")
+        return FileReject(Reason.NO_DOCSTRING_FUNCTIONS, "no top-level def")
     module = parse_module(text)
     if isinstance(module, FileReject):
         return module
     try:
         functions = extract_functions(text, module)
     except RecursionError:
-        return FileReject("too_deeply_nested", "tree too deep to walk")
+        return FileReject(Reason.TOO_DEEPLY_NESTED, "tree too deep to walk")
     if not functions:
-        return FileReject("no_docstring_functions", "no top-level function with a docstring")
+        return FileReject(Reason.NO_DOCSTRING_FUNCTIONS, "no top-level function with a docstring")
     return functions
 
 
@@ -374,26 +376,26 @@ def _marker(fn: Function, rules: RuleSet, marker_re: re.Pattern[str]) -> str | N
     return hit.group(0) if hit else None
 
 
-def check_rules(fn: Function, rules: RuleSet, marker_re: re.Pattern[str]) -> tuple[str, str] | None:
+def check_rules(fn: Function, rules: RuleSet, marker_re: re.Pattern[str]) -> tuple[Reason, str] | None:
     """The first rule the function breaks, as (reason, detail), or None if it passes."""
     for rule in rules.rules:
         if rule == "needs_return":
             if rules.return_rule == "any_value" and not fn.has_any_return:
-                return "no_return_value", "no `return <value>` anywhere in the function"
+                return Reason.NO_RETURN_VALUE, "no `return <value>` anywhere in the function"
             if rules.return_rule == "own_value" and not fn.has_return:
-                return "no_return_value", "no `return <value>` in the function body"
+                return Reason.NO_RETURN_VALUE, "no `return <value>` in the function body"
         if rule == "needs_args" and _no_args(fn, rules):
             if rules.no_args_match == "text":
-                return "no_arguments", "a line starts with 'def ' and holds '():'"
-            return "no_arguments", "function takes no arguments"
+                return Reason.NO_ARGUMENTS, "a line starts with 'def ' and holds '():'"
+            return Reason.NO_ARGUMENTS, "function takes no arguments"
         if rule == "max_lines" and fn.line_count > rules.max_lines:
-            return "too_long", f"{fn.line_count} lines > {rules.max_lines}"
+            return Reason.TOO_LONG, f"{fn.line_count} lines > {rules.max_lines}"
         if rule == "no_markers":
             marker = _marker(fn, rules, marker_re)
             if marker is not None:
-                return "has_marker", f"contains '{marker}'"
+                return Reason.HAS_MARKER, f"contains '{marker}'"
         if rule == "no_banned_imports":
             banned = _banned(fn, rules)
             if banned is not None:
-                return "banned_import", banned
+                return Reason.BANNED_IMPORT, banned
     return None

@@ -18,6 +18,8 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Literal
 
+from schemas.outcome import Reason, reject
+
 # Lines starting with this begin the next few-shot block ("=== Example 9 ===",
 # "=== Task ==="); anything from such a line on is leaked continuation.
 SEPARATOR = "==="
@@ -252,15 +254,13 @@ def _checks(node: ast.AST) -> bool:
     return False
 
 
-def unrunnable_reason(parsed: ParsedResponse) -> dict[str, str]:
+def unrunnable_reason(parsed: ParsedResponse) -> dict[str, str | None]:
     """The reject of a response the sandbox will not run: `no_tests` when its tests block
     cannot fail, `response_missing_parts` when code or tests are absent."""
     absent = [name for name in parsed.missing if name in ("code", "tests")]
     if absent:
-        return {"reject_reason": "response_missing_parts",
-                "reject_detail": "missing " + ", ".join(absent)}
-    return {"reject_reason": "no_tests",
-            "reject_detail": "the tests hold no assert, no TestCase and no assert*() call"}
+        return reject(Reason.RESPONSE_MISSING_PARTS, "missing " + ", ".join(absent))
+    return reject(Reason.NO_TESTS, "the tests hold no assert, no TestCase and no assert*() call")
 
 
 def checks_anything(tests: str) -> bool:

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.context import Context
 from schemas import CLUSTERS, DECONTAMINATION, FUNCTIONS, QUALITY, TYPECHECK, TableSpec
+from udfs.llm import CUT_AT_MAX_TOKENS
 from udfs.parse import ASSERTIONS
 
 KEY = "function_id"
@@ -55,5 +56,5 @@ def runnable(responses: DataFrame) -> DataFrame:
     """Responses with an implementation and tests that can fail: what the sandbox can judge."""
     tests_can_fail = ~F.array_contains(F.col("missing"), ASSERTIONS)
     # Only complete generations count: one cut by max_tokens is a `truncated` reject.
-    complete = F.coalesce(F.col("finish_reason") != F.lit("length"), F.lit(True))
+    complete = F.coalesce(F.col("finish_reason") != F.lit(CUT_AT_MAX_TOKENS), F.lit(True))
     return responses.where(_present("code") & _present("tests") & tests_can_fail & complete)

@@ -3,6 +3,7 @@ stages' declarations: the CLI, `status` and `report` iterate over it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jobs.core.stage import Stage, Step
@@ -36,7 +37,7 @@ DAG: tuple[Stage[Any] | Step, ...] = (
     train.STEP,  # a checkpoint; only with train.in_dag or when named (--stages train)
 )
 # Steps `selfalign run` takes only when asked: by name, or by their config switch.
-OPTIONAL = {train.NAME: lambda cfg: cfg.train.in_dag}
+OPTIONAL: dict[str, Callable[[Any], bool]] = {train.NAME: lambda cfg: cfg.train.in_dag}
 STAGES: dict[str, Stage[Any] | Step] = {stage.name: stage for stage in DAG}
 # Stages that call the model: they need `llm.engine`.
 ENGINE_STAGES = frozenset(stage.name for stage in DAG if stage.needs_engine)

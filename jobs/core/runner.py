@@ -1,7 +1,8 @@
 """Runs any declared stage (jobs/core/stage.py) the same way.
 
-`run(stage, ctx)`: build the stage's settings (a stage that cannot start says so here,
-before anything is recorded), then inside one recorded block (a `runs` row: running,
+`run(stage, ctx)`: build the stage's `StageRun` (jobs/core/stage.py) and its settings (a
+stage that cannot start says so here, before anything is recorded), then inside one
+recorded block (a `runs` row: running,
 then succeeded or failed with counts) run its `before` hooks, read its pending input
 (keys not yet in `progress`, staged once and counted on the way), cut it into chunks,
 and for each chunk write the transform's outcome rows (schemas/outcome.py) to a scratch
@@ -29,22 +30,12 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from jobs.core.context import Context
-from jobs.core.stage import Stage, Step
+from jobs.core.failures import StageError
+from jobs.core.stage import Stage, StageRun, StageSummary, Step
 from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
-from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, SOURCE_KEY
+from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, SOURCE_KEY, Reason
 
 log = logging.getLogger("selfalign")
-
-
-@dataclass
-class StageSummary:
-    stage: str
-    rows_in: int = 0
-    rows_out: int = 0
-    rows_rejected: int = 0
-    rows_failed: int = 0
-    seconds: float = 0.0
-    chunks: int = 0
 
 
 def pending_input(ctx: Context, stage: str, inputs: DataFrame, key: str) -> DataFrame:
@@ -109,7 +100,7 @@ def _last_run_was_clean(ctx: Context, stage: str) -> bool:
     return not last or last[0]["status"] == "succeeded"
 
 
-GAVE_UP = "gave_up_after_retries"
+GAVE_UP = Reason.GAVE_UP_AFTER_RETRIES.value
 
 
 def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> DataFrame:
@@ -202,11 +193,11 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
 
 
 @contextmanager
-def _recorded(ctx: Context, stage: str) -> Iterator[StageSummary]:
+def _recorded(ctx: Context, summary: StageSummary) -> Iterator[StageSummary]:
     """`runs` rows around a stage: running at the start, then succeeded or failed with counts."""
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
-    summary = StageSummary(stage)
+    stage = summary.stage
     _record_run(ctx, stage, "running", started, None)
     try:
         yield summary
@@ -229,29 +220,39 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     if isinstance(stage, Step):
         return _run_step(stage, ctx)
     _describe_job(ctx, f"{stage.name}: pending check")
-    if not stage.runs_when_idle and _nothing_pending(stage, ctx):
+    if _nothing_pending(stage, ctx):
         # A nightly run over an unchanged input: one cheap check, no settings (an index,
-        # prompts, an engine), no commits, no `runs` rows (a stage declared runs_when_idle
-        # still runs its hooks: evaluate's figures).
+        # prompts, an engine), no commits, no `runs` rows.
         log.info("[%s] nothing pending", stage.name)
         return StageSummary(stage.name)
-    settings = stage.settings(ctx)  # before the recorded block: a stage that cannot start
+    # Before the recorded block: a stage that cannot start records nothing.
+    this_run = start(stage, ctx)
     # Read before this run's `running` row is written.
     append = stage.appends_after_clean_run and _last_run_was_clean(ctx, stage.name)
     _describe_job(ctx, f"{stage.name}: start")
-    with _recorded(ctx, stage.name) as summary:
+    with _recorded(ctx, this_run.summary):
         for hook in stage.before:
-            hook(ctx, settings, summary)
-        _run_chunks(stage, ctx, settings, summary, append)
+            hook(this_run)
+        _run_chunks(stage, this_run, append)
         _describe_job(ctx, f"{stage.name}: finish")
         for hook in stage.after:
-            hook(ctx, settings, summary)
+            hook(this_run)
+    summary = this_run.summary
     log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage.name, summary.rows_in,
              summary.rows_out, summary.rows_rejected, summary.seconds)
     if summary.rows_failed:
         log.warning("[%s] %d rows failed transiently (see `errors`); the next run retries them",
                     stage.name, summary.rows_failed)
     return summary
+
+
+def start(stage: Stage[Any], ctx: Context) -> StageRun[Any]:
+    """The stage's run: what the runner knows, then the settings the stage builds from it
+    (raising StageError when the stage cannot start)."""
+    this_run: StageRun[Any] = StageRun(ctx, stage.name, lambda: pending_of(stage, ctx),
+                                       cluster_tasks(ctx), StageSummary(stage.name))
+    this_run._settings = stage.settings(this_run)
+    return this_run
 
 
 def _nothing_pending(stage: Stage[Any], ctx: Context) -> bool:
@@ -271,7 +272,7 @@ def _nothing_pending(stage: Stage[Any], ctx: Context) -> bool:
 
 def _run_step(step: Step, ctx: Context) -> StageSummary:
     _describe_job(ctx, step.name)
-    with _recorded(ctx, step.name) as summary:
+    with _recorded(ctx, StageSummary(step.name)) as summary:
         log.info("[%s] start run=%s", step.name, ctx.run_id)
         step.action(ctx, summary)
     log.info("[%s] done in=%d out=%d %.1fs", step.name, summary.rows_in, summary.rows_out,
@@ -315,14 +316,19 @@ def stage_pending(stage: Stage[Any], ctx: Context, pending: DataFrame) -> Staged
     return StagedInput(ctx.spark.read.parquet(path), int(counted.get.get("rows") or 0))
 
 
-def _tasks_per_chunk(ctx: Context) -> int:
-    """How many tasks one chunk is spread over: the cluster's cores (one file each)."""
-    with contextlib.suppress(Exception):  # Spark Connect has no SparkContext
+def cluster_tasks(ctx: Context) -> int:
+    """How many tasks the cluster runs at once: its cores (Spark's default parallelism);
+    on Spark Connect, which has no SparkContext, spark.sql.shuffle.partitions when it is
+    a number (Databricks also allows `auto`), else 2."""
+    with contextlib.suppress(Exception):
         return max(1, ctx.spark.sparkContext.defaultParallelism)
-    return max(1, int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or 1))
+    with contextlib.suppress(Exception):
+        return max(1, int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2"))
+    return 2
 
 
-def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int) -> list[DataFrame]:
+def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int,
+                 tasks: int | None = None) -> list[DataFrame]:
     """The input of each chunk, each reading only its share of the staged pending rows.
 
     Several chunks: the staged rows are rewritten once partitioned by chunk, and chunk i
@@ -336,7 +342,7 @@ def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int
     if chunks <= 1:
         return [staged] if chunks else []
     path = f"{ctx.lake.root}/_staging/{stage.name}-chunks"
-    tasks = _tasks_per_chunk(ctx)
+    tasks = tasks or cluster_tasks(ctx)
     _describe_job(ctx, f"{stage.name}: cut pending input in {chunks} chunks")
     by_chunk = (
         staged.withColumn(CHUNK, F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)).cast("int"))
@@ -349,20 +355,23 @@ def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int
     return [parts.where(F.col(CHUNK) == F.lit(index)).drop(CHUNK) for index in range(chunks)]
 
 
-def _run_chunks(stage: Stage[Any], ctx: Context, settings: Any, summary: StageSummary,
-                append: bool) -> None:
+def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool) -> None:
     """Transform the pending input chunk by chunk and commit each chunk idempotently."""
-    staged = stage_pending(stage, ctx, pending_of(stage, ctx))
+    ctx, summary = this_run.ctx, this_run.summary
+    staged = stage_pending(stage, ctx, this_run.pending)
     summary.rows_in = staged.count
     log.info("[%s] start run=%s pending=%d", stage.name, ctx.run_id, summary.rows_in)
+    if not summary.rows_in and stage.empty_input_error is not None:
+        # Only a run with nothing committed yet gets here with no rows (see _nothing_pending).
+        raise StageError(stage.empty_input_error(ctx.cfg))
     chunks = _chunk_count(stage, ctx, summary.rows_in)
     staging = f"{ctx.lake.root}/_staging/{stage.name}"
-    parts = chunk_inputs(stage, ctx, staged.rows, chunks)
+    parts = chunk_inputs(stage, ctx, staged.rows, chunks, this_run.tasks)
     clock = time.monotonic()
     for index, part in enumerate(parts):
         label = f"chunk {index + 1}/{chunks}"
         _describe_job(ctx, f"{stage.name}: {label}")
-        outcomes = stage.transform(part, settings)
+        outcomes = stage.transform(part, this_run.settings)
         kept, rejected, failed = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,
                                                stage.verdicts, append, label)
         summary.rows_out += kept

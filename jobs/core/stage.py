@@ -7,11 +7,17 @@ the same way for every stage (pending input, chunks, outcome rows, idempotent co
 progress last, a `runs` row with counts). A `Step` is a DAG step that writes files, not
 a table (export).
 
+    settings(run) -> S                     built once on the driver at stage start from
+                                           the StageRun; may read side tables (lazy
+                                           DataFrames), load an index or prompts, and raise
+                                           StageError when the stage cannot start (no
+                                           engine, no sandbox)
     transform(df, settings) -> DataFrame   pure: no I/O, no Context, only its settings
-    settings(ctx) -> S                     built once on the driver at stage start; may
-                                           read side tables (lazy DataFrames), load an
-                                           index or prompts, and raise StageError when
-                                           the stage cannot start (no engine, no sandbox)
+    hook(run)                              a side-table write before or after the chunks
+
+The runner builds one `StageRun` per stage run and hands the same object to settings and
+hooks: what the runner knows (the pending input, the cluster's task count, the counts so
+far) is read from it, never computed again by a stage.
 
 Outcome rows (what a transform returns) are defined in schemas/outcome.py.
 """
@@ -19,7 +25,7 @@ Outcome rows (what a transform returns) are defined in schemas/outcome.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -27,13 +33,65 @@ if TYPE_CHECKING:
 
     from jobs.core.config import PipelineConfig
     from jobs.core.context import Context
-    from jobs.core.runner import StageSummary
     from schemas import TableSpec
 
 S = TypeVar("S")
 
+
+@dataclass
+class StageSummary:
+    """What one stage run did: its `runs` row's counts and the CLI's log line."""
+
+    stage: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    rows_failed: int = 0
+    seconds: float = 0.0
+    chunks: int = 0
+
+
+_UNSET: Any = object()
+
+
+@dataclass
+class StageRun(Generic[S]):
+    """One run of one stage, built once by the runner.
+
+    `pending`: the input rows whose key is not in `progress` (a lazy DataFrame, planned on
+    first use: reading a stage's input may fail, and that belongs to the recorded run; the
+    runner stages it once before the chunks, and `summary.rows_in` is its count from then
+    on). `tasks`: how many tasks the cluster runs at once, what a stage spreads its work over.
+    """
+
+    ctx: Context
+    stage: str
+    plan_pending: Callable[[], DataFrame] = field(repr=False)
+    tasks: int
+    summary: StageSummary
+    _settings: Any = field(default=_UNSET, repr=False)
+    _pending: DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def pending(self) -> DataFrame:
+        if self._pending is None:
+            self._pending = self.plan_pending()
+        return self._pending
+
+    @property
+    def settings(self) -> S:
+        """The stage's settings, built by `Stage.settings` from this run (hooks read them)."""
+        if self._settings is _UNSET:
+            raise RuntimeError(f"{self.stage}: settings read before the runner built them")
+        return self._settings
+
+    @property
+    def cfg(self) -> PipelineConfig:
+        return self.ctx.cfg
+
+
 # A side-table write inside the stage's recorded block, so it is part of its `runs` row.
-Hook = Callable[["Context", Any, "StageSummary"], None]
+Hook = Callable[["StageRun[Any]"], None]
 
 
 @dataclass(frozen=True)
@@ -58,7 +116,7 @@ class Stage(Generic[S]):
     output: TableSpec  # the table it writes (schemas/)
     key: str  # the input key recorded in `progress`
     read: Callable[[Context], DataFrame]  # its whole input; the runner keeps what is pending
-    settings: Callable[[Context], S]
+    settings: Callable[[StageRun[S]], S]
     transform: Callable[[DataFrame, S], DataFrame]
     chunking: Chunking = BY_RUN_CHUNK_ROWS
     # True: a row per input in `output`, rejected ones included (a verdict table);
@@ -66,9 +124,9 @@ class Stage(Generic[S]):
     verdicts: bool = False
     before: tuple[Hook, ...] = ()  # side tables written before the chunks (dedup: minhashes)
     after: tuple[Hook, ...] = ()  # ... and after them (dedup: cluster sizes)
-    # False: with nothing pending the stage is one cheap check and records nothing. True
-    # for a stage whose hooks must run every time (evaluate writes this run's figures).
-    runs_when_idle: bool = False
+    # On a run with nothing committed yet, an empty input is a wrong path, not a quiet
+    # night: the one-line error for it (extract), raised once the runner has counted it.
+    empty_input_error: Callable[[PipelineConfig], str] | None = None
     needs_engine: bool = False  # calls the model: needs `llm.engine`
     # True when a chunk can never write a key that is already in the output or in
     # `rejects` unless an earlier run crashed: every key is the input key itself

@@ -39,8 +39,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs.core.context import Context
-from jobs.core.runner import StageSummary
-from jobs.core.stage import Stage, Step
+from jobs.core.stage import Stage, StageSummary, Step
 from schemas import RUNS, TABLES
 
 log = logging.getLogger("selfalign")
@@ -261,8 +260,8 @@ class IdleLedger:
 
 
 def _may_skip(stage: Stage[Any] | Step) -> bool:
-    # A step (export) writes files every run; evaluate's hooks must run every time.
-    return isinstance(stage, Stage) and not stage.runs_when_idle
+    # A step (export) writes files every run.
+    return isinstance(stage, Stage)
 
 
 def _first_line(exc: Exception) -> str:

@@ -14,11 +14,12 @@ from jobs.stages.generation import (
     one_answer_each,
 )
 from schemas import CONCEPTS
+from schemas.outcome import Reason, Source, reject
 from udfs.llm import Engine
 from udfs.parse import parse_concepts
 from udfs.prompts import concepts_prompt
 
-NAME = "concepts"
+NAME = Source.CONCEPTS
 KEY = "seed_id"
 
 
@@ -34,7 +35,7 @@ def _concepts(row: dict[str, Any], samples: list[str]) -> None:
     concepts = parse_concepts(raw)
     row.update(concepts=concepts, raw_output=raw)
     if not concepts:
-        row.update(reject_reason="no_concepts", reject_detail=raw[:200])
+        row.update(reject(Reason.NO_CONCEPTS, raw[:200]))
 
 
 def read(ctx: Context) -> DataFrame:

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 
 from jobs.core.context import Context
 from jobs.core.failures import StageError
-from jobs.core.stage import Stage
+from jobs.core.stage import Stage, StageRun
 from jobs.tools.benchmarks import load_or_fetch
 from schemas import DECONTAMINATION, FUNCTIONS
 from schemas.outcome import (
@@ -23,6 +23,8 @@ from schemas.outcome import (
     REJECT_DETAIL,
     REJECT_REASON,
     SOURCE_KEY,
+    Reason,
+    Source,
     outcome_frame,
     outcome_schema,
 )
@@ -34,7 +36,7 @@ from udfs.decontam import (
     find_contamination,
 )
 
-NAME = "decontaminate"
+NAME = Source.DECONTAMINATE
 KEY = "function_id"
 
 OUTCOME_SCHEMA = outcome_schema(DECONTAMINATION)
@@ -51,7 +53,7 @@ def verdict(function_id: str, code: str | None, index: BenchmarkIndex) -> dict[s
     if match is not None:
         row.update(benchmark=match.benchmark, task_id=match.task_id, rule=match.rule,
                    matched_text=match.matched_text)
-        row[REJECT_REASON] = "benchmark_contamination"
+        row[REJECT_REASON] = Reason.BENCHMARK_CONTAMINATION
         row[REJECT_DETAIL] = f"{match.benchmark} {match.task_id} ({match.rule})"
     return row
 
@@ -67,8 +69,8 @@ def transform(functions: DataFrame, index: BenchmarkIndex) -> DataFrame:
     return functions.select("function_id", "code").mapInPandas(match_batches, schema=OUTCOME_SCHEMA)
 
 
-def load_index(ctx: Context) -> BenchmarkIndex:
-    settings = DecontamSettings.from_settings(ctx.cfg.decontaminate)
+def load_index(run: StageRun[BenchmarkIndex]) -> BenchmarkIndex:
+    settings = DecontamSettings.from_settings(run.cfg.decontaminate)
     try:
         return load_or_fetch(lambda: build_index_from_config(settings), settings.benchmarks_dir,
                              "decontaminate.benchmarks_dir")

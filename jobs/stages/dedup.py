@@ -40,8 +40,7 @@ from pyspark.sql import functions as F
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.readers import TYPECHECKED, functions_through
-from jobs.core.runner import StageSummary, pending_input
-from jobs.core.stage import WHOLE_INPUT, Stage
+from jobs.core.stage import WHOLE_INPUT, Stage, StageRun
 from jobs.ops.components import connected_components
 from jobs.ops.lsh import (
     FULL_PAIRS_MAX_BUCKET,
@@ -56,11 +55,11 @@ from jobs.ops.lsh import (
     with_jaccard,
 )
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES
-from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY
+from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, Reason, Source
 
 log = logging.getLogger("selfalign")
 
-NAME = "dedup"
+NAME = Source.DEDUP
 KEY = "function_id"
 
 
@@ -170,7 +169,7 @@ def _cluster(functions: DataFrame, seeds: DataFrame, cfg: LSHParams) -> DataFram
         is_rep.alias("is_representative"),
         F.col("function_id").alias(SOURCE_KEY),
         F.col("function_id").alias(ITEM_ID),
-        F.when(is_rep, F.lit(None).cast("string")).otherwise(F.lit("near_duplicate")).alias(REJECT_REASON),
+        F.when(is_rep, F.lit(None).cast("string")).otherwise(F.lit(Reason.NEAR_DUPLICATE.value)).alias(REJECT_REASON),
         F.when(is_rep, F.lit(None).cast("string")).otherwise(_detail(bands, rows)).alias(REJECT_DETAIL),
     )
 
@@ -203,7 +202,7 @@ def _check_stored_width(ctx: Context) -> None:
 
 def refresh_cluster_sizes(ctx: Context) -> int:
     """Set every clusters row's size to its cluster's current member count (new members
-    joined existing seeds); returns the rows changed."""
+    joined existing clusters); returns the rows changed."""
     table = ctx.lake.read(CLUSTERS)
     counts = table.groupBy("cluster_id").agg(F.count(F.lit(1)).alias("members"))
     stale = (
@@ -218,7 +217,8 @@ def refresh_cluster_sizes(ctx: Context) -> int:
     return changed
 
 
-def settings(ctx: Context) -> DedupSettings:
+def settings(run: StageRun[DedupSettings]) -> DedupSettings:
+    ctx = run.ctx
     params = LSHParams.from_config(ctx.cfg.dedup)
     _check_stored_width(ctx)
     bands, rows = band_choice(params)
@@ -229,21 +229,22 @@ def settings(ctx: Context) -> DedupSettings:
              "%.2f/%.2f), %s tokens, candidates %s; buckets over %d members link to their smallest id",
              bands, rows, params.candidate_threshold or params.threshold, params.num_perm,
              params.fp_weight, params.fn_weight, params.tokenizer, confirm, FULL_PAIRS_MAX_BUCKET)
-    todo = pending_input(ctx, NAME, read(ctx), KEY)
+    todo = run.pending
     # Rows of earlier runs only: a run that crashed after writing clusters redoes its own rows.
     earlier = ctx.lake.read(CLUSTERS).join(todo.select(KEY), on=KEY, how="left_anti")
-    seed_ids = earlier.where(F.col("is_representative")).select(KEY)
+    representative_ids = earlier.where(F.col("is_representative")).select(KEY)
     stored = ctx.lake.read(MINHASHES).select(KEY, "signature", "shingles")
-    seed_code = ctx.lake.read(FUNCTIONS).join(seed_ids, on=KEY, how="inner").select(KEY, "code")
-    to_hash = todo.select(KEY, "code").unionByName(seed_code).join(stored.select(KEY), on=KEY,
+    representative_code = ctx.lake.read(FUNCTIONS).join(representative_ids, on=KEY, how="inner").select(KEY, "code")
+    to_hash = todo.select(KEY, "code").unionByName(representative_code).join(stored.select(KEY), on=KEY,
                                                                    how="left_anti")
     sizes = earlier.groupBy(F.col("cluster_id").alias(KEY)).agg(F.count(F.lit(1)).alias("cluster_size"))
-    known = seed_ids.join(sizes, on=KEY, how="inner").join(stored, on=KEY, how="inner")
+    known = representative_ids.join(sizes, on=KEY, how="inner").join(stored, on=KEY, how="inner")
     return DedupSettings(params, stored, known, to_hash)
 
 
-def store_signatures(ctx: Context, settings: DedupSettings, summary: StageSummary) -> None:
+def store_signatures(run: StageRun[DedupSettings]) -> None:
     """Signatures of the pending functions, and of any representative lacking one."""
+    ctx, settings = run.ctx, run.settings
     hashed = from_nodes(signatures(
         settings.to_hash.select(F.col(KEY).alias("id"), F.col("code").alias("text")), settings.params,
     )).localCheckpoint()
@@ -251,8 +252,8 @@ def store_signatures(ctx: Context, settings: DedupSettings, summary: StageSummar
         ctx.lake.insert_new(MINHASHES, hashed.withColumn("run_id", F.lit(ctx.run_id)))
 
 
-def refresh_sizes(ctx: Context, settings: DedupSettings, summary: StageSummary) -> None:
-    refreshed = refresh_cluster_sizes(ctx)
+def refresh_sizes(run: StageRun[DedupSettings]) -> None:
+    refreshed = refresh_cluster_sizes(run.ctx)
     if refreshed:
         log.info("[dedup] refreshed cluster_size of %d existing rows", refreshed)
 

@@ -7,7 +7,8 @@ mapInPandas task runs all of that task's completions in the sandbox: for HumanEv
 MBPP+ it first computes the expected outputs with the reference solution, once, and keeps
 them on its own disk for the completions (udfs/evaluation/). With evaluate.reference
 the completions are the reference solutions and no engine is used: every set must then
-score 100, which tests the harness.
+score 100, which tests the harness. What is generated and how it is judged (the plan, the
+eval id) is decided on the driver by jobs/stages/evaluate_plan.py.
 
 Rows go to `eval_samples` (one per completion) and the figures to `eval_results`. The
 samples are keyed by an eval id, the hash of whatever decides a verdict (model, decoding
@@ -20,22 +21,32 @@ a generation that failed transiently leaves its task pending for the next run.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from jobs.core.config import PipelineConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
-from jobs.core.runner import StageSummary, run
-from jobs.core.stage import Chunking, Stage
+from jobs.core.runner import run
+from jobs.core.stage import Chunking, Stage, StageRun, StageSummary
+from jobs.stages.evaluate_plan import (
+    FORMAT_VERSION,
+    INPUT_SCHEMA,
+    KEY,
+    NAME,
+    REFERENCE,
+    Plan,
+    asked,
+    input_rows,
+    load,
+    plan_for,
+)
 from jobs.stages.generation import (
     GenerationSettings,
     generate,
@@ -43,44 +54,15 @@ from jobs.stages.generation import (
     lineage,
     row_seed,
 )
-from jobs.tools.benchmarks import load_or_fetch
 from schemas import EVAL_RESULTS, EVAL_SAMPLES
-from schemas.outcome import ITEM_ID, RETRY_ERROR, SOURCE_KEY, outcome_schema
-from udfs.evaluation import (
-    DEFAULT_FILES,
-    ExecSettings,
-    Problem,
-    Verdict,
-    evaluate_task,
-    format_results,
-    load_problems,
-    summarize,
-)
-from udfs.evaluation.instruct import INSTRUCT_STOP, instruct_prompt
-from udfs.evaluation.template import EvalInstructTemplate, load_eval_template
-from udfs.llm import Engine, EngineSettings, SamplingParams, make_engine
-from udfs.prompts import PromptConfigError, SftTemplate, load_sft_template
-from udfs.sandbox import Limits, choose_isolation
+from schemas.outcome import ITEM_ID, RETRY_ERROR, SOURCE_KEY, outcome_schema, retry
+from udfs.evaluation import Problem, Verdict, evaluate_task, format_results, summarize
+from udfs.llm import Engine
+from udfs.sandbox import choose_isolation
 
 log = logging.getLogger("selfalign")
 
-NAME = "evaluate"
-KEY = "eval_key"
-# Prompt format and harness version: a change makes a new eval id (a fresh evaluation).
-FORMAT_VERSION = "eval-v1"
-REFERENCE = "reference"
 OUTCOME_SCHEMA = outcome_schema(EVAL_SAMPLES)
-
-INPUT_SCHEMA = StructType([
-    StructField(KEY, StringType(), False),
-    StructField("benchmark", StringType(), False),
-    StructField("task_id", StringType(), False),
-    StructField("decoding", StringType(), False),
-    StructField("n", IntegerType(), False),
-    StructField("prompt", StringType(), False),
-    StructField("stop", ArrayType(StringType()), False),
-    StructField("problem", StringType(), False),  # udfs.evaluation.Problem as JSON
-])
 
 GENERATED_SCHEMA = StructType([
     StructField(KEY, StringType(), False),
@@ -94,22 +76,6 @@ GENERATED_SCHEMA = StructType([
 ])
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Everything an executor needs, as plain values pickled into the tasks."""
-
-    eval_id: str
-    model: str
-    settings: ExecSettings
-    workers: int
-    params: dict[str, SamplingParams]  # decoding -> sampling (stop set per prompt)
-    stop: tuple[str, ...] | None  # evaluate.stop, else each prompt's own
-    seed: int
-    prompt_format: str = "completion"  # evaluate.prompt_format
-    template: SftTemplate | None = None  # instruct format, completions API: the SFT layout
-    wording: EvalInstructTemplate | None = None  # instruct format: evaluate.instruct_template
-
-
 @dataclass
 class EvalOutcome:
     eval_id: str
@@ -118,123 +84,6 @@ class EvalOutcome:
     results: list[dict[str, Any]]
     failures: list[dict[str, Any]] = field(default_factory=list)  # reference mode only
     missing: dict[str, int] = field(default_factory=dict)  # set/decoding -> tasks without rows
-
-
-# --- planning (driver) ---------------------------------------------------------------------
-
-def decodings(cfg: PipelineConfig) -> dict[str, SamplingParams]:
-    ev = cfg.evaluate
-    if ev.reference:
-        return {REFERENCE: SamplingParams()}
-    chosen: dict[str, SamplingParams] = {}
-    bos = add_bos(cfg)
-    if ev.greedy:
-        chosen["greedy"] = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=ev.max_tokens,
-                                          add_bos=bos)
-    if ev.samples:
-        chosen["sampled"] = SamplingParams(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p,
-                                           max_tokens=ev.max_tokens, seed=cfg.run.seed, add_bos=bos)
-    if not chosen:
-        raise StageError("evaluate: nothing to generate: set evaluate.greedy=true or evaluate.samples>0 "
-                         "(or evaluate.reference=true for the self-test)")
-    return chosen
-
-
-# Engines that tokenize in-process and so can send exactly the token ids training used.
-TOKENIZING_ENGINES = ("vllm", "transformers")
-
-
-def add_bos(cfg: PipelineConfig) -> bool | None:
-    """SamplingParams.add_bos for evaluate.add_bos: True (one BOS first, as training
-    encodes prompts), False (none), or None (the engine's default: the text as given)."""
-    ev, llm = cfg.evaluate, cfg.llm
-    if llm.api == "chat":
-        return None  # the server applies the model's chat template, which places the BOS
-    if ev.add_bos == "auto":
-        return True if ev.prompt_format == "instruct" and llm.engine in TOKENIZING_ENGINES else None
-    if llm.engine == "openai":
-        raise StageError(f"{NAME}: evaluate.add_bos={str(ev.add_bos).lower()} needs the token ids, "
-                         "but llm.engine=openai sends text that the server tokenizes: use "
-                         "llm.engine=vllm or transformers, or evaluate.add_bos=auto (the server's "
-                         "own BOS handling)")
-    return ev.add_bos
-
-
-def exec_settings(cfg: PipelineConfig) -> ExecSettings:
-    ev = cfg.evaluate
-    limits = replace(Limits.from_settings(cfg.sandbox), memory_bytes=ev.memory_bytes)
-    return ExecSettings(limits=limits, isolation=cfg.sandbox.isolation,
-                        allow_weaker=cfg.sandbox.allow_weaker,
-                        cgroup_parent=cfg.sandbox.cgroup_parent, min_time_limit=ev.min_time_limit,
-                        time_limit_factor=ev.time_limit_factor, max_cpu_seconds=ev.max_cpu_seconds)
-
-
-def model_name(cfg: PipelineConfig) -> str:
-    if cfg.evaluate.reference:
-        return REFERENCE
-    described = make_engine(EngineSettings.from_settings(cfg.llm)).describe()
-    return str(described.get("model") or described.get("engine") or cfg.llm.model)
-
-
-def benchmark_files(cfg: PipelineConfig) -> dict[str, str]:
-    """Set -> the file its tasks come from, for every set the evaluation reads (MBPP's
-    task ids come from the MBPP+ file with mbpp_tasks=evalplus)."""
-    ev = cfg.evaluate
-    used = list(ev.sets)
-    if "mbpp" in used and ev.mbpp_tasks == "evalplus" and "mbppplus" not in used:
-        used.append("mbppplus")
-    return {name: ev.files.get(name, DEFAULT_FILES[name]) for name in sorted(used)}
-
-
-def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams],
-            template: SftTemplate | None = None, wording: EvalInstructTemplate | None = None) -> str:
-    """Hash of what decides a verdict; the same evaluation run again resumes under it."""
-    ev = cfg.evaluate
-    identity = {
-        "format": FORMAT_VERSION,
-        "model": REFERENCE if ev.reference else {
-            "engine": cfg.llm.engine, "model": cfg.llm.model, "api": cfg.llm.api},
-        "decodings": {name: p.as_dict() for name, p in sorted(params.items())},  # add_bos too
-        "stop": stop_sequences(cfg),
-        "execution": asdict(exec_settings(cfg)),  # sandbox limits and time rules
-        # Another file of a set (MBPP+ v0.1.0 or v0.2.0) is another task set: fresh samples.
-        "files": benchmark_files(cfg),
-    }
-    if ev.prompt_format == "instruct" and not ev.reference:
-        identity["prompt"] = {"format": "instruct", "template": template.version if template else "chat",
-                              "wording": wording.version if wording else None}
-    if "mbpp" in ev.sets and ev.mbpp_tasks != "evalplus":
-        identity["mbpp_tasks"] = ev.mbpp_tasks
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def load(cfg: PipelineConfig) -> list[Problem]:
-    """The configured sets' problems; BenchmarkMissing (one line) when a file is absent."""
-    ev = cfg.evaluate
-    return load_or_fetch(lambda: load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit,
-                                               ev.mbpp_tasks),
-                         ev.benchmarks_dir, "evaluate.benchmarks_dir",
-                         names=set(benchmark_files(cfg).values()))
-
-
-def engine_prompt(problem: Problem, plan: Plan) -> tuple[str, tuple[str, ...]]:
-    """What the engine is given for a problem, and where its completion stops."""
-    if plan.prompt_format != "instruct" or plan.params.keys() == {REFERENCE}:
-        return problem.prompt, problem.stop
-    if plan.wording is None:
-        raise ValueError("evaluate: the instruct format needs its wording (evaluate.instruct_template)")
-    return instruct_prompt(problem, plan.template, plan.wording), INSTRUCT_STOP
-
-
-def input_rows(problems: Sequence[Problem], plan: Plan) -> list[tuple[Any, ...]]:
-    rows = []
-    for decoding, params in plan.params.items():
-        for p in problems:
-            key = f"{plan.eval_id}/{decoding}/{p.benchmark}/{p.task_id}"
-            prompt, stop = engine_prompt(p, plan)
-            rows.append((key, p.benchmark, p.task_id, decoding, params.n, prompt, list(stop),
-                         p.to_json()))
-    return rows
 
 
 # --- generation (executors, through jobs/generation) -----------------------------------------
@@ -292,7 +141,7 @@ def _present(value: Any) -> bool:
 
 def _retry(record: dict[str, Any], error: str) -> list[dict[str, Any]]:
     key = record[KEY]
-    return [{SOURCE_KEY: key, ITEM_ID: key, RETRY_ERROR: error[:1000]}]
+    return [{SOURCE_KEY: key, ITEM_ID: key, **retry(error[:1000])}]
 
 
 def task_rows(record: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
@@ -392,92 +241,52 @@ def report(outcome: EvalOutcome) -> str:
 
 # --- the stage -------------------------------------------------------------------------------
 
-def stop_sequences(cfg: PipelineConfig) -> tuple[str, ...] | None:
-    """evaluate.stop; else None (each prompt style's own), or none at all for chat models,
-    whose answers open with prose and a code fence that the base-model stops would cut."""
-    if cfg.evaluate.stop is not None:
-        return tuple(cfg.evaluate.stop)
-    return () if cfg.llm.api == "chat" and not cfg.evaluate.reference else None
+def settings_for(plan: Plan) -> Callable[[StageRun[EvalSettings]], EvalSettings]:
+    def settings(run: StageRun[EvalSettings]) -> EvalSettings:
+        """The plan; fails here when no engine is configured or the sandbox is refused."""
+        cfg = run.cfg
+        generation = None if cfg.evaluate.reference else generation_settings(run)
+        _, refusal = choose_isolation(cfg.sandbox.isolation, cfg.sandbox.allow_weaker,
+                                      cfg.sandbox.cgroup_parent)
+        if refusal is not None:
+            raise StageError(f"{NAME}: {refusal}")
+        return EvalSettings(plan, generation, run.tasks)
+
+    return settings
 
 
-def instruct_template(cfg: PipelineConfig) -> SftTemplate | None:
-    """The SFT layout instruct prompts go through; None for a chat server (its own)."""
-    if cfg.llm.api == "chat":
-        return None
-    try:
-        return load_sft_template(cfg.generation.prompts_dir)
-    except PromptConfigError as exc:
-        raise StageError(f"{NAME}: {exc}") from None
-
-
-def instruct_wording(cfg: PipelineConfig) -> EvalInstructTemplate:
-    """The instruct format's wording: the file evaluate.instruct_template names."""
-    try:
-        return load_eval_template(cfg.evaluate.instruct_template, cfg.generation.prompts_dir)
-    except PromptConfigError as exc:
-        raise StageError(f"{NAME}: {exc}") from None
-
-
-def plan_for(cfg: PipelineConfig) -> Plan:
-    params = decodings(cfg)
-    instruct = cfg.evaluate.prompt_format == "instruct" and not cfg.evaluate.reference
-    # Read once: the id and the prompts.
-    template = instruct_template(cfg) if instruct else None
-    wording = instruct_wording(cfg) if instruct else None
-    return Plan(eval_id=eval_id(cfg, params, template, wording), model=model_name(cfg),
-                settings=exec_settings(cfg), workers=cfg.evaluate.workers, params=params,
-                stop=stop_sequences(cfg), seed=cfg.run.seed, prompt_format=cfg.evaluate.prompt_format,
-                template=template, wording=wording)
-
-
-def settings(ctx: Context) -> EvalSettings:
-    """The plan; fails here when no engine is configured or the sandbox is refused."""
-    cfg = ctx.cfg
-    generation = None if cfg.evaluate.reference else generation_settings(ctx, NAME)
-    _, refusal = choose_isolation(cfg.sandbox.isolation, cfg.sandbox.allow_weaker,
-                                  cfg.sandbox.cgroup_parent)
-    if refusal is not None:
-        raise StageError(f"{NAME}: {refusal}")
-    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
-    return EvalSettings(plan_for(cfg), generation, partitions)
-
-
-def asked(problems: Sequence[Problem], plan: Plan) -> list[tuple[str, str, str]]:
-    return [(p.benchmark, p.task_id, decoding) for decoding in plan.params for p in problems]
-
-
-def stage_for(problems: Sequence[Problem]) -> Stage[EvalSettings]:
-    """The evaluate stage over these problems (its input is chosen per invocation, so the
-    declaration is made per invocation too; it is not a DAG stage)."""
+def stage_for(problems: Sequence[Problem], plan: Plan) -> Stage[EvalSettings]:
+    """The evaluate stage over these problems and this plan (its input is chosen per
+    invocation, so the declaration is made per invocation too; it is not a DAG stage)."""
 
     def read(ctx: Context) -> DataFrame:
-        return ctx.spark.createDataFrame(input_rows(problems, plan_for(ctx.cfg)), INPUT_SCHEMA)
+        return ctx.spark.createDataFrame(input_rows(problems, plan), INPUT_SCHEMA)
 
-    def record_results(ctx: Context, settings: EvalSettings, summary: StageSummary) -> None:
-        plan = settings.plan
-        figures, _, _ = summarize(read_samples(ctx, plan, False), asked(problems, plan),
-                                  ctx.cfg.evaluate.k, False)
-        if figures:
-            rows = [(ctx.run_id, plan.eval_id, plan.model, r["benchmark"], r["variant"],
-                     r["decoding"], r["k"], float(r["pass_at_k"]), r["n_tasks"], r["n_samples"])
-                    for r in figures]
-            # Keyed by run id: one write per run, so an append (a MERGE costs a table scan).
-            ctx.lake.append(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
+    return Stage(name=NAME, output=EVAL_SAMPLES, key=KEY, read=read, settings=settings_for(plan),
+                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.evaluate.chunk_rows))
 
-    return Stage(name=NAME, output=EVAL_SAMPLES, key=KEY, read=read, settings=settings,
-                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.evaluate.chunk_rows),
-                 after=(record_results,), runs_when_idle=True)
+
+def record_results(ctx: Context, plan: Plan, figures: list[dict[str, Any]]) -> None:
+    """This run's figures in `eval_results`, also when nothing was left to generate (the
+    same evaluation again: its figures under this run's id)."""
+    if not figures:
+        return
+    rows = [(ctx.run_id, plan.eval_id, plan.model, r["benchmark"], r["variant"], r["decoding"],
+             r["k"], float(r["pass_at_k"]), r["n_tasks"], r["n_samples"]) for r in figures]
+    # Keyed by run id: one write per run, so an append (a MERGE costs a table scan).
+    ctx.lake.append(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
 
 
 def run_evaluation(ctx: Context, problems: Sequence[Problem] | None = None) -> EvalOutcome:
-    """Run the evaluation (resuming any earlier run of the same eval id) and read back its
-    figures, what is missing, and (self-test) what failed."""
+    """Run the evaluation (resuming any earlier run of the same eval id), record its
+    figures, and read back what is missing and (self-test) what failed."""
     cfg = ctx.cfg
     problems = list(problems) if problems is not None else load(cfg)
     plan = plan_for(cfg)
     log.info("[%s] eval %s: model %s, %d tasks x %s", NAME, plan.eval_id, plan.model,
              len(problems), ", ".join(plan.params))
-    summary = run(stage_for(problems), ctx)
+    summary = run(stage_for(problems, plan), ctx)
     figures, missing, failed = summarize(read_samples(ctx, plan, cfg.evaluate.reference),
                                          asked(problems, plan), cfg.evaluate.k, cfg.evaluate.reference)
+    record_results(ctx, plan, figures)
     return EvalOutcome(plan.eval_id, plan.model, summary, figures, failed, missing)

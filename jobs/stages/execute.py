@@ -40,7 +40,7 @@ from jobs.core.config import SandboxConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.readers import runnable
-from jobs.core.stage import Chunking, Stage
+from jobs.core.stage import Chunking, Stage, StageRun
 from schemas import EXECUTIONS, RESPONSES
 from schemas.outcome import (
     ITEM_ID,
@@ -48,6 +48,8 @@ from schemas.outcome import (
     REJECT_REASON,
     RETRY_ERROR,
     SOURCE_KEY,
+    Reason,
+    Source,
     outcome_schema,
 )
 from udfs.parse import ParsedResponse, first_line_after, program_for
@@ -55,7 +57,7 @@ from udfs.sandbox import Limits, Outcome, choose_isolation, run_program
 
 log = logging.getLogger("selfalign")
 
-NAME = "execute"
+NAME = Source.EXECUTE
 KEY = "response_id"
 OUTCOME_SCHEMA = outcome_schema(EXECUTIONS)
 OUTPUT_ROWS = 64  # outcome rows per pandas frame handed back to Spark
@@ -113,7 +115,7 @@ def outcome_row(record: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     if outcome.status == "sandbox-error":
         row[RETRY_ERROR] = outcome.detail or "sandbox error"
     elif not outcome.passed:
-        row[REJECT_REASON] = f"execution_{outcome.status}"
+        row[REJECT_REASON] = Reason.execution(outcome.status)
         row[REJECT_DETAIL] = (outcome.detail or outcome.status)[:1000]
     return row
 
@@ -204,9 +206,9 @@ def read(ctx: Context) -> DataFrame:
     return runnable(ctx.lake.read(RESPONSES)).select(KEY, "instruction_id", "code", "tests")
 
 
-def settings(ctx: Context) -> SandboxPlan:
+def settings(run: StageRun[SandboxPlan]) -> SandboxPlan:
     """The plan executors get; stops the stage when the config refuses this machine's level."""
-    cfg = ctx.cfg.sandbox
+    cfg = run.cfg.sandbox
     level, refusal = choose_isolation(cfg.isolation, cfg.allow_weaker, cfg.cgroup_parent)
     if refusal is not None:
         raise StageError(f"{NAME}: {refusal}")
@@ -215,8 +217,7 @@ def settings(ctx: Context) -> SandboxPlan:
     elif level == "bwrap":
         log.warning("[%s] isolation 'bwrap' (no cgroup here): each program's memory and CPU as a "
                     "whole are polled by the runner, not enforced by the kernel", NAME)
-    tasks = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
-    plan = replace(SandboxPlan.from_config(cfg, task_slots(ctx)), partitions=tasks)
+    plan = replace(SandboxPlan.from_config(cfg, task_slots(run.ctx)), partitions=run.tasks)
     log.info("[%s] isolation %s; %s", NAME, level, plan.describe())
     return plan
 

@@ -41,10 +41,11 @@ from jobs.core.config import ExportConfig
 from jobs.core.outdir import OutDir
 from jobs.core.recipe import recipe
 from jobs.core.stage import Step
+from schemas.outcome import Source
 from udfs.splits import split_of
 
 if TYPE_CHECKING:
-    from jobs.core.runner import StageSummary
+    from jobs.core.stage import StageSummary
 
 log = logging.getLogger("selfalign")
 
@@ -394,4 +395,4 @@ def export_step(ctx: Any, summary: StageSummary) -> None:
     summary.rows_in = summary.rows_out = sum(s["num_examples"] for s in info["splits"].values())
 
 
-STEP = Step(name="export", action=export_step)
+STEP = Step(name=Source.EXPORT, action=export_step)

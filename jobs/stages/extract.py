@@ -18,13 +18,21 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from jobs.core.config import ExtractConfig
+from jobs.core.config import ExtractConfig, PipelineConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError, hint_for, root_cause
-from jobs.core.runner import StageSummary
-from jobs.core.stage import Stage
+from jobs.core.stage import Stage, StageRun
 from schemas import FUNCTIONS, INPUTS, PROGRESS
-from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
+from schemas.outcome import (
+    ITEM_ID,
+    REJECT_DETAIL,
+    REJECT_REASON,
+    SOURCE_KEY,
+    Reason,
+    Source,
+    outcome_schema,
+    reject,
+)
 from udfs.extract import (
     FileReject,
     RuleSet,
@@ -33,7 +41,7 @@ from udfs.extract import (
     parsing_without_gc,
 )
 
-NAME = "extract"
+NAME = Source.EXTRACT
 KEY = "hexsha"
 OUTCOME_SCHEMA = outcome_schema(FUNCTIONS)
 SOURCE_COLUMNS = ("hexsha", "repo", "path", "licenses", "stars")
@@ -154,10 +162,11 @@ def pending_files(ctx: Context) -> DataFrame:
             .join(names, on="_file", how="left_semi").drop("_file"))
 
 
-def record_consumed(ctx: Context, settings: Any, summary: StageSummary) -> None:
+def record_consumed(run: StageRun[Any]) -> None:
     """After the chunks committed: the files read this run are consumed. A crash before
     this only means reading them again (their hexshas are in `progress`). An append:
     the listing left out every file `inputs` holds, unless it was ignored."""
+    ctx = run.ctx
     new = new_input_files(ctx)
     if not new.first_paths:
         return
@@ -206,10 +215,10 @@ def outcomes_of_file(row: dict[str, Any], rules: RuleSet, marker_re: Any, max_by
     key = source["hexsha"]
     lang = row.get("lang")
     if lang is not None and lang != "Python":
-        return [{**source, SOURCE_KEY: key, ITEM_ID: key, REJECT_REASON: "not_python", REJECT_DETAIL: f"lang={lang}"}]
+        return [{**source, SOURCE_KEY: key, ITEM_ID: key, **reject(Reason.NOT_PYTHON, f"lang={lang}")}]
     result = extract_file(row.get("content"), max_bytes)
     if isinstance(result, FileReject):
-        return [{**source, SOURCE_KEY: key, ITEM_ID: key, REJECT_REASON: result.reason, REJECT_DETAIL: result.detail}]
+        return [{**source, SOURCE_KEY: key, ITEM_ID: key, **reject(result.reason, result.detail)}]
     rows = []
     for fn in result:
         broken = check_rules(fn, rules, marker_re)
@@ -250,8 +259,8 @@ class ExtractSettings:
     known_ids: DataFrame  # function_id of every function already in the lake
 
 
-def settings(ctx: Context) -> ExtractSettings:
-    return ExtractSettings(ctx.cfg.extract, ctx.lake.read(FUNCTIONS).select("function_id"))
+def settings(run: StageRun[ExtractSettings]) -> ExtractSettings:
+    return ExtractSettings(run.cfg.extract, run.ctx.lake.read(FUNCTIONS).select("function_id"))
 
 
 def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
@@ -278,8 +287,7 @@ def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
     copy_in_batch = kept & (F.col("_rank") > 1)
     return ranked.select(
         *[c for c in OUTCOME_SCHEMA.fieldNames() if c not in (REJECT_REASON, REJECT_DETAIL)],
-        F.when(already_in_lake, F.lit("exact_duplicate"))
-        .when(copy_in_batch, F.lit("exact_duplicate"))
+        F.when(already_in_lake | copy_in_batch, F.lit(Reason.EXACT_DUPLICATE.value))
         .otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
         F.when(already_in_lake, F.lit("same code already in functions"))
         .when(copy_in_batch, F.concat(F.lit("same code kept from file "), F.col("_first_hexsha")))
@@ -287,20 +295,14 @@ def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
     )
 
 
-def refuse_empty_input(ctx: Context, settings: ExtractSettings, summary: StageSummary) -> None:
-    """An input with no rows at all is a wrong path, not a night without new files.
-
-    Chunks only run when something is pending or nothing was ever committed (runner.run),
-    so no rows here means an empty input on the stage's first run. Judged from the count
-    the runner took while staging the input: no extra scan.
-    """
-    if summary.rows_in == 0:
-        raise StageError(f"{NAME}: no input rows in '{ctx.cfg.input.path}': point input.path at "
-                         "The Stack parquet files")
+def no_input_rows(cfg: PipelineConfig) -> str:
+    """An input with no rows at all on a first run is a wrong path, not a night without
+    new files (the runner raises this after counting the staged input: no extra scan)."""
+    return f"{NAME}: no input rows in '{cfg.input.path}': point input.path at The Stack parquet files"
 
 
 STAGE = Stage(
     name=NAME, output=FUNCTIONS, key=KEY, read=read_files, settings=settings, transform=transform,
-    after=(refuse_empty_input, record_consumed),
+    after=(record_consumed,), empty_input_error=no_input_rows,
     appends_after_clean_run=True,  # known function_ids become exact_duplicate rejects
 )

@@ -36,10 +36,19 @@ from jobs.core.config import PipelineConfig, SamplingConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.session import launched_by_cluster, remote_url
-from jobs.core.stage import Chunking, Stage
+from jobs.core.stage import Chunking, Stage, StageRun
 from schemas import TableSpec
-from schemas.outcome import REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, outcome_frame, outcome_schema
+from schemas.outcome import (
+    ITEM_ID,
+    SOURCE_KEY,
+    Reason,
+    outcome_frame,
+    outcome_schema,
+    reject,
+    retry,
+)
 from udfs.llm import (
+    CUT_AT_MAX_TOKENS,
     Engine,
     EngineError,
     EngineSettings,
@@ -91,18 +100,13 @@ def lineage(engine: Engine, prompt_version: str, params: SamplingParams) -> dict
 def failure(generation: Generation) -> dict[str, Any]:
     """Outcome columns for a generation that produced nothing."""
     if generation.transient:
-        return {RETRY_ERROR: generation.error or "transient failure"}
-    return {REJECT_REASON: "generation_error", REJECT_DETAIL: (generation.error or "")[:1000]}
-
-
-# An engine's finish reason for an output cut by max_tokens (vLLM's and OpenAI's word).
-TRUNCATED_FINISH = "length"
+        return retry(generation.error or "transient failure")
+    return reject(Reason.GENERATION_ERROR, (generation.error or "")[:1000])
 
 
 def truncated(max_tokens: int, text: str) -> dict[str, Any]:
     """Only complete generations count: the reject of one cut by max_tokens."""
-    return {REJECT_REASON: "truncated",
-            REJECT_DETAIL: f"cut at max_tokens={max_tokens}: ...{text[-150:]}"}
+    return reject(Reason.TRUNCATED, f"cut at max_tokens={max_tokens}: ...{text[-150:]}")
 
 
 def require_engine(cfg: PipelineConfig, stage: str) -> None:
@@ -165,13 +169,14 @@ class GenerationSettings:
         return self.prompts, self.sampling
 
 
-def generation_settings(ctx: Context, stage: str, sampling: SamplingConfig | None = None,
+def generation_settings(run: StageRun[Any], sampling: SamplingConfig | None = None,
                         prompts: PromptSet | None = None) -> GenerationSettings:
     """Settings of an LLM stage; fails here, at its start, when no engine is configured."""
-    require_engine(ctx.cfg, stage)
+    ctx = run.ctx
+    require_engine(ctx.cfg, run.stage)
     return GenerationSettings(
         engine=EngineSettings.from_settings(ctx.cfg.llm), group_size=ctx.cfg.generation.batch_rows,
-        tasks=_task_count(ctx), gpu_profile=_gpu_request(ctx),
+        tasks=_engine_tasks(ctx.cfg, run.tasks), gpu_profile=_gpu_request(ctx),
         sampling=sampling, prompts=prompts, seed=ctx.cfg.run.seed,
         categories=dict(ctx.cfg.generation.categories),
     )
@@ -189,11 +194,11 @@ def _regroup(batches: Iterator[pd.DataFrame], size: int) -> Iterator[list[dict[s
         yield group
 
 
-def _task_count(ctx: Context) -> int:
-    gen = ctx.cfg.generation
-    if ctx.cfg.llm.engine == "vllm" and not gen.gpu_resource_profile:
-        return gen.local_gpus  # one engine per GPU: never two workers loading one card
-    return int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
+def _engine_tasks(cfg: PipelineConfig, cluster_tasks: int) -> int:
+    """Tasks a generation is spread over: one engine each."""
+    if cfg.llm.engine == "vllm" and not cfg.generation.gpu_resource_profile:
+        return cfg.generation.local_gpus  # one engine per GPU: never two workers loading one card
+    return cluster_tasks
 
 
 def gpu_request(tensor_parallel_size: int, conf: Callable[[str], str | None]) -> GpuRequest:
@@ -264,13 +269,13 @@ def one_answer_each(records: list[dict[str, Any]], engine: Engine, settings: Gen
     generations = engine.generate(texts, params)
     for index, (record, generation) in enumerate(zip(records, generations, strict=True)):
         item = record[key]
-        row: dict[str, Any] = {key: item, "source_key": item, "item_id": item,
+        row: dict[str, Any] = {key: item, SOURCE_KEY: item, ITEM_ID: item,
                                **(extra[index] if extra else {}),
                                **lineage(engine, version, params[index])}
         if not generation.ok:
             rows.append({**row, **failure(generation)})
             continue
-        cut = [c for c in generation.completions if c.finish_reason == TRUNCATED_FINISH]
+        cut = [c for c in generation.completions if c.finish_reason == CUT_AT_MAX_TOKENS]
         if complete_only and cut:
             rows.append({**row, **truncated(cfg.max_tokens, cut[0].text)})
             continue
@@ -288,9 +293,8 @@ def llm_stage(name: str, output: TableSpec, key: str, read: Callable[[Context], 
     generation.prompts_dir, its chunks generation.chunk_rows."""
     schema = outcome_schema(output)
 
-    def settings(ctx: Context) -> GenerationSettings:
-        return generation_settings(ctx, name, getattr(ctx.cfg.generation, name),
-                                   load_stage_prompts(ctx.cfg))
+    def settings(run: StageRun[GenerationSettings]) -> GenerationSettings:
+        return generation_settings(run, getattr(run.cfg.generation, name), load_stage_prompts(run.cfg))
 
     def transform(part: DataFrame, settings: GenerationSettings) -> DataFrame:
         return generate(part, key, schema, settings, lambda records, engine: rows(records, engine, settings))

@@ -14,11 +14,12 @@ from jobs.stages.generation import (
     one_answer_each,
 )
 from schemas import CONCEPTS, INSTRUCTIONS
+from schemas.outcome import Reason, Source, reject
 from udfs.llm import Engine
 from udfs.parse import parse_instruction
 from udfs.prompts import instruct_prompt, pick_category_difficulty
 
-NAME = "instruct"
+NAME = Source.INSTRUCT
 KEY = "seed_id"
 
 
@@ -43,7 +44,7 @@ def _instruction(row: dict[str, Any], samples: list[str]) -> None:
     raw = samples[0]
     instruction = parse_instruction(raw)
     if instruction is None:
-        row.update(reject_reason="no_instruction", reject_detail=raw[:200])
+        row.update(reject(Reason.NO_INSTRUCTION, raw[:200]))
     else:
         row.update(instruction=instruction, instruction_id=instruction_id(row[KEY], instruction))
 

@@ -21,17 +21,19 @@ from pyspark.sql import DataFrame
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.readers import REPRESENTATIVES, functions_through
+from jobs.core.stage import StageRun
 from jobs.stages.generation import (
     GenerationSettings,
     llm_stage,
     one_answer_each,
 )
 from schemas import QUALITY
+from schemas.outcome import Reason, Source, reject
 from udfs.llm import Engine
 from udfs.parse import JudgeDecision, parse_judge
 from udfs.prompts import PromptConfigError, judge_prompt, load_judge
 
-NAME = "judge"
+NAME = Source.JUDGE
 KEY = "function_id"
 
 
@@ -70,14 +72,14 @@ def _verdict(row: dict[str, Any], samples: list[str], decision: JudgeDecision = 
     raw = samples[0] if len(samples) == 1 else "\n---\n".join(samples)
     row.update(good=good, raw_output=raw)
     if good is None:
-        row.update(reject_reason="judge_unparseable", reject_detail=raw[:200])
+        row.update(reject(Reason.JUDGE_UNPARSEABLE, raw[:200]))
     elif not good:
         detail = "docstring judged not enough to re-implement the function, or not matching it"
         if len(samples) > 1:
             detail += f" ({answers.count(True)} Yes, {answers.count(False)} No of {len(samples)})"
         if decision == "count":
             detail += f" (answer counted: {_counts(samples)})"
-        row.update(reject_reason="judge_no", reject_detail=detail)
+        row.update(reject(Reason.JUDGE_NO, detail))
 
 
 def read(ctx: Context) -> DataFrame:
@@ -88,12 +90,13 @@ def read(ctx: Context) -> DataFrame:
 _LLM_STAGE = llm_stage(NAME, QUALITY, KEY, read, judge_rows, verdicts=True)
 
 
-def settings(ctx: Context) -> GenerationSettings:
+def settings(run: StageRun[GenerationSettings]) -> GenerationSettings:
     """The LLM stage's settings with the judge prompt generation.judge.template names."""
-    base = _LLM_STAGE.settings(ctx)
+    base = _LLM_STAGE.settings(run)
+    cfg = run.cfg
     prompts, _ = base.inputs()
     try:
-        judge = load_judge(ctx.cfg.generation.judge.template, ctx.cfg.generation.prompts_dir)
+        judge = load_judge(cfg.generation.judge.template, cfg.generation.prompts_dir)
     except PromptConfigError as exc:
         raise StageError(f"{NAME}: generation.judge.template: {exc}") from None
     return replace(base, prompts=replace(prompts, judge=judge))

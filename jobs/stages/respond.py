@@ -14,7 +14,6 @@ from pyspark.sql import DataFrame
 
 from jobs.core.context import Context
 from jobs.stages.generation import (
-    TRUNCATED_FINISH,
     GenerationSettings,
     failure,
     lineage,
@@ -24,11 +23,12 @@ from jobs.stages.generation import (
     truncated,
 )
 from schemas import INSTRUCTIONS, RESPONSES
-from udfs.llm import Engine
+from schemas.outcome import ITEM_ID, SOURCE_KEY, Source
+from udfs.llm import CUT_AT_MAX_TOKENS, Engine
 from udfs.parse import parse_response, unrunnable_reason
 from udfs.prompts import prompt_version, respond_prompt
 
-NAME = "respond"
+NAME = Source.RESPOND
 KEY = "instruction_id"
 
 
@@ -40,15 +40,15 @@ def response_rows(records: list[dict[str, Any]], engine: Engine,
                   settings: GenerationSettings) -> list[dict[str, Any]]:
     prompts, cfg = settings.inputs()
     base_seed = settings.seed
-    params = [sampling(cfg, "respond", row_seed(r[KEY], base_seed)) for r in records]
+    params = [sampling(cfg, NAME, row_seed(r[KEY], base_seed)) for r in records]
     texts = [respond_prompt(r["instruction"], prompts, r[KEY]) for r in records]
-    version = prompt_version("respond", prompts)
+    version = prompt_version(NAME, prompts)
     rows: list[dict[str, Any]] = []
     for record, param, generation in zip(records, params, engine.generate(texts, params), strict=True):
         iid = record[KEY]
         made_by = lineage(engine, version, param)
         if not generation.ok:
-            rows.append({KEY: iid, "source_key": iid, "item_id": iid, **made_by, **failure(generation)})
+            rows.append({KEY: iid, SOURCE_KEY: iid, ITEM_ID: iid, **made_by, **failure(generation)})
             continue
         for index, completion in enumerate(generation.completions):
             parsed = parse_response(completion.text)
@@ -59,9 +59,9 @@ def response_rows(records: list[dict[str, Any]], engine: Engine,
                 "missing": list(parsed.missing),
                 "finish_reason": completion.finish_reason,
                 "completion_tokens": completion.completion_tokens,
-                "source_key": iid, "item_id": rid, **made_by,
+                SOURCE_KEY: iid, ITEM_ID: rid, **made_by,
             }
-            if completion.finish_reason == TRUNCATED_FINISH:
+            if completion.finish_reason == CUT_AT_MAX_TOKENS:
                 row.update(**truncated(cfg.max_tokens, completion.text))
             elif not parsed.runnable:
                 row.update(**unrunnable_reason(parsed))

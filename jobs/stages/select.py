@@ -49,7 +49,7 @@ from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 from jobs.core.context import Context
 from jobs.core.pandas_udf import series_udf
 from jobs.core.readers import runnable
-from jobs.core.stage import WHOLE_INPUT, Stage
+from jobs.core.stage import WHOLE_INPUT, Stage, StageRun
 from jobs.ops.components import connected_components
 from jobs.ops.first_come import shuffle_order, walk
 from jobs.ops.lsh import (
@@ -63,23 +63,23 @@ from jobs.ops.lsh import (
     with_jaccard,
 )
 from schemas import EXECUTIONS, FUNCTIONS, INSTRUCTIONS, PROGRESS, RESPONSES, SFT
-from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, outcome_schema
+from schemas.outcome import (
+    ITEM_ID,
+    REJECT_DETAIL,
+    REJECT_REASON,
+    SOURCE_KEY,
+    Reason,
+    Source,
+    outcome_schema,
+)
 from udfs.diversify import pair_keys
 from udfs.parse import clean_response, defined_function_names
 from udfs.sanitize import PLACEHOLDER_PATTERN, SanitizeOptions, published_layout, sanitize
 
-NAME = "select"
+NAME = Source.SELECT
 KEY = "instruction_id"
 OUTCOME_SCHEMA = outcome_schema(SFT)
 
-NO_PASSING = "no_passing_response"
-DUPLICATE_INSTRUCTION = "duplicate_instruction"
-DUPLICATE_RESPONSE = "duplicate_response"
-NEAR_DUPLICATE = "near_duplicate_instruction"
-SAME_FUNCTION_NAMES = "same_function_names"
-NO_USABLE = "no_usable_response"
-UNPARSABLE_CODE = "unparsable_code"
-PLACEHOLDER = "placeholder_in_response"
 
 
 def normalized(column: str) -> Column:
@@ -165,8 +165,8 @@ def unchosen(ids: DataFrame, responses: DataFrame, executions: DataFrame,
     why = ("in the published layout (select.sanitize.style: published)"
            if sanitizing is not None and sanitizing.style == "published" else "free of placeholder code")
     none_usable = passed.join(candidates.select(KEY).distinct(), on=KEY, how="left_anti")
-    return _rejects(none_passed, NO_PASSING, F.coalesce(F.col("detail"), F.lit("no responses"))).unionByName(
-        _rejects(none_usable, NO_USABLE, F.format_string(f"%d passing response(s), none {why}", F.col("count"))))
+    return _rejects(none_passed, Reason.NO_PASSING_RESPONSE, F.coalesce(F.col("detail"), F.lit("no responses"))).unionByName(
+        _rejects(none_usable, Reason.NO_USABLE_RESPONSE, F.format_string(f"%d passing response(s), none {why}", F.col("count"))))
 
 
 # --- step 2: duplicates ------------------------------------------------------------------
@@ -225,7 +225,7 @@ def same_function_names(nodes: DataFrame) -> DataFrame:
 
 def _near_rejects(nodes: DataFrame, params: LSHParams) -> DataFrame:
     near = near_duplicates(nodes.select(KEY, "is_new", "instruction"), params)
-    return _rejects(near, NEAR_DUPLICATE, F.format_string(
+    return _rejects(near, Reason.NEAR_DUPLICATE_INSTRUCTION, F.format_string(
         "near duplicate of %s: %s %.3f (threshold %.2f)", F.col("kept_id"), F.col("measure"),
         F.col("jaccard"), F.lit(params.threshold)))
 
@@ -262,9 +262,9 @@ def per_instruction(pairs: DataFrame, settings: SelectSettings, ids: DataFrame) 
     left = nodes.join(same_instruction.select(KEY), on=KEY, how="left_anti")
     same_response = exact_duplicates(left.select(KEY, "is_new", "_response"), "_response")
     left = left.join(same_response.select(KEY), on=KEY, how="left_anti")
-    rejected = _rejects(same_instruction, DUPLICATE_INSTRUCTION, F.format_string(
+    rejected = _rejects(same_instruction, Reason.DUPLICATE_INSTRUCTION, F.format_string(
         "same instruction (whitespace-normalized) as %s", F.col("kept_id"))).unionByName(
-        _rejects(same_response, DUPLICATE_RESPONSE, F.format_string(
+        _rejects(same_response, Reason.DUPLICATE_RESPONSE, F.format_string(
             "same chosen response (whitespace-normalized) as %s", F.col("kept_id"))))
     if settings.near_duplicates:
         near = _near_rejects(left, settings.params)
@@ -272,7 +272,7 @@ def per_instruction(pairs: DataFrame, settings: SelectSettings, ids: DataFrame) 
         rejected = rejected.unionByName(near)
     if settings.diversify_function_names == "per_seed":
         same_names = same_function_names(left.select(KEY, "is_new", "seed_id", "names"))
-        rejected = rejected.unionByName(_rejects(same_names, SAME_FUNCTION_NAMES, F.format_string(
+        rejected = rejected.unionByName(_rejects(same_names, Reason.SAME_FUNCTION_NAMES, F.format_string(
             "defines the same functions (%s) as %s, from the same seed", F.col("names"), F.col("kept_id"))))
     return chosen.join(rejected.select(KEY), on=KEY, how="left_anti"), rejected
 
@@ -291,8 +291,8 @@ def stored_keys(settings: SelectSettings, ids: DataFrame) -> DataFrame:
         missing.where(F.col("dedup_keys").isNotNull()))
 
 
-_KIND_REASONS = {"instruction": DUPLICATE_INSTRUCTION, "response": DUPLICATE_RESPONSE,
-                 "function_names": SAME_FUNCTION_NAMES}
+_KIND_REASONS = {"instruction": Reason.DUPLICATE_INSTRUCTION, "response": Reason.DUPLICATE_RESPONSE,
+                 "function_names": Reason.SAME_FUNCTION_NAMES}
 _KIND_DETAILS = {"instruction": "same instruction (whitespace removed) as %s",
                  "response": "same response (whitespace removed) as %s",
                  "function_names": "defines the same function names, in order, as %s (over all pairs)"}
@@ -313,7 +313,7 @@ def global_clean(pairs: DataFrame, settings: SelectSettings, ids: DataFrame) -> 
     lost = claims.where(~F.col("kept")).select("response_id", KEY, reason.alias(REJECT_REASON),
                                                  detail.alias(REJECT_DETAIL)).unionByName(
         pairs.where(F.col("_keys").isNull()).select(
-            "response_id", KEY, F.lit(UNPARSABLE_CODE).alias(REJECT_REASON),
+            "response_id", KEY, F.lit(Reason.UNPARSABLE_CODE).alias(REJECT_REASON),
             F.lit("the response's first code block does not parse").alias(REJECT_DETAIL)))
     first = Window.partitionBy(KEY).orderBy(shuffle_order(settings.seed), F.col("response_id"))
     rejected = (
@@ -334,7 +334,7 @@ def global_clean(pairs: DataFrame, settings: SelectSettings, ids: DataFrame) -> 
 
 # --- the transform -----------------------------------------------------------------------
 
-def _rejects(rows: DataFrame, reason: str, detail: Column) -> DataFrame:
+def _rejects(rows: DataFrame, reason: Reason, detail: Column) -> DataFrame:
     return rows.select(KEY, F.lit(reason).alias(REJECT_REASON), detail.alias(REJECT_DETAIL))
 
 
@@ -355,7 +355,8 @@ class SelectSettings:
     near_duplicates: bool = True
 
 
-def settings(ctx: Context) -> SelectSettings:
+def settings(run: StageRun[SelectSettings]) -> SelectSettings:
+    ctx = run.ctx
     lake, select = ctx.lake, ctx.cfg.select
     cfg = select.sanitize
     options = SanitizeOptions(cfg.drop_probability, cfg.assert_probability, cfg.max_asserts, cfg.style)
@@ -421,7 +422,7 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
         done = kept.withColumn("_s", sanitizer(settings.sanitize, settings.seed)(
             F.col(KEY), F.col("instruction"), F.col("_raw"))).localCheckpoint()
         dropped = done.where(F.col("_s.placeholder").isNotNull())
-        rejected = rejected.unionByName(_rejects(dropped, PLACEHOLDER, F.format_string(
+        rejected = rejected.unionByName(_rejects(dropped, Reason.PLACEHOLDER_IN_RESPONSE, F.format_string(
             "the response holds %s (select.sanitize.style: published drops it)", F.col("_s.placeholder"))))
         kept = done.where(F.col("_s.placeholder").isNull()).withColumns(
             {name: F.col(f"_s.{name}") for name in ("instruction", "response", "sanitizing")}).drop("_s")
@@ -438,7 +439,7 @@ def transform(instructions: DataFrame, settings: SelectSettings) -> DataFrame:
 
 def ready(ctx: Context) -> DataFrame:
     """Instructions whose responses are all in and all judged by the sandbox."""
-    responded = ctx.lake.read(PROGRESS).where(F.col("stage") == F.lit("respond")).select(
+    responded = ctx.lake.read(PROGRESS).where(F.col("stage") == F.lit(Source.RESPOND.value)).select(
         F.col("input_key").alias(KEY))
     judged = ctx.lake.read(EXECUTIONS).select("response_id")
     waiting = (

@@ -28,9 +28,9 @@ from pyspark.sql import functions as F
 from jobs.core.config import PipelineConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
-from jobs.core.runner import StageSummary
-from jobs.core.stage import Step
+from jobs.core.stage import StageSummary, Step
 from schemas import SFT, TRAIN_RUNS
+from schemas.outcome import Source
 from udfs.prompts import PromptConfigError, SftTemplate, load_sft_template
 from udfs.splits import split_of
 from udfs.training.chat import chat_template
@@ -38,7 +38,7 @@ from udfs.training.run import TrainSettings
 
 log = logging.getLogger("selfalign")
 
-NAME = "train"
+NAME = Source.TRAIN
 DATA = "_data"
 EXTRA = "pip install 'selfalign[train]' (torch, transformers, accelerate)"
 

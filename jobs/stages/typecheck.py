@@ -18,13 +18,15 @@ from jobs.core.config import TypecheckConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.readers import DECONTAMINATED, functions_through
-from jobs.core.stage import Stage
+from jobs.core.stage import Stage, StageRun
 from schemas import TYPECHECK
 from schemas.outcome import (
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
     SOURCE_KEY,
+    Reason,
+    Source,
     outcome_frame,
     outcome_schema,
 )
@@ -39,7 +41,7 @@ from udfs.typecheck import (
     function_source,
 )
 
-NAME = "typecheck"
+NAME = Source.TYPECHECK
 KEY = "function_id"
 
 OUTCOME_SCHEMA = outcome_schema(TYPECHECK)
@@ -52,7 +54,7 @@ def outcome(function_id: str, verdict: Verdict, version: str) -> dict[str, Any]:
         "message": verdict.message, "line": verdict.line, "pyright_version": version,
         SOURCE_KEY: function_id, ITEM_ID: function_id,
         # A function pyright cannot finish on is not a type error: keep the two apart.
-        REJECT_REASON: (verdict.rule if verdict.rule in (RULE_CRASH, RULE_TIMEOUT) else "type_error")
+        REJECT_REASON: (Reason(verdict.rule) if verdict.rule in (RULE_CRASH, RULE_TIMEOUT) else Reason.TYPE_ERROR)
         if failed else None,
         REJECT_DETAIL: f"{verdict.rule}: {verdict.message}"[:1000] if failed else None,
     }
@@ -70,13 +72,12 @@ class TypecheckSettings:
     partitions: int  # tasks at once: one pyright process each
 
 
-def settings(ctx: Context) -> TypecheckSettings:
+def settings(run: StageRun[TypecheckSettings]) -> TypecheckSettings:
     try:
         version = ensure_pyright()  # a missing node/pyright fails here, not in a task
     except PyrightUnavailable as exc:
         raise StageError(f"{NAME}: {exc}") from None
-    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions") or "2")
-    return TypecheckSettings(ctx.cfg.typecheck, version, partitions)
+    return TypecheckSettings(run.cfg.typecheck, version, run.tasks)
 
 
 def transform(functions: DataFrame, settings: TypecheckSettings) -> DataFrame:

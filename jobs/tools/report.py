@@ -26,6 +26,7 @@ from jobs.core.context import Context
 from jobs.core.readers import DECONTAMINATED, REPRESENTATIVES, SEEDS, TYPECHECKED, Gate
 from jobs.core.registry import STAGES
 from jobs.tools.report_html import CHARTS, LATEST, render_report
+from schemas.outcome import Source
 
 TOP_CONCEPTS = 20
 # Per-instruction pass-rate buckets: the extremes get their own bar, they are the news.
@@ -38,32 +39,32 @@ SIZE_BINS = ((11, 20), (21, 50), (51, 100))
 class FunnelStep:
     key: str
     label: str
-    stage: str
+    stage: Source
     table: str
     where: Callable[[], Column] | None = None
     needs: tuple[str, ...] = ()
     distinct: str | None = None
 
 
-def gated(gate: Gate, label: str, stage: str) -> FunnelStep:
+def gated(gate: Gate, label: str, stage: Source) -> FunnelStep:
     """A funnel step counting a verdict table's kept rows, as the next stage reads them."""
     return FunnelStep(gate.name, label, stage, gate.table.name, gate.kept, (gate.column,))
 
 
 FUNNEL: tuple[FunnelStep, ...] = (
-    FunnelStep("files", "files read", "extract", "progress",
-               lambda: F.col("stage") == F.lit("extract"), ("stage", "input_key"), "input_key"),
-    FunnelStep("functions", "functions extracted", "extract", "functions"),
-    gated(DECONTAMINATED, "not contaminated", "decontaminate"),
-    gated(TYPECHECKED, "type-check passed", "typecheck"),
-    gated(REPRESENTATIVES, "dedup representatives", "dedup"),
-    gated(SEEDS, "judged good (seeds)", "judge"),
-    FunnelStep("concepts", "seeds with concepts", "concepts", "concepts"),
-    FunnelStep("instructions", "instructions", "instruct", "instructions"),
-    FunnelStep("responses", "responses", "respond", "responses"),
-    FunnelStep("passed", "executions passed", "execute", "executions",
+    FunnelStep("files", "files read", Source.EXTRACT, "progress",
+               lambda: F.col("stage") == F.lit(Source.EXTRACT.value), ("stage", "input_key"), "input_key"),
+    FunnelStep("functions", "functions extracted", Source.EXTRACT, "functions"),
+    gated(DECONTAMINATED, "not contaminated", Source.DECONTAMINATE),
+    gated(TYPECHECKED, "type-check passed", Source.TYPECHECK),
+    gated(REPRESENTATIVES, "dedup representatives", Source.DEDUP),
+    gated(SEEDS, "judged good (seeds)", Source.JUDGE),
+    FunnelStep("concepts", "seeds with concepts", Source.CONCEPTS, "concepts"),
+    FunnelStep("instructions", "instructions", Source.INSTRUCT, "instructions"),
+    FunnelStep("responses", "responses", Source.RESPOND, "responses"),
+    FunnelStep("passed", "executions passed", Source.EXECUTE, "executions",
                lambda: F.col("passed"), ("passed",)),
-    FunnelStep("sft", "SFT pairs", "select", "sft"),
+    FunnelStep("sft", "SFT pairs", Source.SELECT, "sft"),
 )
 
 

@@ -99,7 +99,10 @@ def test_no_stage_imports_another_stage_or_the_cli(graph: dict[str, set[str]]) -
     offenders = {}
     for name, deps in graph.items():
         if name.startswith("jobs.stages.") and name not in shared:
-            bad = sorted(d for d in deps if (d.startswith("jobs.stages.") and d not in shared)
+            # A stage's own modules (evaluate_plan for evaluate) are part of that stage.
+            own = name + "_"
+            bad = sorted(d for d in deps if (d.startswith("jobs.stages.") and d not in shared
+                                             and not d.startswith(own))
                          or d in ("jobs.cli", "jobs.submit"))
             if bad:
                 offenders[name] = bad

@@ -364,7 +364,7 @@ def test_the_published_evaluation_fetches_its_mbppplus_file(
 ) -> None:
     """--profile published names mbppplus-v0.1.0.jsonl.gz: evaluate fetches it with the rest.
     (Served here: the v0.2.0 content under that name, pinned by its own content md5.)"""
-    from jobs.stages import evaluate
+    from jobs.stages import evaluate_plan
 
     base_url, root, requests = served
     name = "mbppplus-v0.1.0.jsonl.gz"
@@ -376,7 +376,7 @@ def test_the_published_evaluation_fetches_its_mbppplus_file(
     cache = tmp_path / "cache"
     cfg = load_config(None, [f"evaluate.benchmarks_dir={cache}", "evaluate.sets=[mbppplus]"],
                       profiles=["published"])
-    problems = evaluate.load(cfg)
+    problems = evaluate_plan.load(cfg)
     assert f"/{name}" in requests and (cache / name).is_file()
     assert len(problems) == len(read_records(root / name))
 

@@ -10,7 +10,7 @@ import yaml
 
 from jobs.core.config import load_config
 from jobs.core.failures import StageError
-from jobs.stages import evaluate
+from jobs.stages import evaluate_plan
 from udfs.evaluation import Problem, mbpp_prompt
 from udfs.evaluation.instruct import instruct_parts, instruct_prompt
 from udfs.evaluation.template import PUBLISHED_FILE, load_eval_template, template_path
@@ -125,33 +125,33 @@ def test_the_published_profile_selects_mbppplus_v010_its_layout_and_the_bos():
 
 def test_the_engine_is_asked_for_one_bos_where_it_tokenizes():
     for engine in ("vllm", "transformers"):
-        params = evaluate.decodings(published(f"llm.engine={engine}"))
+        params = evaluate_plan.decodings(published(f"llm.engine={engine}"))
         assert params["greedy"].add_bos is True
-        auto = evaluate.decodings(load_config(None, [f"llm.engine={engine}",
+        auto = evaluate_plan.decodings(load_config(None, [f"llm.engine={engine}",
                                                      "evaluate.prompt_format=instruct"]))
         assert auto["greedy"].add_bos is True
     # Base models in the completion format: the tokenizer's own default, as before.
-    assert evaluate.decodings(load_config(None, ["llm.engine=vllm"]))["greedy"].add_bos is None
+    assert evaluate_plan.decodings(load_config(None, ["llm.engine=vllm"]))["greedy"].add_bos is None
     never = load_config(None, ["llm.engine=vllm", "evaluate.prompt_format=instruct", "evaluate.add_bos=false"])
-    assert evaluate.decodings(never)["greedy"].add_bos is False
+    assert evaluate_plan.decodings(never)["greedy"].add_bos is False
     # A chat server's template places the BOS: nothing to ask for.
     chat = published("llm.engine=openai", "llm.api=chat")
-    assert evaluate.decodings(chat)["greedy"].add_bos is None
+    assert evaluate_plan.decodings(chat)["greedy"].add_bos is None
 
 
 def test_a_server_that_tokenizes_itself_is_refused_an_explicit_bos():
     with pytest.raises(StageError, match=r"evaluate\.add_bos=true needs the token ids.*llm\.engine=openai"):
-        evaluate.decodings(published("llm.engine=openai"))
+        evaluate_plan.decodings(published("llm.engine=openai"))
     relaxed = published("llm.engine=openai", "evaluate.add_bos=auto")
-    assert evaluate.decodings(relaxed)["greedy"].add_bos is None
+    assert evaluate_plan.decodings(relaxed)["greedy"].add_bos is None
 
 
 def test_the_eval_id_changes_with_the_files_the_wording_and_the_bos():
     def eval_id(*overrides: str) -> str:
         cfg = load_config(None, ["llm.engine=vllm", "evaluate.prompt_format=instruct", *overrides])
-        params = evaluate.decodings(cfg)
-        wording = evaluate.instruct_wording(cfg)
-        return evaluate.eval_id(cfg, params, evaluate.instruct_template(cfg), wording)
+        params = evaluate_plan.decodings(cfg)
+        wording = evaluate_plan.instruct_wording(cfg)
+        return evaluate_plan.eval_id(cfg, params, evaluate_plan.instruct_template(cfg), wording)
 
     base = eval_id()
     assert eval_id() == base
@@ -165,11 +165,11 @@ def test_the_eval_id_changes_with_the_files_the_wording_and_the_bos():
 
 def test_the_published_plan_prompts_in_the_published_layout():
     cfg = published("llm.engine=vllm")
-    wording = evaluate.instruct_wording(cfg)
-    plan = evaluate.Plan(eval_id="x", model="m", settings=evaluate.exec_settings(cfg), workers=1,
-                         params=evaluate.decodings(cfg), stop=None, seed=0, prompt_format="instruct",
-                         template=evaluate.instruct_template(cfg), wording=wording)
-    prompt, stop = evaluate.engine_prompt(MBPP, plan)
+    wording = evaluate_plan.instruct_wording(cfg)
+    plan = evaluate_plan.Plan(eval_id="x", model="m", settings=evaluate_plan.exec_settings(cfg), workers=1,
+                         params=evaluate_plan.decodings(cfg), stop=None, seed=0, prompt_format="instruct",
+                         template=evaluate_plan.instruct_template(cfg), wording=wording)
+    prompt, stop = evaluate_plan.engine_prompt(MBPP, plan)
     assert prompt.endswith("\n\n```python") and "two numbers.\n\nYour code" in prompt
     assert stop == ("\n```",)
 
@@ -177,4 +177,4 @@ def test_the_published_plan_prompts_in_the_published_layout():
 def test_a_missing_wording_file_is_one_line_naming_it(tmp_path: Path):
     cfg = load_config(None, ["evaluate.prompt_format=instruct", f"generation.prompts_dir={tmp_path}"])
     with pytest.raises(StageError, match=r"evaluate: prompts: file not found: .*eval_instruct\.yaml"):
-        evaluate.instruct_wording(cfg)
+        evaluate_plan.instruct_wording(cfg)

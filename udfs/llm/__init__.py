@@ -32,6 +32,7 @@ pulls in neither httpx nor vllm.
 from __future__ import annotations
 
 from udfs.llm.base import (
+    CUT_AT_MAX_TOKENS,
     Completion,
     Engine,
     EngineError,
@@ -54,6 +55,7 @@ from udfs.llm.registry import (
 )
 
 __all__ = [
+    "CUT_AT_MAX_TOKENS",
     "HOW_TO_CONFIGURE",
     "PYTHON_PREFIX",
     "Completion",

@@ -25,6 +25,9 @@ class EngineUnavailable(EngineError):
     """No usable engine; the one-line message says what is wrong and which keys to set."""
 
 
+# The finish reason of a completion cut at max_tokens (OpenAI API, vLLM, our engines).
+CUT_AT_MAX_TOKENS = "length"
+
 @dataclass(frozen=True)
 class EngineSettings:
     """What the engines read: the `llm.*` keys, as a plain picklable value.
@@ -116,7 +119,7 @@ def prompt_token_ids(tokenizer: TokenizerLike, text: str, add_bos: bool) -> list
 @dataclass(frozen=True)
 class Completion:
     text: str
-    finish_reason: str  # "stop" | "length" | whatever the engine reports
+    finish_reason: str  # "stop" | CUT_AT_MAX_TOKENS | whatever the engine reports
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from udfs.llm.base import (
+    CUT_AT_MAX_TOKENS,
     Completion,
     EngineSettings,
     EngineUnavailable,
@@ -107,6 +108,6 @@ class TransformersEngine:
             new = output[0][encoded["input_ids"].shape[1]:]
             text, stopped = cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), sample.stop)
             ended = bool(len(new)) and int(new[-1]) == tokenizer.eos_token_id
-            reason = "stop" if stopped or ended or len(new) < sample.max_tokens else "length"
+            reason = "stop" if stopped or ended or len(new) < sample.max_tokens else CUT_AT_MAX_TOKENS
             completions.append(Completion(text, reason, int(encoded["input_ids"].shape[1]), len(new)))
         return Generation(completions=tuple(completions))

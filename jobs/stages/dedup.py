@@ -9,9 +9,10 @@ Identify, then remove, as two clear steps:
    `candidate_threshold`, below the threshold, so pairs just above it are nearly all
    candidates) -> candidate pairs -> pairs confirmed on the exact Jaccard of their
    shingle sets, stored beside the signatures (banding alone lets pairs at 0.3 through)
-   -> connected components (large-star/small-star over DataFrames)
-   -> one representative per component. Every pending function gets a `clusters` row;
-   the others of its component are also `near_duplicate` rejects.
+   -> connected components (large-star/small-star over DataFrames); that chain is
+   select's too (jobs/ops/near_duplicates.py) -> one representative per component.
+   Every pending function gets a `clusters` row; the others of its component are also
+   `near_duplicate` rejects.
 
 Incremental rule: existing representatives stay representatives. A component that
 reaches one joins the smallest in it and all its new functions become rejects; edges
@@ -42,19 +43,8 @@ from jobs.core.failures import StageError
 from jobs.core.readers import TYPECHECKED, functions_through
 from jobs.core.runner import StageSummary, pending_input
 from jobs.core.stage import WHOLE_INPUT, Stage
-from jobs.ops.components import connected_components
-from jobs.ops.lsh import (
-    FULL_PAIRS_MAX_BUCKET,
-    LSHParams,
-    band_choice,
-    band_keys,
-    candidate_pairs,
-    confirmed_edges,
-    jaccard_label,
-    signatures,
-    verifying,
-    with_jaccard,
-)
+from jobs.ops.lsh import FULL_PAIRS_MAX_BUCKET, LSHParams, band_choice, signatures
+from jobs.ops.near_duplicates import near_duplicate_components, similarity
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY
 
@@ -62,10 +52,6 @@ log = logging.getLogger("selfalign")
 
 NAME = "dedup"
 KEY = "function_id"
-
-
-def as_nodes(df: DataFrame) -> DataFrame:
-    return df.withColumnRenamed(KEY, "id")
 
 
 def from_nodes(df: DataFrame) -> DataFrame:
@@ -117,12 +103,10 @@ def _cluster(functions: DataFrame, seeds: DataFrame, cfg: LSHParams) -> DataFram
         known.select("function_id", F.lit(None).cast("long").alias("stars"), "signature", "shingles",
                      F.lit(False).alias("is_new"))
     )
-    # Both read several times (bands, confirmation, representatives): computed once each.
+    # Read several times (bands, confirmation, representatives): computed once.
     nodes = nodes.localCheckpoint()
-    sigs = verifying(nodes.select("function_id", "signature", "shingles"), cfg)
-    edges = confirmed_edges(candidate_pairs(band_keys(as_nodes(nodes), cfg)), as_nodes(sigs),
-                            cfg).localCheckpoint()
-    labels = from_nodes(connected_components(edges, cfg.max_iterations)[0])
+    graph = near_duplicate_components(nodes, cfg, id_col=KEY)
+    labels = graph.components
 
     members = (
         nodes.select("function_id", "stars", "is_new")
@@ -155,12 +139,12 @@ def _cluster(functions: DataFrame, seeds: DataFrame, cfg: LSHParams) -> DataFram
         )
     )
     assigned = members.where(F.col("is_new")).join(components, on="component", how="inner")
-    duplicates = with_jaccard(
+    duplicates = similarity(
         assigned.where(F.col("function_id") != F.col("cluster_id")).select("function_id", "cluster_id"),
-        "function_id", "cluster_id", as_nodes(sigs), cfg.num_perm,
+        "function_id", "cluster_id", nodes, cfg, id_col=KEY,
     ).select("function_id", F.col("jaccard").alias("rep_jaccard"),
-             jaccard_label().alias("rep_measure")).join(
-        _best_link(edges), on="function_id", how="left"
+             F.col("measure").alias("rep_measure")).join(
+        _best_link(graph.edges), on="function_id", how="left"
     )
     is_rep = F.col("function_id") == F.col("cluster_id")
     return assigned.join(duplicates, on="function_id", how="left").select(

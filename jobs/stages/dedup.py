@@ -9,9 +9,10 @@ Identify, then remove, as two clear steps:
    `candidate_threshold`, below the threshold, so pairs just above it are nearly all
    candidates) -> candidate pairs -> pairs confirmed on the exact Jaccard of their
    shingle sets, stored beside the signatures (banding alone lets pairs at 0.3 through)
-   -> connected components (large-star/small-star over DataFrames)
-   -> one representative per component. Every pending function gets a `clusters` row;
-   the others of its component are also `near_duplicate` rejects.
+   -> connected components (large-star/small-star over DataFrames); that chain is
+   select's too (jobs/ops/near_duplicates.py) -> one representative per component.
+   Every pending function gets a `clusters` row; the others of its component are also
+   `near_duplicate` rejects.
 
 Incremental rule: existing representatives stay representatives. A component that
 reaches one joins the smallest in it and all its new functions become rejects; edges
@@ -41,19 +42,8 @@ from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.readers import TYPECHECKED, functions_through
 from jobs.core.stage import WHOLE_INPUT, Stage, StageRun
-from jobs.ops.components import connected_components
-from jobs.ops.lsh import (
-    FULL_PAIRS_MAX_BUCKET,
-    LSHParams,
-    band_choice,
-    band_keys,
-    candidate_pairs,
-    confirmed_edges,
-    jaccard_label,
-    signatures,
-    verifying,
-    with_jaccard,
-)
+from jobs.ops.lsh import FULL_PAIRS_MAX_BUCKET, LSHParams, band_choice, signatures
+from jobs.ops.near_duplicates import near_duplicate_components, similarity
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES
 from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, SOURCE_KEY, Reason, Source
 
@@ -61,10 +51,6 @@ log = logging.getLogger("selfalign")
 
 NAME = Source.DEDUP
 KEY = "function_id"
-
-
-def as_nodes(df: DataFrame) -> DataFrame:
-    return df.withColumnRenamed(KEY, "id")
 
 
 def from_nodes(df: DataFrame) -> DataFrame:
@@ -105,28 +91,26 @@ class DedupSettings:
     to_hash: DataFrame  # (function_id, code) pending or representatives without a signature
 
 
-def _cluster(functions: DataFrame, seeds: DataFrame, cfg: LSHParams) -> DataFrame:
+def _cluster(functions: DataFrame, representatives: DataFrame, cfg: LSHParams) -> DataFrame:
     """Pending functions (function_id, stars, signature, shingles) and existing
     representatives (function_id, signature, shingles, cluster_size) -> one outcome row
     per pending function."""
     bands, rows = band_choice(cfg)
     fresh = functions.select("function_id", "stars", "signature", "shingles", F.lit(True).alias("is_new"))
-    known = seeds.join(functions.select("function_id"), on="function_id", how="left_anti")
+    known = representatives.join(functions.select("function_id"), on="function_id", how="left_anti")
     nodes = fresh.unionByName(
         known.select("function_id", F.lit(None).cast("long").alias("stars"), "signature", "shingles",
                      F.lit(False).alias("is_new"))
     )
-    # Both read several times (bands, confirmation, representatives): computed once each.
+    # Read several times (bands, confirmation, representatives): computed once.
     nodes = nodes.localCheckpoint()
-    sigs = verifying(nodes.select("function_id", "signature", "shingles"), cfg)
-    edges = confirmed_edges(candidate_pairs(band_keys(as_nodes(nodes), cfg)), as_nodes(sigs),
-                            cfg).localCheckpoint()
-    labels = from_nodes(connected_components(edges, cfg.max_iterations)[0])
+    graph = near_duplicate_components(nodes, cfg, id_col=KEY)
+    labels = graph.components
 
     members = (
         nodes.select("function_id", "stars", "is_new")
         .join(labels, on="function_id", how="left")
-        .where(F.col("is_new") | F.col("component").isNotNull())  # seeds off the graph: untouched
+        .where(F.col("is_new") | F.col("component").isNotNull())  # representatives off the graph: untouched
         .withColumn("component", F.coalesce(F.col("component"), F.col("function_id")))
     )
     most_stars = Window.partitionBy("component").orderBy(
@@ -138,28 +122,28 @@ def _cluster(functions: DataFrame, seeds: DataFrame, cfg: LSHParams) -> DataFram
         .where(F.col("_rank") == 1)
         .select("component", F.col("function_id").alias("new_rep"))
     )
-    seed_size = known.select(F.col("function_id").alias("seed_rep"), F.col("cluster_size").alias("seed_size"))
+    kept_size = known.select(F.col("function_id").alias("kept_rep"), F.col("cluster_size").alias("kept_size"))
     components = (
         members.groupBy("component")
         .agg(
-            F.min(F.when(~F.col("is_new"), F.col("function_id"))).alias("seed_rep"),
+            F.min(F.when(~F.col("is_new"), F.col("function_id"))).alias("kept_rep"),
             F.sum(F.col("is_new").cast("long")).alias("new_members"),
         )
         .join(new_rep, on="component", how="left")
-        .join(seed_size, on="seed_rep", how="left")
+        .join(kept_size, on="kept_rep", how="left")
         .select(
             "component",
-            F.coalesce(F.col("seed_rep"), F.col("new_rep")).alias("cluster_id"),
-            (F.coalesce(F.col("seed_size"), F.lit(0)) + F.col("new_members")).alias("cluster_size"),
+            F.coalesce(F.col("kept_rep"), F.col("new_rep")).alias("cluster_id"),
+            (F.coalesce(F.col("kept_size"), F.lit(0)) + F.col("new_members")).alias("cluster_size"),
         )
     )
     assigned = members.where(F.col("is_new")).join(components, on="component", how="inner")
-    duplicates = with_jaccard(
+    duplicates = similarity(
         assigned.where(F.col("function_id") != F.col("cluster_id")).select("function_id", "cluster_id"),
-        "function_id", "cluster_id", as_nodes(sigs), cfg.num_perm,
+        "function_id", "cluster_id", nodes, cfg, id_col=KEY,
     ).select("function_id", F.col("jaccard").alias("rep_jaccard"),
-             jaccard_label().alias("rep_measure")).join(
-        _best_link(edges), on="function_id", how="left"
+             F.col("measure").alias("rep_measure")).join(
+        _best_link(graph.edges), on="function_id", how="left"
     )
     is_rep = F.col("function_id") == F.col("cluster_id")
     return assigned.join(duplicates, on="function_id", how="left").select(

@@ -7,7 +7,8 @@
   parquet  train-00000.parquet, ... and validation-00000.parquet, ...: the same
            columns, `export.rows_per_file` rows per file
   README.md          dataset card: counts per split, sources and licenses, the
-                     generation settings (models, prompt versions, sampling)
+                     generation settings (models, prompt versions, sampling), in the
+                     words of conf/templates/dataset_card.md
   dataset_info.json  the same numbers, machine-readable, and the split rule
 
 Split: an instruction goes to validation when the first 8 bytes of
@@ -29,12 +30,14 @@ complete, on a store each file is one all-or-nothing upload; dataset_info.json l
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING, Any
 
 from jobs.core.config import ExportConfig
@@ -60,6 +63,8 @@ EXPORT_FIELDS = (
 )
 LIST_FIELDS = frozenset({"licenses", "concepts"})
 PARQUET_ROW_GROUP = 5000
+# The card's wording; shipped in the wheel as package data of `conf`, like conf/prompts.
+CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "conf" / "templates" / "dataset_card.md"
 TOP = 20  # repos listed by name in the card
 _STALE = ("train*.jsonl", "validation*.jsonl", "train-*.parquet", "validation-*.parquet",
           "README.md", "dataset_info.json")
@@ -154,101 +159,76 @@ def dataset_info(stats: Stats, cfg: ExportConfig, fmt: str, files: dict[str, lis
     }
 
 
-def _table(header: tuple[str, str], counts: dict[str, int]) -> list[str]:
+def _table(header: tuple[str, str], counts: dict[str, int]) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "| --- | ---: |"]
     lines += [f"| {_cell(name)} | {n:,} |" for name, n in counts.items()]
-    return lines
+    return "\n".join(lines)
 
 
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+@functools.lru_cache(maxsize=1)
+def _card_template() -> Template:
+    # string.Template, not str.format: the card's values hold JSON braces, and `$name`
+    # slots are substituted in one pass, so a value is never read as a slot.
+    return Template(CARD_TEMPLATE.read_text(encoding="utf-8"))
+
+
+def card_values(info: dict[str, Any]) -> dict[str, str]:
+    """The slots of conf/templates/dataset_card.md, as text, from `info`."""
+    splits, sources, generation = info["splits"], info["sources"], info["generation"]
+    pattern = {"jsonl": "{split}.jsonl", "parquet": "{split}-*.parquet"}[info["format"]]
+    sampling = {json.dumps(s["params"], sort_keys=True): s["examples"] for s in generation["sampling"]}
+    return {
+        "name": str(info["name"]),
+        **{f"{split}_files": pattern.format(split=split) for split in SPLITS},
+        "splits_table": _table(("split", "examples"), {s: splits[s]["num_examples"] for s in SPLITS}),
+        "total": f"{info['num_examples']:,}",
+        "files": ", ".join(f"`{name}`" for s in SPLITS for name in splits[s]["files"]),
+        "split_rule": info["split_rule"]["rule"],
+        "validation_fraction": str(info["split_rule"]["validation_fraction"]),
+        "lineage_fields": ", ".join(f"`{f}`" for f in info["fields"][2:]),
+        "repo_count": f"{sources['repos']:,}",
+        "top_repos_table": _table(("repository", "examples"), sources["top_repos"]),
+        "licenses_table": _table(("license", "examples"), sources["licenses"]),
+        "response_models_table": _table(("response model", "examples"), generation["response_models"]),
+        "response_prompt_versions_table": _table(("response prompt version", "examples"),
+                                                 generation["response_prompt_versions"]),
+        "instruction_models_table": _table(("instruction model", "examples"),
+                                           generation["instruction_models"]),
+        "instruction_prompt_versions_table": _table(("instruction prompt version", "examples"),
+                                                    generation["instruction_prompt_versions"]),
+        "sampling_table": _table(("parameters", "examples"), sampling),
+        "categories_table": _table(("category", "examples"), info["categories"]),
+        "difficulties_table": _table(("difficulty", "examples"), info["difficulties"]),
+        "recipe_section": _recipe_section(info.get("recipe") or {}),
+    }
+
+
 def dataset_card(info: dict[str, Any]) -> str:
     """README.md: Hugging Face front matter (so `load_dataset(DIR)` finds the splits),
-    then the counts, sources, licenses and generation settings of `info`."""
-    splits = info["splits"]
-    pattern = {"jsonl": "{split}.jsonl", "parquet": "{split}-*.parquet"}[info["format"]]
-    front = ["---", f"pretty_name: {info['name']}", "license: other", "task_categories:",
-             "- text-generation", "tags:", "- code", "- synthetic", "- self-alignment",
-             "configs:", "- config_name: default", "  data_files:"]
-    for split in SPLITS:
-        front += [f"  - split: {split}", f"    path: {pattern.format(split=split)}"]
-    front.append("---")
-
-    generation = info["generation"]
-    sources = info["sources"]
-    body = [
-        f"# {info['name']}",
-        "",
-        "Instruction-response pairs for supervised fine-tuning of a code model, made by the "
-        "selfalign pipeline (StarCoder2-Instruct style self-alignment): seed functions from "
-        "open-source Python, concepts and instructions written by the base model, and responses "
-        "whose code passed their own tests in a sandbox.",
-        "",
-        "## Splits",
-        "",
-        *_table(("split", "examples"), {s: splits[s]["num_examples"] for s in SPLITS}),
-        "",
-        f"Total: {info['num_examples']:,}. Files: "
-        + ", ".join(f"`{name}`" for s in SPLITS for name in splits[s]["files"]) + ".",
-        "",
-        f"Split rule: {info['split_rule']['rule']} "
-        f"(validation_fraction = {info['split_rule']['validation_fraction']}).",
-        "",
-        "## Fields",
-        "",
-        "`instruction` and `response` are the training pair (the response without its section "
-        "headings); the rest is lineage: " + ", ".join(f"`{f}`" for f in info["fields"][2:]) + ".",
-        "",
-        "## Sources",
-        "",
-        f"Seeds come from {sources['repos']:,} repositories. Top repositories:",
-        "",
-        *_table(("repository", "examples"), sources["top_repos"]),
-        "",
-        "Licenses of the seed files (an example counts once per license of its file):",
-        "",
-        *_table(("license", "examples"), sources["licenses"]),
-        "",
-        "## Generation settings",
-        "",
-        *_table(("response model", "examples"), generation["response_models"]),
-        "",
-        *_table(("response prompt version", "examples"), generation["response_prompt_versions"]),
-        "",
-        *_table(("instruction model", "examples"), generation["instruction_models"]),
-        "",
-        *_table(("instruction prompt version", "examples"), generation["instruction_prompt_versions"]),
-        "",
-        "Response sampling:",
-        "",
-        *_table(("parameters", "examples"),
-                {json.dumps(s["params"], sort_keys=True): s["examples"] for s in generation["sampling"]}),
-        "",
-        "## Tasks",
-        "",
-        *_table(("category", "examples"), info["categories"]),
-        "",
-        *_table(("difficulty", "examples"), info["difficulties"]),
-        "",
-        *_recipe_lines(info.get("recipe") or {}),
-    ]
-    return "\n".join([*front, "", *body])
+    then the counts, sources, licenses and generation settings of `info`, in the words
+    of conf/templates/dataset_card.md."""
+    return _card_template().substitute(card_values(info))
 
 
-def _recipe_lines(recipe: dict[str, Any]) -> list[str]:
+def _recipe_section(recipe: dict[str, Any]) -> str:
+    """The card's last section, or nothing without a recipe. Built here, not in the
+    template, because whether it exists and which of its two forms it takes depend on
+    the recipe; it starts with the blank line that separates it from the tasks."""
     if not recipe:
-        return []
-    lines = ["## Recipe", ""]
+        return ""
+    lines = ["", "", "## Recipe", ""]
     changed = recipe.get("deviations") or []
     if not changed:
-        return [*lines, f"Made with the published StarCoder2-Instruct settings ({recipe['reference']}).", ""]
+        return "\n".join([*lines, f"Made with the published StarCoder2-Instruct settings ({recipe['reference']})."])
     lines += [f"Made with the published StarCoder2-Instruct settings ({recipe['reference']}) except:", "",
               "| setting | published | used |", "| --- | --- | --- |"]
     lines += [f"| `{d['key']}` | {_cell(json.dumps(d['published']))} | {_cell(json.dumps(d['used']))} |"
               for d in changed]
-    return [*lines, ""]
+    return "\n".join(lines)
 
 
 # --- writers -------------------------------------------------------------------------------

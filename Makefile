@@ -55,7 +55,8 @@ run: $(STAMP) sysdeps-run
 
 # Spark 4.0 with its Delta 4.0 (Databricks 17.x LTS, EMR 8) lives in a venv of its own;
 # its Delta jars share ./.ivy under their own coordinate. The main suite runs the seed
-# stages on it beside a standalone cluster and local mode, and compares the tables
+# stages on it in local mode and compares the tables with local mode's on the main
+# venv's Spark, the same local run a standalone cluster on that Spark is compared with
 # (tests/e2e/test_cluster.py, through SELFALIGN_SPARK40_PYTHON); test-spark4.0 runs the
 # Delta table layer's tests (MERGE, schema evolution, quoting) and extract's input checks
 # (Spark's error conditions) on it.

@@ -21,12 +21,46 @@ def pytest_configure(config: pytest.Config) -> None:
     """Every config the tests load, and every CLI they start, reads the benchmark files
     beside the clone (tests/paths.py), through the variable a user would set: the
     packaged default (the user cache, fetched on first use) is never reached from tests."""
+    config.addinivalue_line(
+        "markers", "sandbox(missing, deliberate=False): a sandbox precondition, `missing` what "
+        "this machine lacks for it (None: nothing); tests/conftest.py sandbox_precondition")
     from tests.paths import BENCHMARKS
 
     os.environ["SELFALIGN_BENCHMARKS_DIR"] = str(BENCHMARKS)
     # A download a test triggers goes to a loopback port nobody listens on (the discard
     # port), never to the internet; tests of the download serve the files themselves.
     os.environ["SELFALIGN_BENCHMARKS_URL"] = "http://127.0.0.1:9"
+
+
+# Where the sandbox tests' preconditions (bubblewrap, user namespaces, a cgroup of the
+# run's own: tests/security/helpers.py probes them) are missing, a test skips, or under
+# SELFALIGN_REQUIRE_SANDBOX=1 (`make test`, so CI) fails: there a sandbox test that cannot
+# run is a failure, never a pass by skipping.
+REQUIRE_SANDBOX = "SELFALIGN_REQUIRE_SANDBOX"
+
+
+def sandbox_precondition(missing: str | None, deliberate: bool = False,
+                         require: bool | None = None) -> None:
+    """The one decision for a sandbox precondition: nothing when `missing` is None; else a
+    skip saying what is missing, or a one-line failure where the sandbox is required
+    (`require`, by default SELFALIGN_REQUIRE_SANDBOX=1). A `deliberate` gap (a weaker level
+    chosen with SELFALIGN_TEST_ISOLATION) always skips: it is what the chooser asked for."""
+    if missing is None:
+        return
+    if require is None:
+        require = os.environ.get(REQUIRE_SANDBOX) == "1"
+    if require and not deliberate:
+        pytest.fail(f"{REQUIRE_SANDBOX}=1 and this machine lacks the sandbox: {missing}",
+                    pytrace=False)
+    # Reported at the test's line, as a skipif mark's skip is (not at this one).
+    raise pytest.skip.Exception(missing, _use_item_location=True)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each `sandbox` mark of the test, a gap the machine has first (before its fixtures)."""
+    marks = sorted(item.iter_markers("sandbox"), key=lambda mark: mark.kwargs.get("deliberate", False))
+    for mark in marks:
+        sandbox_precondition(*mark.args, **mark.kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from udfs.sandbox import Limits, Outcome, available_levels, probe_isolation, run_program
+from udfs.sandbox.levels import FULL, LEVELS
+from udfs.sandbox.probe import _missing
 
 # The level under test: the strongest here, or SELFALIGN_TEST_ISOLATION=netns|process
-# to check what a weaker level still promises (the skips below say what it does not).
-LEVEL = os.environ.get("SELFALIGN_TEST_ISOLATION") or probe_isolation()
+# to check what a weaker level still promises (the marks below say what it does not).
+CHOSEN = os.environ.get("SELFALIGN_TEST_ISOLATION")
+LEVEL = CHOSEN or probe_isolation()
 WORKS = LEVEL in available_levels()
 AS_ROOT = os.geteuid() == 0
 
@@ -28,26 +31,46 @@ LIMITS = Limits(cpu_seconds=2, wall_seconds=6.0, memory_bytes=256 << 20, max_pro
                 file_size_bytes=1 << 20, disk_bytes=32 << 20, open_files=64,
                 output_bytes=256 << 10)
 
-needs_sandbox = pytest.mark.skipif(not WORKS, reason=f"isolation level {LEVEL!r} cannot run a program here")
+
+def lacking(level: str) -> str:
+    """Why this machine does not run `level`, in the sandbox's own words (one line)."""
+    if level in ("bwrap", FULL):
+        return f"no {level!r} here: {_missing(level, None)}"
+    return f"no {level!r} here: its probe fails (udfs/sandbox/probe.py)"
+
+
+# Every precondition of a sandbox test is a `sandbox` mark: what it checks cannot be
+# checked here. tests/conftest.py (sandbox_precondition) decides what a gap does: a skip,
+# or a failure under SELFALIGN_REQUIRE_SANDBOX=1 (make test).
+def needs(least: str, what: str, root_suffices: bool = False) -> pytest.MarkDecorator:
+    """The test checks `what`, which the level under test gives from `least` up (or, with
+    root_suffices, as root at any level)."""
+    if LEVELS.index(LEVEL) >= LEVELS.index(least) or (root_suffices and AS_ROOT):
+        return pytest.mark.sandbox(None)
+    if CHOSEN:  # a weaker level asked for: its skips are what it does not promise
+        return pytest.mark.sandbox(f"{what} (SELFALIGN_TEST_ISOLATION={CHOSEN})", deliberate=True)
+    return pytest.mark.sandbox(f"{what}; {lacking(least)}")
+
+
+# (Where nothing runs at all and no level was chosen: why the strongest does not.)
+needs_sandbox = pytest.mark.sandbox(
+    None if WORKS else f"isolation level {LEVEL!r} cannot run a program here; "
+                       f"{lacking(LEVEL if CHOSEN else FULL)}")
 # Where the program runs as a uid of its own (root) or in a pid namespace, it can
 # neither reach the test's processes nor leave any behind; plain process level as an
 # ordinary user promises neither.
-needs_own_uid_or_pidns = pytest.mark.skipif(
-    LEVEL == "process" and not AS_ROOT, reason="process level as non-root shares the test's uid"
-)
+needs_own_uid_or_pidns = needs("netns", "process level as non-root shares the test's uid",
+                               root_suffices=True)
 # Host files next to its temp dir are out of reach under bwrap (not mounted) or as
 # root (the program has a uid of its own); netns or process as a user share its uid.
-needs_bwrap_or_own_uid = pytest.mark.skipif(
-    not LEVEL.startswith("bwrap") and not AS_ROOT, reason="the program has the test's uid and sees its files"
-)
-needs_netns = pytest.mark.skipif(LEVEL == "process", reason="process level has the host network")
-needs_bwrap = pytest.mark.skipif(not LEVEL.startswith("bwrap"), reason="only bwrap hides the host file system")
-needs_cgroup = pytest.mark.skipif(LEVEL != "bwrap+cgroup", reason="needs the run's own cgroup")
+needs_bwrap_or_own_uid = needs("bwrap", "the program has the test's uid and sees its files",
+                               root_suffices=True)
+needs_netns = needs("netns", "process level has the host network")
+needs_bwrap = needs("bwrap", "only bwrap hides the host file system")
+needs_cgroup = needs(FULL, "needs the run's own cgroup")
 # Memory and CPU for the program as a whole: the cgroup at bwrap+cgroup, the runner's
 # polling at bwrap (udfs/sandbox/meter.py); below bwrap, per process only.
-needs_whole_program_limits = pytest.mark.skipif(
-    not LEVEL.startswith("bwrap"), reason="whole-program limits need bwrap (polled) or a cgroup"
-)
+needs_whole_program_limits = needs("bwrap", "whole-program limits need bwrap (polled) or a cgroup")
 
 # The levels below bwrap whose program dir is a host dir the runner (root) handles, where
 # the program has a uid of its own: process and netns, where this machine has them.

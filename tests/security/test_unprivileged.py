@@ -22,7 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import sandbox_precondition
+from tests.security.helpers import lacking
 from udfs.sandbox.levels import bwrap_path
+from udfs.sandbox.probe import userns_blocked
 
 REPO = Path(__file__).resolve().parents[2]
 UID = 65534  # nobody: no privilege, no cgroup it may write
@@ -31,7 +34,7 @@ SETPRIV = shutil.which("setpriv")
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="dropping to an unprivileged user needs root"),
     pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) is not installed"),
-    pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed"),
+    pytest.mark.sandbox(None if bwrap_path() else lacking("bwrap")),
 ]
 
 RunAs = Callable[..., subprocess.CompletedProcess[str]]
@@ -42,13 +45,14 @@ def _command(python: str, *args: str) -> list[str]:
     return [SETPRIV, f"--reuid={UID}", f"--regid={UID}", "--clear-groups", python, *args]
 
 
-def _python_for(env: dict[str, str], cwd: str) -> tuple[str | None, str]:
+def _python_for(env: dict[str, str], cwd: str) -> tuple[str | None, str, bool]:
     """An interpreter of this version that the user can run, with this one's packages, and
-    that its sandbox can run (bwrap binds it), or why there is none."""
+    that its sandbox can run (bwrap binds it), or why there is none and whether the reason
+    is the sandbox (the interpreter runs, bwrap does not: no unprivileged user namespaces)."""
     wanted = f"{sys.version_info[0]}.{sys.version_info[1]}"
     candidates = dict.fromkeys([sys.executable, f"/usr/bin/python{wanted}", "/usr/bin/python3",
                                 f"/usr/local/bin/python{wanted}", "/usr/local/bin/python3"])
-    why = "no python3 found"
+    why, sandbox = "no python3 found", False
     for python in candidates:
         if not os.path.exists(python):
             continue
@@ -59,12 +63,20 @@ def _python_for(env: dict[str, str], cwd: str) -> tuple[str | None, str]:
             env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
         )
         said = check.stdout.split()
-        if check.returncode == 0 and said[:1] == [wanted] and "bwrap" in said:
-            return python, ""
+        if check.returncode == 0 and said[:1] == [wanted]:
+            if "bwrap" in said:
+                return python, "", False
+            why = (f"{python} runs as uid {UID}, bwrap does not (levels that work: "
+                   f"{' '.join(said[1:]) or 'none'}; "
+                   f"{userns_blocked() or 'bwrap cannot create its namespaces'})")
+            sandbox = True
+            continue
+        if sandbox:
+            continue  # an interpreter that runs, and the sandbox is what fails: keep that reason
         lines = (check.stderr or check.stdout).strip().splitlines()
         why = f"{python}: {lines[-1] if lines else 'exit code ' + str(check.returncode)}"
     return None, (f"no Python {wanted} that uid {UID} can run with this checkout and sandbox at "
-                  f"bwrap (no unprivileged user namespaces?); last tried {why}")
+                  f"bwrap; last tried {why}"), sandbox
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +92,11 @@ def run_as() -> Iterator[RunAs]:
         "SELFALIGN_BENCHMARKS_DIR": os.environ.get("SELFALIGN_BENCHMARKS_DIR", ""),
     }
     try:
-        python, why = _python_for(env, str(home))
+        python, why, sandbox = _python_for(env, str(home))
         if python is None:
-            pytest.skip(why)
+            if sandbox:  # no unprivileged user namespaces: a sandbox precondition
+                sandbox_precondition(why)  # fails under SELFALIGN_REQUIRE_SANDBOX=1, else skips
+            pytest.skip(why)  # no interpreter this user can run: not the sandbox's doing
 
         def run(*args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(_command(python, *args), env={**env, **extra}, cwd=str(REPO),

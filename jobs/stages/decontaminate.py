@@ -71,7 +71,7 @@ def load_index(ctx: Context) -> BenchmarkIndex:
     settings = DecontamSettings.from_settings(ctx.cfg.decontaminate)
     try:
         return load_or_fetch(lambda: build_index_from_config(settings), settings.benchmarks_dir,
-                             "decontaminate.benchmarks_dir")
+                             "benchmarks.dir")
     except BenchmarkMissing as exc:
         raise StageError(f"{NAME}: {exc}") from None
 

@@ -1,7 +1,7 @@
 """evaluate: HumanEval / HumanEval+ / MBPP / MBPP+ pass@k of the configured model.
 
 Per task and decoding (greedy: one completion at temperature 0, for pass@1; sampled:
-evaluate.samples completions at evaluate.temperature, for pass@k) the engine completes
+evaluate.samples completions at temperature 0.8, for pass@k) the engine completes
 the task's prompt (jobs/generation.generate, one engine per Python worker), then one
 mapInPandas task runs all of that task's completions in the sandbox: for HumanEval+ and
 MBPP+ it first computes the expected outputs with the reference solution, once, and keeps
@@ -47,7 +47,6 @@ from jobs.tools.benchmarks import load_or_fetch
 from schemas import EVAL_RESULTS, EVAL_SAMPLES
 from schemas.outcome import ITEM_ID, RETRY_ERROR, SOURCE_KEY, outcome_schema
 from udfs.evaluation import (
-    DEFAULT_FILES,
     ExecSettings,
     Problem,
     Verdict,
@@ -183,7 +182,7 @@ def benchmark_files(cfg: PipelineConfig) -> dict[str, str]:
     used = list(ev.sets)
     if "mbpp" in used and ev.mbpp_tasks == "evalplus" and "mbppplus" not in used:
         used.append("mbppplus")
-    return {name: ev.files.get(name, DEFAULT_FILES[name]) for name in sorted(used)}
+    return {name: ev.benchmark_files[name] for name in sorted(used)}
 
 
 def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams],
@@ -211,9 +210,9 @@ def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams],
 def load(cfg: PipelineConfig) -> list[Problem]:
     """The configured sets' problems; BenchmarkMissing (one line) when a file is absent."""
     ev = cfg.evaluate
-    return load_or_fetch(lambda: load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit,
+    return load_or_fetch(lambda: load_problems(ev.sets, ev.benchmark_files, ev.benchmarks_dir, ev.limit,
                                                ev.mbpp_tasks),
-                         ev.benchmarks_dir, "evaluate.benchmarks_dir",
+                         ev.benchmarks_dir, "benchmarks.dir",
                          names=set(benchmark_files(cfg).values()))
 
 
@@ -465,7 +464,7 @@ def stage_for(problems: Sequence[Problem]) -> Stage[EvalSettings]:
             ctx.lake.append(EVAL_RESULTS, ctx.spark.createDataFrame(rows, EVAL_RESULTS.schema))
 
     return Stage(name=NAME, output=EVAL_SAMPLES, key=KEY, read=read, settings=settings,
-                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.evaluate.chunk_rows),
+                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.generation.evaluate_chunk_rows),
                  after=(record_results,), runs_when_idle=True)
 
 

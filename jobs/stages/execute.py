@@ -223,5 +223,5 @@ def settings(ctx: Context) -> SandboxPlan:
 
 STAGE = Stage(
     name=NAME, output=EXECUTIONS, key=KEY, read=read, settings=settings, transform=transform,
-    chunking=Chunking(rows=lambda cfg: cfg.execute.chunk_rows), verdicts=True,
+    chunking=Chunking(rows=lambda cfg: cfg.run.execute_chunk_rows), verdicts=True,
 )

@@ -2,7 +2,7 @@
 
 Each program is the shape the respond stage produces (a small function and two
 asserts); every fifth one fails its second assert. The stage runs as in production:
-pending-input query, chunked commits (execute.chunk_rows), mapInPandas tasks each
+pending-input query, chunked commits (run.chunk_rows / 10), mapInPandas tasks each
 keeping a pool of sandbox processes busy, Delta merges of outcomes, rejects and
 progress.
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=10_000, help="programs to execute")
     parser.add_argument("--parallelism", type=int, default=None,
                         help="sandbox.parallelism (default: executor cores / concurrent tasks)")
-    parser.add_argument("--chunk-rows", type=int, default=5000, help="execute.chunk_rows")
+    parser.add_argument("--chunk-rows", type=int, default=5000, help="responses per chunk (run.chunk_rows / 10)")
     parser.add_argument("--master", default="local[2]", help="spark.master")
     parser.add_argument("--baseline-n", type=int, default=None,
                         help="programs in the bare-pool baseline (default: min(n, 1000); 0 skips it)")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     cores = os.cpu_count() or 1
     root = Path(tempfile.mkdtemp(prefix="execute-bench-"))
     overrides = [f"lake.root={root / 'lake'}", f"spark.ivy_dir={REPO / '.ivy'}", f"spark.master={args.master}",
-                 f"execute.chunk_rows={args.chunk_rows}"]
+                 f"run.chunk_rows={args.chunk_rows * 10}"]
     if args.parallelism:
         overrides.append(f"sandbox.parallelism={args.parallelism}")
     cfg = load_config(None, overrides)

@@ -170,12 +170,12 @@ def measure_growth(work: Path, copies: int) -> None:
     # Warm-up on 200 files, not reported: neither measured size pays the JVM's, Delta's
     # and the Python workers' first-use costs.
     warm = context(variant_corpus(work / "growth-warm", 1, files=200), work / "growth-lake-warm",
-                   f"decontaminate.benchmarks_dir={benchmarks}")
+                   f"benchmarks.dir={benchmarks}")
     for _, stage in stages:
         timed(stage, warm)
     for n in (copies, 4 * copies):
         corpus = variant_corpus(work / f"growth-in-{n}", n)
-        ctx = context(corpus, work / f"growth-lake-{n}", f"decontaminate.benchmarks_dir={benchmarks}")
+        ctx = context(corpus, work / f"growth-lake-{n}", f"benchmarks.dir={benchmarks}")
         for name, stage in stages:
             seconds, rows_in = timed(stage, ctx)
             idle, _ = timed(stage, ctx)  # nothing pending: the stage's fixed cost

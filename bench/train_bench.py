@@ -86,7 +86,7 @@ def main() -> None:
         plain_wall = time.perf_counter() - start
 
         settings = [f"lake.root={lake}", f"train.base_model={model}", f"train.output_dir={root / 'ours'}",
-                    f"train.max_steps={options.steps}", "train.save_steps=100000", "train.logging_steps=50",
+                    f"train.max_steps={options.steps}", "train.save_steps=100000",
                     "train.per_device_batch_size=4", "train.effective_batch_size=8",
                     "train.learning_rate=1e-3", "export.validation_fraction=0"]
         start = time.perf_counter()

@@ -204,8 +204,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     from jobs.tools.benchmarks import download_command
 
     cfg = _load(args)  # its evaluate.files may name an optional file (the published MBPP+ v0.1.0)
-    return download_command(Path(args.dir or cfg.decontaminate.benchmarks_dir),
-                            names=set(cfg.evaluate.files.values()))
+    return download_command(Path(args.dir or cfg.benchmarks.dir),
+                            names=set(cfg.evaluate.benchmark_files.values()))
 
 
 DESCRIPTION = """\
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="action", required=True)
     download = bench_sub.add_parser("download", help="fetch MBPP, HumanEval+ and MBPP+")
     _config_options(download)
-    download.add_argument("--dir", help="target directory (default: decontaminate.benchmarks_dir)")
+    download.add_argument("--dir", help="target directory (default: benchmarks.dir)")
     download.set_defaults(func=cmd_benchmarks)
     return parser
 

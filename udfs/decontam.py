@@ -183,23 +183,29 @@ def distinctive_count(window: Sequence[str]) -> int:
 class DecontamSettings:
     """Which benchmark files to index and the rule thresholds (see the module docstring).
 
-    No defaults: it is always built from the config, which holds them (`build_index`
-    has its own for callers that index items directly).
+    Built from the config (benchmarks.dir and .files, decontaminate.exempt_bodies); the
+    thresholds are constants, no config keys (`build_index` has the same defaults for
+    callers that index items directly). The n-gram rule's false-positive guards (tuned
+    on stdlib + site-packages functions): distinct n-grams one task must share with a
+    seed, how many tasks an n-gram may occur in and stay indexed, and the non-generic
+    names (not keywords/builtins) it must hold.
     """
 
     benchmarks_dir: str
     benchmarks: tuple[BenchmarkSpec, ...]
-    ngram_tokens: int
-    min_substring_chars: int
-    min_ngram_hits: int
-    max_ngram_tasks: int
-    min_distinctive_tokens: int
     exempt_bodies: tuple[str, ...]
+    ngram_tokens: int = 10
+    min_substring_chars: int = 40
+    min_ngram_hits: int = 3
+    max_ngram_tasks: int = 1
+    min_distinctive_tokens: int = 1
 
     @classmethod
     def from_settings(cls, settings: object) -> DecontamSettings:
-        """From any object with these attribute names, e.g. jobs.core.config.DecontaminateConfig."""
-        values = {item.name: getattr(settings, item.name) for item in fields(cls)}
+        """From any object with these attribute names (the thresholds: where it has them),
+        e.g. jobs.core.config.DecontaminateConfig."""
+        values = {item.name: getattr(settings, item.name) for item in fields(cls)
+                  if hasattr(settings, item.name)}
         values["benchmarks"] = tuple(BenchmarkSpec.from_settings(spec) for spec in values["benchmarks"])
         values["exempt_bodies"] = tuple(values["exempt_bodies"])
         return cls(**values)

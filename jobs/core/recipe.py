@@ -11,7 +11,7 @@ from jobs.core.config import WHOLE_TABLES, PipelineConfig, profile_path, read_ma
 PUBLISHED = "published"
 # What makes the data; the published profile's evaluate section describes how a model
 # is scored, not how its data was made.
-DATA_SECTIONS = ("extract", "decontaminate", "typecheck", "dedup", "generation", "sandbox", "select")
+DATA_SECTIONS = ("extract", "decontaminate", "typecheck", "lsh", "dedup", "generation", "sandbox", "select")
 # Departures no setting undoes: the stage order (jobs/core/registry.py), whatever the config.
 FIXED_DEVIATIONS: tuple[dict[str, Any], ...] = (
     {"key": "stage order: dedup",

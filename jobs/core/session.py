@@ -27,6 +27,7 @@ from jobs.core.config import ConfigError, LakeConfig, SparkConfig
 
 log = logging.getLogger("selfalign")
 
+APP_NAME = "selfalign"  # spark.extra."spark.app.name" names it otherwise (local mode)
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
@@ -217,8 +218,8 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
         # Spark's default. (An internal Spark key; NO_CODEGEN also turns whole-stage code off.)
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows),
-        "spark.ui.enabled": str(cfg.ui_enabled).lower(),
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "500",  # source files are large strings
+        "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": os.environ.get("SELFALIGN_DRIVER_MEMORY", "4g"),
         "spark.sql.session.timeZone": "UTC",
@@ -236,7 +237,7 @@ def local_builder(cfg: SparkConfig) -> SparkSession.Builder:
     # Workers must run the driver's interpreter, or they miss the project's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+    builder = SparkSession.builder.master(cfg.master).appName(APP_NAME)
     for key, value in local_conf(cfg).items():
         builder = builder.config(key, value)
     return builder
@@ -284,7 +285,7 @@ def get_spark(cfg: SparkConfig, lake: LakeConfig | None = None) -> SparkSession:
     if active is not None:
         return active
     if launched_by_cluster():
-        return SparkSession.builder.appName(cfg.app_name).getOrCreate()
+        return SparkSession.builder.appName(APP_NAME).getOrCreate()
     ensure_jars(cfg)
     builder = local_builder(cfg)
     if lake is not None and lake.schema is not None:

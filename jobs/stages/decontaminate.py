@@ -73,7 +73,7 @@ def load_index(run: StageRun[BenchmarkIndex]) -> BenchmarkIndex:
     settings = DecontamSettings.from_settings(run.cfg.decontaminate)
     try:
         return load_or_fetch(lambda: build_index_from_config(settings), settings.benchmarks_dir,
-                             "decontaminate.benchmarks_dir")
+                             "benchmarks.dir")
     except BenchmarkMissing as exc:
         raise StageError(f"{NAME}: {exc}") from None
 

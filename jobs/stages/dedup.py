@@ -179,7 +179,7 @@ def _check_stored_width(ctx: Context) -> None:
     if found:
         raise StageError(
             f"dedup: minhashes holds signatures with num_perm={found[0]['num_perm']} but "
-            f"dedup.num_perm={ctx.cfg.dedup.num_perm}; keep the old value or start the "
+            f"lsh.num_perm={ctx.cfg.dedup.num_perm}; keep the old value or start the "
             "minhashes and clusters tables afresh"
         )
 

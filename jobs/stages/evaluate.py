@@ -1,7 +1,7 @@
 """evaluate: HumanEval / HumanEval+ / MBPP / MBPP+ pass@k of the configured model.
 
 Per task and decoding (greedy: one completion at temperature 0, for pass@1; sampled:
-evaluate.samples completions at evaluate.temperature, for pass@k) the engine completes
+evaluate.samples completions at temperature 0.8, for pass@k) the engine completes
 the task's prompt (jobs/generation.generate, one engine per Python worker), then one
 mapInPandas task runs all of that task's completions in the sandbox: for HumanEval+ and
 MBPP+ it first computes the expected outputs with the reference solution, once, and keeps
@@ -263,7 +263,7 @@ def stage_for(problems: Sequence[Problem], plan: Plan) -> Stage[EvalSettings]:
         return ctx.spark.createDataFrame(input_rows(problems, plan), INPUT_SCHEMA)
 
     return Stage(name=NAME, output=EVAL_SAMPLES, key=KEY, read=read, settings=settings_for(plan),
-                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.evaluate.chunk_rows))
+                 transform=transform, chunking=Chunking(rows=lambda cfg: cfg.generation.evaluate_chunk_rows))
 
 
 def record_results(ctx: Context, plan: Plan, figures: list[dict[str, Any]]) -> None:

@@ -224,5 +224,5 @@ def settings(run: StageRun[SandboxPlan]) -> SandboxPlan:
 
 STAGE = Stage(
     name=NAME, output=EXECUTIONS, key=KEY, read=read, settings=settings, transform=transform,
-    chunking=Chunking(rows=lambda cfg: cfg.execute.chunk_rows), verdicts=True,
+    chunking=Chunking(rows=lambda cfg: cfg.run.execute_chunk_rows), verdicts=True,
 )

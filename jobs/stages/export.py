@@ -5,7 +5,7 @@
   jsonl    train.jsonl, validation.jsonl: one JSON object per line, `instruction` and
            `response` first, then the lineage fields (EXPORT_FIELDS)
   parquet  train-00000.parquet, ... and validation-00000.parquet, ...: the same
-           columns, `export.rows_per_file` rows per file
+           columns, `ExportConfig.rows_per_file` rows per file
   README.md          dataset card: counts per split, sources and licenses, the
                      generation settings (models, prompt versions, sampling), in the
                      words of conf/templates/dataset_card.md

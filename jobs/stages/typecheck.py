@@ -1,6 +1,6 @@
 """typecheck: pyright over every decontaminated function; any error drops it.
 
-Each task gathers its rows into batches of `typecheck.batch_size` files and runs one
+Each task gathers its rows into batches of `TypecheckConfig.batch_size` files and runs one
 pyright process per batch (see udfs/typecheck.py for why, and for the split-and-retry
 that isolates a function that crashes or hangs pyright).
 """

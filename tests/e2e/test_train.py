@@ -59,7 +59,7 @@ def lake(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def settings(lake: Path, tiny: Path, out: Path, *more: str) -> list[str]:
     values = [f"lake.root={lake}", f"train.base_model={tiny}", f"train.output_dir={out}",
-              f"train.max_steps={STEPS}", f"train.save_steps={SAVE_EVERY}", "train.logging_steps=10",
+              f"train.max_steps={STEPS}", f"train.save_steps={SAVE_EVERY}",
               "train.per_device_batch_size=4", "train.effective_batch_size=8", "train.learning_rate=1e-3",
               "export.validation_fraction=0.1", *more]
     return [arg for value in values for arg in ("--set", value)]
@@ -198,7 +198,7 @@ def test_the_same_data_and_settings_train_nothing_again(uninterrupted, lake, tin
 @pytest.mark.skipif(not (BENCHMARKS / "mbpp.jsonl").is_file(), reason="benchmark files not found")
 def test_evaluate_runs_on_the_checkpoint_through_the_transformers_engine(uninterrupted, tmp_path):
     out = uninterrupted[0]
-    ctx = new_context(tmp_path / "eval", f"evaluate.benchmarks_dir={BENCHMARKS}", "llm.engine=transformers",
+    ctx = new_context(tmp_path / "eval", f"benchmarks.dir={BENCHMARKS}", "llm.engine=transformers",
                       f"llm.model={out}", "evaluate.limit=1", "evaluate.max_tokens=24",
                       "evaluate.prompt_format=instruct", "evaluate.sets=[humaneval, mbpp]")
     outcome = evaluate.run_evaluation(ctx)

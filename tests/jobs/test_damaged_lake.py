@@ -17,7 +17,7 @@ GOOD = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
 
 def run_cli(tmp: Path, stages: str) -> int:
     pairs = [f"lake.root={tmp / 'lake'}", f"input.path={tmp / 'in'}", f"spark.ivy_dir={REPO / '.ivy'}",
-             f"decontaminate.benchmarks_dir={BENCHMARKS}"]
+             f"benchmarks.dir={BENCHMARKS}"]
     with pytest.raises(SystemExit) as done:
         cli_main(["run", "--stages", stages, "--no-status", *[a for p in pairs for a in ("--set", p)]])
     return int(done.value.code or 0)

@@ -26,7 +26,7 @@ COLUMNS = {("humaneval", "base"), ("humanevalplus", "base"), ("humanevalplus", "
 
 
 def make(lake: Path, *overrides: str) -> Context:
-    return new_context(lake, f"evaluate.benchmarks_dir={BENCHMARKS}", *overrides)
+    return new_context(lake, f"benchmarks.dir={BENCHMARKS}", *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ GOOD = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
 
 def settings(tmp: Path) -> list[str]:
     pairs = [f"lake.root={tmp / 'lake'}", f"input.path={tmp / 'in'}", f"spark.ivy_dir={REPO / '.ivy'}",
-             f"decontaminate.benchmarks_dir={BENCHMARKS}"]
+             f"benchmarks.dir={BENCHMARKS}"]
     return [arg for pair in pairs for arg in ("--set", pair)]
 
 
@@ -46,7 +46,7 @@ def test_the_tasks_of_one_night_are_one_run(spark: SparkSession, tmp_path: Path,
     assert run_cli("run", "--stages", "decontaminate", "--no-status", *settings(tmp_path)) == 0
     monkeypatch.delenv(RUN_ID_ENV)
 
-    ctx = new_context(tmp_path / "lake", f"decontaminate.benchmarks_dir={BENCHMARKS}")
+    ctx = new_context(tmp_path / "lake", f"benchmarks.dir={BENCHMARKS}")
     runs = ctx.lake.read(RUNS).where("status = 'succeeded'")
     assert sorted((r["run_id"], r["stage"]) for r in runs.collect()) == [
         ("1234567", "decontaminate"), ("1234567", "extract"), ("night-0", "extract")]

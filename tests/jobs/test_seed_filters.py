@@ -67,7 +67,7 @@ def filtered(spark, tmp_path_factory):
         stack_row(humaneval_file(), path="leak.py", repo="someone/solutions"),
     ]
     src = write_stack(tmp / "in.parquet", rows)
-    ctx = new_context(tmp / "lake", f"input.path={src}", f"decontaminate.benchmarks_dir={BENCHMARKS}")
+    ctx = new_context(tmp / "lake", f"input.path={src}", f"benchmarks.dir={BENCHMARKS}")
     summaries = [run(stage.STAGE, ctx) for stage in (extract, decontaminate, typecheck)]
     return ctx, summaries
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,8 +48,8 @@ def cluster(functions, seeds, params):
 
 pytestmark = pytest.mark.spark
 
-CFG = LSHParams.from_config(DedupConfig(num_perm=16, candidate_threshold=0.5))  # threshold 0.5
-ESTIMATE = LSHParams.from_config(DedupConfig(num_perm=16, candidate_threshold=0.5, verify="estimate"))
+CFG = replace(LSHParams.from_config(DedupConfig()), num_perm=16, candidate_threshold=0.5)  # threshold 0.5
+ESTIMATE = replace(CFG, verify="estimate")
 EDGES = "lo string, hi string"
 LABELS = f"{NODE} string, component string"
 PAIRS = "lo string, hi string"

@@ -27,7 +27,7 @@ def selfalign_run(spark: SparkSession, capsys: pytest.CaptureFixture[str], tmp: 
     group = f"test-run-{next(RUNS)}"
     spark.sparkContext.setJobGroup(group, "a test run")
     settings = [f"lake.root={tmp / 'lake'}", f"input.path={tmp / 'in'}", f"spark.ivy_dir={REPO / '.ivy'}",
-                f"decontaminate.benchmarks_dir={BENCHMARKS}", *more]
+                f"benchmarks.dir={BENCHMARKS}", *more]
     with pytest.raises(SystemExit) as done:
         cli_main(["run", "--stages", stages, "--no-status", *[a for s in settings for a in ("--set", s)]])
     assert done.value.code == 0

@@ -271,7 +271,7 @@ def test_the_packaged_default_is_the_user_cache_unless_the_variable_says(monkeyp
     assert cfg.evaluate.benchmarks_dir == cfg.decontaminate.benchmarks_dir
     monkeypatch.setenv("SELFALIGN_BENCHMARKS_DIR", str(tmp_path / "mine"))
     assert load_config(None, []).decontaminate.benchmarks_dir == str(tmp_path / "mine")
-    explicit = load_config(None, [f"decontaminate.benchmarks_dir={tmp_path / 'set'}"])
+    explicit = load_config(None, [f"benchmarks.dir={tmp_path / 'set'}"])
     assert explicit.decontaminate.benchmarks_dir == str(tmp_path / "set")  # config wins
 
 
@@ -285,7 +285,7 @@ def test_decontaminate_fetches_missing_benchmarks_once_and_says_so(
     base_url, _, requests = served
     monkeypatch.setenv("SELFALIGN_BENCHMARKS_URL", base_url)
     cache = tmp_path / "cache"
-    ctx = SimpleNamespace(cfg=load_config(None, [f"decontaminate.benchmarks_dir={cache}"]))
+    ctx = SimpleNamespace(cfg=load_config(None, [f"benchmarks.dir={cache}"]))
     with caplog.at_level("INFO", logger="selfalign"):
         index = load_index(ctx)  # pyright: ignore[reportArgumentType]
     assert index.tasks and sorted(p.name for p in cache.iterdir()) == sorted(d.filename for d in DOWNLOADS)
@@ -306,14 +306,14 @@ def test_offline_the_missing_benchmarks_are_one_line_naming_the_option(tmp_path:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("SELFALIGN_BENCHMARKS_URL", f"http://127.0.0.1:{port}")
-    ctx = SimpleNamespace(cfg=load_config(None, [f"decontaminate.benchmarks_dir={tmp_path / 'none'}"]))
+    ctx = SimpleNamespace(cfg=load_config(None, [f"benchmarks.dir={tmp_path / 'none'}"]))
     with pytest.raises(StageError) as err:
         load_index(ctx)  # pyright: ignore[reportArgumentType]
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"decontaminate: benchmark files are missing in {tmp_path / 'none'} and "
                               "fetching them failed (")
-    assert "point decontaminate.benchmarks_dir (or the SELFALIGN_BENCHMARKS_DIR environment variable)" in message
+    assert "point benchmarks.dir (or the SELFALIGN_BENCHMARKS_DIR environment variable)" in message
 
 
 # --- optional files: MBPP+ v0.1.0 (the published evaluation's set) -------------------------
@@ -374,7 +374,7 @@ def test_the_published_evaluation_fetches_its_mbppplus_file(
     monkeypatch.setattr(tools_benchmarks, "OPTIONAL_DOWNLOADS", (pin,))
     monkeypatch.setenv("SELFALIGN_BENCHMARKS_URL", base_url)
     cache = tmp_path / "cache"
-    cfg = load_config(None, [f"evaluate.benchmarks_dir={cache}", "evaluate.sets=[mbppplus]"],
+    cfg = load_config(None, [f"benchmarks.dir={cache}", "evaluate.sets=[mbppplus]"],
                       profiles=["published"])
     problems = evaluate_plan.load(cfg)
     assert f"/{name}" in requests and (cache / name).is_file()

@@ -5,9 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from jobs.core.config import ConfigError, load_config, parse_config
+from jobs.core.config import (
+    REMOVED,
+    ConfigError,
+    PipelineConfig,
+    Section,
+    default_config_path,
+    derived_seed,
+    load_config,
+    parse_config,
+    read_mapping,
+)
+from jobs.core.recipe import _leaves, _value
 from jobs.core.registry import STAGES, select_stages
+from jobs.ops.lsh import LSHParams, band_choice
 
 
 def test_packaged_default_loads_with_documented_values():
@@ -39,7 +52,7 @@ def test_spark_properties_given_as_yaml_scalars_become_spark_strings():
         ({"dedup": {"threshold": "high"}}, "config: key 'dedup.threshold': Input should be a valid number"),
         ({"dedup": {"threshold": 1.5}}, "config: key 'dedup.threshold': Input should be less than 1"),
         ({"extract": {"max_lines": "150"}}, "config: key 'extract.max_lines': Input should be a valid integer"),
-        ({"decontaminate": {"benchmarks": [{"name": "x"}]}}, "config: missing required key 'decontaminate.benchmarks.0.path'"),
+        ({"benchmarks": {"files": {"humaneval2": "x.jsonl"}}}, "config: key 'benchmarks.files': unknown set 'humaneval2'"),
         ({"surprise": 1}, "config: unknown key 'surprise'"),
         ({"lake": {"catalog": "main"}}, "config: key 'lake.catalog': needs lake.schema too"),
         ({"lake": {"schema": "main.selfalign"}}, "config: key 'lake.schema': expected one name"),
@@ -142,11 +155,7 @@ def test_training_joins_a_whole_dag_run_only_when_switched_on():
         ("wall_seconds", ".inf", "from 0.5 to 7200"),
         ("cpu_seconds", "1e20", "from 1 to 3600"),
         ("memory_bytes", "1e23", "from 33554432 to 1099511627776"),
-        ("open_files", "100000000", "from 16 to 65536"),
-        ("max_processes", "100000000000", "from 2 to 4096"),
-        ("output_bytes", "1", "from 4096 to 1073741824"),
-        ("disk_bytes", "0", "from 1048576 to 68719476736"),
-        ("file_size_bytes", "-1", "from 4096 to 68719476736"),
+        ("memory_bytes", "0", "from 33554432 to 1099511627776"),
     ],
 )
 def test_sandbox_limits_outside_their_range_are_one_line_naming_key_and_range(key, value, allowed):
@@ -159,7 +168,7 @@ def test_sandbox_limits_outside_their_range_are_one_line_naming_key_and_range(ke
 
 def test_sandbox_limits_at_their_bounds_load() -> None:
     cfg = load_config(None, ["sandbox.wall_seconds=7200", "sandbox.cpu_seconds=1",
-                             "sandbox.output_bytes=4096", "sandbox.open_files=65536"])
+                             "sandbox.memory_bytes=33554432"])
     assert (cfg.sandbox.wall_seconds, cfg.sandbox.cpu_seconds) == (7200, 1)
 
 
@@ -267,6 +276,9 @@ def test_published_profile_sets_the_published_dedup_and_evaluation():
     assert (default.dedup.verify, published.dedup.verify) == ("exact", "none")
     assert (default.dedup.num_perm, published.dedup.num_perm) == (256, 250)
     assert published.dedup.bands_threshold() == 0.5 and published.dedup.fp_weight == 0.5
+    # The LSH bands as before the weights followed verify: 64 x 4 (default), 41 x 6 (published).
+    assert band_choice(LSHParams.from_config(default.dedup)) == (64, 4)
+    assert band_choice(LSHParams.from_config(published.dedup)) == (41, 6)
     assert (default.evaluate.prompt_format, published.evaluate.prompt_format) == ("completion", "instruct")
     assert (default.select.diversify_function_names, published.select.diversify_function_names) == (
         "per_seed", "global")
@@ -282,7 +294,7 @@ def test_published_profile_sets_the_published_dedup_and_evaluation():
 def test_profiles_merge_in_order_and_set_overrides_come_last(tmp_path: Path):
     mine = tmp_path / "mine.yaml"
     mine.write_text("dedup: {threshold: 0.7}\ngeneration: {categories: {class implementation: 1.0}}\n")
-    cfg = load_config(None, ["dedup.num_perm=128"], ["published", str(mine)])
+    cfg = load_config(None, ["lsh.num_perm=128"], ["published", str(mine)])
     assert cfg.dedup.threshold == 0.7  # the later profile wins ...
     assert cfg.dedup.verify == "none"  # ... key by key, the rest of the section stays
     assert cfg.dedup.num_perm == 128  # --set applies last
@@ -332,3 +344,73 @@ def test_a_cached_set_with_s3a_jars_serves_a_run_without_them(tmp_path: Path):
     assert cached_jars(plain) == [str(jars[0])] and cached_jars(with_s3a) is None
     jars[0].unlink()  # a jar gone from the cache: resolve again
     assert cached_jars(plain) is None
+
+
+# --- a config half the size ----------------------------------------------------------------
+
+def leaf_keys(model: type[BaseModel] = PipelineConfig, prefix: str = "") -> list[str]:
+    """Every key a config can set: nested sections recursed into; a list, a dict or a
+    value is one key."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, Section):
+            keys += leaf_keys(kind, key + ".")
+        else:
+            keys.append(key)
+    return keys
+
+
+def test_the_config_has_at_most_110_keys():
+    keys = leaf_keys()
+    assert len(keys) <= 110, f"{len(keys)} keys: every one is a key users must read about"
+    assert not set(keys) & set(REMOVED)
+
+
+def test_local_yaml_holds_only_values_that_differ_from_the_defaults():
+    raw = read_mapping(default_config_path(), "config")
+    defaults = PipelineConfig().model_dump(mode="json", by_alias=True)
+    same = [".".join(path) for path, value in _leaves(raw) if _value(defaults, path) == value]
+    assert not same, f"conf/local.yaml repeats the code's defaults: {same}"
+
+
+def test_derived_seeds_keep_todays_values_and_follow_run_seed():
+    cfg = load_config(None)
+    assert (cfg.sample.seed, cfg.dedup.seed, cfg.select.seed, cfg.llm.seed, cfg.train.seed) == (0, 1, 1, 0, 42)
+    other = load_config(None, ["run.seed=7"])
+    assert (other.sample.seed, other.dedup.seed, other.train.seed) == (2**32 - 35, 2**32 - 34, 7)
+    assert all(derived_seed(n, "dedup") != derived_seed(n + 1, "dedup") for n in range(100))
+
+
+def test_derived_values_keep_todays_defaults():
+    cfg = load_config(None)
+    assert (cfg.dedup.num_perm, cfg.select.num_perm, cfg.dedup.max_iterations) == (256, 128, 50)
+    assert (cfg.run.execute_chunk_rows, cfg.generation.evaluate_chunk_rows) == (5000, 500)
+    assert (cfg.dedup.fp_weight, cfg.dedup.fn_weight, cfg.dedup.bands_threshold()) == (0.2, 0.8, 0.4)
+    assert [spec.name for spec in cfg.decontaminate.benchmarks] == ["humaneval", "mbpp", "humanevalplus", "mbppplus"]
+    assert cfg.decontaminate.benchmarks_dir == cfg.evaluate.benchmarks_dir == cfg.benchmarks.dir
+
+
+@pytest.mark.parametrize("key", ["dedup.fp_weight", "select.sanitize.max_asserts"])
+def test_a_removed_key_is_one_line_naming_its_replacement(tmp_path: Path, key: str):
+    section, *middle, last = key.split(".")
+    config = tmp_path / "old.yaml"
+    nested = "".join(f"\n{'  ' * (i + 1)}{part}:" for i, part in enumerate(middle))
+    config.write_text(f"{section}:{nested}\n{'  ' * (len(middle) + 1)}{last}: 0.5\n")
+    for given in (lambda: load_config(config), lambda: load_config(None, [f"{key}=0.5"])):
+        with pytest.raises(ConfigError) as err:
+            given()
+        assert str(err.value) == f"config: key '{key}' was removed: {REMOVED[key]}"
+    assert REMOVED["dedup.fp_weight"] == "the LSH weights follow dedup.verify (see lsh)"
+
+
+def test_a_removed_key_given_by_set_stops_the_cli_with_one_line(capsys: pytest.CaptureFixture[str]):
+    from jobs.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["sample", "--set", "dedup.fp_weight=0.5"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("config: key 'dedup.fp_weight' was removed: the LSH weights follow dedup.verify (see lsh)")
+    assert "\n" not in err

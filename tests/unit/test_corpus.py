@@ -230,7 +230,7 @@ def test_cli_with_another_seed_picks_other_files(built: tuple[Path, Path], tmp_p
     out = tmp_path / "nested" / "other.parquet"
     with pytest.raises(SystemExit) as done:
         cli_main(["sample", "--set", f"sample.out={out}", "--set", f"sample.files={SMALL}",
-                  "--set", "sample.seed=1"])
+                  "--set", "run.seed=43"])  # sample seed 1
     assert done.value.code == 0
     assert f"files={SMALL}" in capsys.readouterr().out
     seed0 = set(pq.read_table(built[0])["hexsha"].to_pylist())

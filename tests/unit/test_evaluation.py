@@ -149,7 +149,7 @@ def test_missing_file_is_the_one_line_benchmark_error(tmp_path):
 
 
 def test_config_defaults_name_the_same_files():
-    assert EvaluateConfig().files == DEFAULT_FILES
+    assert EvaluateConfig().benchmark_files == DEFAULT_FILES
     cfg = load_config(None, ["evaluate.sets=[mbpp]", "evaluate.limit=3"])
     assert cfg.evaluate.sets == ["mbpp"] and cfg.evaluate.limit == 3
     with pytest.raises(ValueError, match=r"evaluate\.sets"):
@@ -296,11 +296,11 @@ def test_cli_reports_a_missing_benchmark_in_one_line(tmp_path, capsys):
     from jobs.cli import main
 
     with pytest.raises(SystemExit) as code:
-        main(["evaluate", "--reference", "--sets", "mbpp", "--set", f"evaluate.benchmarks_dir={tmp_path}"])
+        main(["evaluate", "--reference", "--sets", "mbpp", "--set", f"benchmarks.dir={tmp_path}"])
     assert code.value.code == 2
     *_, err = capsys.readouterr().err.strip().splitlines()
     assert err.startswith(f"selfalign: error: benchmark files are missing in {tmp_path} and fetching")
-    assert "point evaluate.benchmarks_dir" in err and "selfalign benchmarks download" in err
+    assert "point benchmarks.dir" in err and "selfalign benchmarks download" in err
 
 
 # --- the report -------------------------------------------------------------------------------

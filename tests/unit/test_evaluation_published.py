@@ -116,8 +116,9 @@ def test_a_broken_wording_file_is_refused_naming_the_key(tmp_path: Path, change:
 
 def test_the_published_profile_selects_mbppplus_v010_its_layout_and_the_bos():
     default, chosen = load_config(None, []), published()
-    assert default.evaluate.files["mbppplus"] == "mbppplus-v0.2.0.jsonl.gz"
-    assert chosen.evaluate.files["mbppplus"] == "mbppplus-v0.1.0.jsonl.gz"
+    assert default.evaluate.benchmark_files["mbppplus"] == "mbppplus-v0.2.0.jsonl.gz"
+    assert chosen.evaluate.benchmark_files["mbppplus"] == "mbppplus-v0.1.0.jsonl.gz"
+    assert chosen.decontaminate.benchmarks[-1].path == "mbppplus-v0.2.0.jsonl.gz"  # scoring only
     assert (default.evaluate.instruct_template, chosen.evaluate.instruct_template) == (
         "eval_instruct.yaml", PUBLISHED_FILE)
     assert (default.evaluate.add_bos, chosen.evaluate.add_bos) == ("auto", True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow.parquet as pq
 import pytest
@@ -54,9 +55,17 @@ def test_record_has_the_trainer_fields_first_and_no_internal_ones():
     assert record["licenses"] == ["MIT", "Apache-2.0"] and "run_id" not in record
 
 
+
+def small_files(validation_fraction: float, rows: int) -> ExportConfig:
+    class Small(ExportConfig):  # rows_per_file is a constant of the config
+        rows_per_file: ClassVar[int] = rows
+
+    return Small(validation_fraction=validation_fraction)
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_written_files_load_and_are_identical_when_written_again(tmp_path: Path, fmt: str):
-    cfg = ExportConfig(validation_fraction=0.25, rows_per_file=7)
+    cfg = small_files(0.25, 7)
     data = rows(40)
     info = write_dataset(iter(data), tmp_path / "a", fmt, cfg, {"delta_version": 3})
     write_dataset(iter(data), tmp_path / "b", fmt, cfg, {"delta_version": 3})
@@ -84,7 +93,7 @@ def test_written_files_load_and_are_identical_when_written_again(tmp_path: Path,
 
 
 def test_stale_files_of_an_earlier_export_are_removed(tmp_path: Path):
-    cfg = ExportConfig(validation_fraction=0.0, rows_per_file=5)
+    cfg = small_files(0.0, 5)
     write_dataset(iter(rows(20)), tmp_path, "parquet", cfg)
     assert (tmp_path / "train-00003.parquet").exists()
     (tmp_path / "notes.txt").write_text("mine")

@@ -30,6 +30,7 @@ from udfs.llm import (
     make_engine,
 )
 from udfs.llm import vllm as llm_vllm
+from udfs.llm.base import CONSTANTS
 from udfs.llm.openai import OpenAIEngine, request_body, retry_after_seconds
 
 FAST = {"backoff_seconds": 0.01, "backoff_max_seconds": 0.05, "check_timeout_seconds": 2.0}
@@ -103,8 +104,9 @@ def test_config_default_is_none_and_engine_names_are_validated():
 
 
 def test_engine_settings_mirror_the_llm_config():
-    """Every llm.* key reaches the engines, with the same defaults (the cache key is all of them)."""
-    assert {item.name for item in fields(EngineSettings)} == set(LLMConfig.model_fields)
+    """Every llm.* key and the derived seed reach the engines, with the same defaults (the
+    cache key is all of them); the rest are the engines' constants."""
+    assert {item.name for item in fields(EngineSettings)} - CONSTANTS == {*LLMConfig.model_fields, "seed"}
     assert EngineSettings.from_settings(LLMConfig()) == EngineSettings()
     cfg = load_config(None, ["llm.engine=openai", "llm.api=chat", "llm.max_model_len=4096"])
     settings = EngineSettings.from_settings(cfg.llm)

@@ -33,7 +33,8 @@ class EngineSettings:
     """What the engines read: the `llm.*` keys, as a plain picklable value.
 
     Defaults are those of jobs.core.config.LLMConfig (tests/unit/test_llm.py checks
-    the two agree field for field). Messages name the keys as `llm.<field>`.
+    the two agree field for field), except CONSTANTS: no config key sets them (tests
+    do, to retry fast). Messages name the keys as `llm.<field>`.
     """
 
     # "none", "openai", "vllm" or "python:<module>:<Class>" (constructed with these settings).
@@ -57,12 +58,19 @@ class EngineSettings:
     tensor_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
-    seed: int = 0
+    seed: int = 0  # derived from run.seed (jobs.core.config.derived_seed)
 
     @classmethod
     def from_settings(cls, settings: object) -> EngineSettings:
-        """From any object with these attribute names, e.g. jobs.core.config.LLMConfig."""
-        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
+        """From any object with these attribute names (CONSTANTS keep their defaults),
+        e.g. jobs.core.config.LLMConfig."""
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)
+                      if item.name not in CONSTANTS})
+
+
+# The connection and back-off timings: constants of the engines, not config keys.
+CONSTANTS = frozenset({"timeout_seconds", "connect_timeout_seconds", "check_timeout_seconds",
+                       "max_retries", "backoff_seconds", "backoff_max_seconds"})
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ the UDF. The pool is the concurrency bound: one thread has one request in
 flight, so the server sees at most llm.concurrency requests per task.
 
 Failures (see udfs/llm/__init__.py for the contract):
-- 429, 5xx, timeouts and connection errors are retried llm.max_retries times
+- 429, 5xx, timeouts and connection errors are retried max_retries times
   with exponential backoff and jitter (Retry-After honoured, capped by
-  llm.backoff_max_seconds); a prompt still failing becomes a transient
+  backoff_max_seconds: EngineSettings' constants); a prompt still failing becomes a transient
   per-prompt error in its Generation.
 - 400/413/422 (prompt too long, bad parameter for this prompt) are not retried:
   a non-transient per-prompt error carrying the server's message.

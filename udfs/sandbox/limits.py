@@ -57,8 +57,11 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: object) -> Limits:
-        """From any object with these attribute names, e.g. jobs.core.config.SandboxConfig."""
-        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)})
+        """From any object with some of these attribute names, e.g. jobs.core.config.SandboxConfig
+        (the others keep the defaults above: max_processes, file_size_bytes, disk_bytes,
+        open_files and output_bytes are no config keys)."""
+        return cls(**{item.name: getattr(settings, item.name) for item in fields(cls)
+                      if hasattr(settings, item.name)})
 
 
 def _number(value: float) -> str:

@@ -90,7 +90,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from jobs.core.config import DedupConfig, load_config
+    from jobs.core.config import load_config
+    from jobs.core.sections import DedupConfig
     from jobs.core.session import get_spark
     from jobs.ops.lsh import LSHParams, band_choice
 

@@ -37,7 +37,7 @@ from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.core.config import ExtractConfig, TypecheckConfig
+from jobs.core.sections import ExtractConfig, TypecheckConfig
 from udfs.extract import RuleSet, check_rules, extract_file
 from udfs.typecheck import (
     Verdict,

@@ -561,7 +561,7 @@ def _by_group(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
 
 def run_command(args: argparse.Namespace) -> None:
     described = use_code_root(Path(args.code_root))
-    from jobs.core.config import default_benchmarks_dir
+    from jobs.core.sections import default_benchmarks_dir
 
     benchmarks = Path(args.benchmarks or default_benchmarks_dir())
     try:

@@ -18,7 +18,8 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.core.config import ConfigError, LakeConfig
+from jobs.core.config import ConfigError
+from jobs.core.sections import LakeConfig
 from schemas import TABLES, TableSpec
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"

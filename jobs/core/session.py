@@ -23,7 +23,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.core.config import ConfigError, LakeConfig, SparkConfig
+from jobs.core.config import ConfigError
+from jobs.core.sections import LakeConfig, SparkConfig
 
 log = logging.getLogger("selfalign")
 

@@ -21,7 +21,7 @@ from jobs.core.config import PipelineConfig
 from jobs.core.failures import StageError
 from jobs.tools.benchmarks import load_or_fetch
 from schemas.outcome import Source
-from udfs.evaluation import DEFAULT_FILES, ExecSettings, Problem, load_problems
+from udfs.evaluation import ExecSettings, Problem, load_problems
 from udfs.evaluation.instruct import INSTRUCT_STOP, instruct_prompt
 from udfs.evaluation.template import EvalInstructTemplate, load_eval_template
 from udfs.llm import EngineSettings, SamplingParams, make_engine
@@ -122,7 +122,7 @@ def benchmark_files(cfg: PipelineConfig) -> dict[str, str]:
     used = list(ev.sets)
     if "mbpp" in used and ev.mbpp_tasks == "evalplus" and "mbppplus" not in used:
         used.append("mbppplus")
-    return {name: ev.files.get(name, DEFAULT_FILES[name]) for name in sorted(used)}
+    return {name: ev.benchmark_files[name] for name in sorted(used)}
 
 
 def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams],
@@ -150,9 +150,9 @@ def eval_id(cfg: PipelineConfig, params: dict[str, SamplingParams],
 def load(cfg: PipelineConfig) -> list[Problem]:
     """The configured sets' problems; BenchmarkMissing (one line) when a file is absent."""
     ev = cfg.evaluate
-    return load_or_fetch(lambda: load_problems(ev.sets, ev.files, ev.benchmarks_dir, ev.limit,
+    return load_or_fetch(lambda: load_problems(ev.sets, ev.benchmark_files, ev.benchmarks_dir, ev.limit,
                                                ev.mbpp_tasks),
-                         ev.benchmarks_dir, "evaluate.benchmarks_dir",
+                         ev.benchmarks_dir, "benchmarks.dir",
                          names=set(benchmark_files(cfg).values()))
 
 

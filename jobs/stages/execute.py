@@ -36,10 +36,10 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from jobs.core.config import SandboxConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.readers import runnable
+from jobs.core.sections import SandboxConfig
 from jobs.core.stage import Chunking, Stage, StageRun
 from schemas import EXECUTIONS, RESPONSES
 from schemas.outcome import (

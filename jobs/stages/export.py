@@ -40,9 +40,9 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-from jobs.core.config import ExportConfig
 from jobs.core.outdir import OutDir
 from jobs.core.recipe import recipe
+from jobs.core.sections import ExportConfig
 from jobs.core.stage import Step
 from schemas.outcome import Source
 from udfs.splits import split_of

@@ -18,9 +18,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from jobs.core.config import ExtractConfig, PipelineConfig
+from jobs.core.config import PipelineConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError, hint_for, root_cause
+from jobs.core.sections import ExtractConfig
 from jobs.core.stage import Stage, StageRun
 from schemas import FUNCTIONS, INPUTS, PROGRESS
 from schemas.outcome import (

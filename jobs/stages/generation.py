@@ -32,9 +32,10 @@ from pyspark.resource import (
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
-from jobs.core.config import PipelineConfig, SamplingConfig
+from jobs.core.config import PipelineConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
+from jobs.core.sections import SamplingConfig
 from jobs.core.session import launched_by_cluster, remote_url
 from jobs.core.stage import Chunking, Stage, StageRun
 from schemas import TableSpec

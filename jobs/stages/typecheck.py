@@ -14,10 +14,10 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from jobs.core.config import TypecheckConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError
 from jobs.core.readers import DECONTAMINATED, functions_through
+from jobs.core.sections import TypecheckConfig
 from jobs.core.stage import Stage, StageRun
 from schemas import TYPECHECK
 from schemas.outcome import (

@@ -42,7 +42,7 @@ def test_unknown_stage_is_one_clear_line():
 def test_spark_submit_runs_a_stage(tmp_path: Path):
     src = write_stack(tmp_path / "in" / "p.parquet", [stack_row(GOOD, path="a.py")])
     lake = tmp_path / "lake"
-    from jobs.core.config import SparkConfig
+    from jobs.core.sections import SparkConfig
     from jobs.core.session import delta_package
 
     result = run(str(BIN / "spark-submit"), "--properties-file", "conf/spark-local.conf",

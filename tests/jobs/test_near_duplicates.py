@@ -17,7 +17,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.core.config import DedupConfig
+from jobs.core.sections import DedupConfig
 from jobs.ops.lsh import LSHParams, band_choice
 from jobs.ops.near_duplicates import near_duplicate_components, signed_nodes, similarity
 

@@ -19,7 +19,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs.core.config import DedupConfig
+from jobs.core.sections import DedupConfig
 
 # --- the functions under test: where they live, and their node id column ---------------
 from jobs.ops.components import connected_components

@@ -11,15 +11,14 @@ from jobs.core.config import (
     REMOVED,
     ConfigError,
     PipelineConfig,
-    Section,
     default_config_path,
-    derived_seed,
     load_config,
     parse_config,
     read_mapping,
 )
 from jobs.core.recipe import _leaves, _value
 from jobs.core.registry import STAGES, select_stages
+from jobs.core.sections import Section, derived_seed
 from jobs.ops.lsh import LSHParams, band_choice
 
 

@@ -10,7 +10,8 @@ from fractions import Fraction
 
 import pytest
 
-from jobs.core.config import EvaluateConfig, load_config
+from jobs.core.config import load_config
+from jobs.core.sections import EvaluateConfig
 from tests.paths import BENCHMARKS
 from udfs.benchmarks import BenchmarkMissing
 from udfs.evaluation import (

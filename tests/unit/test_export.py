@@ -10,8 +10,9 @@ from typing import ClassVar
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.core.config import ExportConfig, load_config
+from jobs.core.config import load_config
 from jobs.core.recipe import recipe
+from jobs.core.sections import ExportConfig
 from jobs.stages.export import (
     EXPORT_FIELDS,
     Stats,

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs.core.config import LLMConfig, load_config
+from jobs.core.config import load_config
+from jobs.core.sections import LLMConfig
 from tests.fake_engine import FakeEngine, FakeFailure, prompt_kind
 from tests.llm_server import LLMServer
 from tests.paths import REPO

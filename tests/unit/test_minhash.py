@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from datasketch import MinHash
 
-from jobs.core.config import DedupConfig
+from jobs.core.sections import DedupConfig
 from jobs.ops.lsh import LSHParams, band_choice
 from tests.minhash_reference import candidate_pairs, confirmed_edges, connected_components
 from udfs.extract import extract_file

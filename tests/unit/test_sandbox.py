@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from jobs.core.config import SandboxConfig
+from jobs.core.sections import SandboxConfig
 from tests.security.helpers import lacking
 from udfs import sandbox
 from udfs.sandbox import (

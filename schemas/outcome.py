@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from pyspark.sql.types import StringType, StructField, StructType
+if TYPE_CHECKING:  # the vocabulary is imported where pyspark may be missing (the CLI's checks)
+    import pandas as pd
+    from pyspark.sql.types import StructType
 
-from schemas.spec import TableSpec
+    from schemas.spec import TableSpec
 
 SOURCE_KEY = "source_key"
 ITEM_ID = "item_id"
@@ -142,6 +143,8 @@ def retry(error: str) -> dict[str, str]:
 
 def outcome_schema(output: TableSpec) -> StructType:
     """Outcome rows of a stage writing `output`: its columns (nullable, no run_id) + outcome ones."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
     fields = [StructField(f.name, f.dataType, True) for f in output.schema.fields if f.name != "run_id"]
     extra = [StructField(name, StringType(), True) for name in (*OUTCOME_COLUMNS, RETRY_ERROR)]
     return StructType(fields + extra)
@@ -149,5 +152,7 @@ def outcome_schema(output: TableSpec) -> StructType:
 
 def outcome_frame(rows: Iterable[Mapping[str, Any]], schema: StructType) -> pd.DataFrame:
     """A pandas batch with exactly the schema's columns; absent keys become nulls (None)."""
+    import pandas as pd
+
     names = schema.fieldNames()
     return pd.DataFrame([{name: row.get(name) for name in names} for row in rows], columns=pd.Index(names))

@@ -3,7 +3,7 @@
 # runs init scripts as root on Ubuntu (22.04 ships bubblewrap 0.6, 24.04 ships 0.9).
 # Executors running as root get `bwrap+cgroup` where the container lets them make cgroups,
 # else `bwrap` (`sandbox.isolation: auto` takes either; at `bwrap` the program's memory
-# and CPU as a whole are polled, see README's threat model). It needs:
+# and CPU as a whole are polled, see docs/sandbox.md's threat model). It needs:
 #  - bubblewrap >= 0.8 (--size, --disable-userns): the distribution's, else the pinned
 #    upstream release built into /usr/local/bin;
 #  - for executors that are not root: unprivileged user namespaces, which Ubuntu 24.04

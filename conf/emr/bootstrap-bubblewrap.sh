@@ -2,7 +2,7 @@
 # EMR bootstrap action: what the sandbox that runs generated code (execute) needs, on every
 # node before YARN starts. YARN runs executors as a non-root user with no cgroup of their
 # own, so the sandbox runs at `bwrap` there (`sandbox.isolation: auto` takes it; the
-# program's memory and CPU as a whole are polled, see README's threat model). It needs:
+# program's memory and CPU as a whole are polled, see docs/sandbox.md's threat model). It needs:
 #  - bubblewrap >= 0.8 (--size, --disable-userns): the distribution's, else the pinned
 #    upstream release built into /usr/local/bin;
 #  - unprivileged user namespaces (bwrap --unshare-user as the YARN user):

@@ -473,9 +473,7 @@ class EvaluateConfig(WithBenchmarks):
     # Sampled decoding as EvalPlus and the bigcode harness sample.
     temperature: ClassVar[float] = 0.8
     top_p: ClassVar[float] = 0.95
-    stop: ClassVar[None] = None  # per prompt format: udfs/evaluation STOP, INSTRUCT_STOP
     workers: ClassVar[int] = 1  # sandbox runs at once per Spark task
-    greedy: ClassVar[bool] = True  # one completion per task at temperature 0: pass@1
     mbpp_tasks: ClassVar[str] = "evalplus"  # MBPP(+) on the MBPP+ file's task ids
     # EvalPlus's time rules, in CPU seconds: each input may take max(min, factor x
     # reference); its 4 GiB address space (RLIMIT_AS); ours: 240 s for one program.

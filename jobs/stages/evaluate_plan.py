@@ -54,7 +54,7 @@ class Plan:
     settings: ExecSettings
     workers: int
     params: dict[str, SamplingParams]  # decoding -> sampling (stop set per prompt)
-    stop: tuple[str, ...] | None  # evaluate.stop, else each prompt's own
+    stop: tuple[str, ...] | None  # None: each prompt's own
     seed: int
     prompt_format: str = "completion"  # evaluate.prompt_format
     template: SftTemplate | None = None  # instruct format, completions API: the SFT layout
@@ -65,17 +65,13 @@ def decodings(cfg: PipelineConfig) -> dict[str, SamplingParams]:
     ev = cfg.evaluate
     if ev.reference:
         return {REFERENCE: SamplingParams()}
-    chosen: dict[str, SamplingParams] = {}
     bos = add_bos(cfg)
-    if ev.greedy:
-        chosen["greedy"] = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=ev.max_tokens,
-                                          add_bos=bos)
+    # Greedy pass@1 always; pass@k from evaluate.samples completions when asked.
+    chosen = {"greedy": SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=ev.max_tokens,
+                                       add_bos=bos)}
     if ev.samples:
         chosen["sampled"] = SamplingParams(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p,
                                            max_tokens=ev.max_tokens, seed=cfg.run.seed, add_bos=bos)
-    if not chosen:
-        raise StageError("evaluate: nothing to generate: set evaluate.greedy=true or evaluate.samples>0 "
-                         "(or evaluate.reference=true for the self-test)")
     return chosen
 
 
@@ -177,10 +173,8 @@ def input_rows(problems: Sequence[Problem], plan: Plan) -> list[tuple[Any, ...]]
 
 
 def stop_sequences(cfg: PipelineConfig) -> tuple[str, ...] | None:
-    """evaluate.stop; else None (each prompt style's own), or none at all for chat models,
-    whose answers open with prose and a code fence that the base-model stops would cut."""
-    if cfg.evaluate.stop is not None:
-        return tuple(cfg.evaluate.stop)
+    """None (each prompt style's own), or none at all for chat models, whose answers open
+    with prose and a code fence that the base-model stops would cut."""
     return () if cfg.llm.api == "chat" and not cfg.evaluate.reference else None
 
 

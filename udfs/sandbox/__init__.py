@@ -10,7 +10,7 @@ CPU of a bwrap run without a cgroup, polled),
 cleanup), `cgroup` (whole-program limits), `cleanup` (link-safe removal), `verdict`
 (status rules), `limits` (the limits and their allowed ranges).
 
-Threat model (what README's sandbox section states for users):
+Threat model (what docs/sandbox.md, "Threat model", states for users):
 - Contained at bwrap and bwrap+cgroup (`auto` takes the stronger one here and refuses
   anything weaker): network (none, not even loopback), host files (a fresh read-only
   root; the program's dir, /tmp and /dev/shm are tmpfs mounts that vanish with the

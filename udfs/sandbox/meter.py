@@ -15,7 +15,7 @@ that maps them: conservative, as proportional set sizes (smaps_rollup) cost ~16 
 GiB to read, time in which a program keeps allocating. CPU is the sum of utime + stime + cutime
 + cstime of its live processes (a dead process's time is in its reaper's cutime).
 
-What polling cannot do that a cgroup does (README, threat model): it acts every
+What polling cannot do that a cgroup does (docs/sandbox.md, threat model): it acts every
 _POLL_S, so a program can overshoot by what it allocates in that time (each process
 still stops at RLIMIT_AS); memory no process maps (a memfd or SysV segment nobody maps,
 pipe and socket buffers, kernel memory) is not seen; CPU of children reaped

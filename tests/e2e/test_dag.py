@@ -30,6 +30,7 @@ import pytest
 
 from jobs.cli import main as cli_main
 from schemas import TABLES
+from schemas.outcome import Reason, Source
 from tests.e2e.test_cli import BIN, REPO
 from tests.llm_server import LLMServer
 from tests.stack_rows import stack_row, write_stack
@@ -208,11 +209,14 @@ def test_every_kind_of_drop_happened_and_the_model_was_the_http_server(dag: Dag,
     lake = dag.lake("forward")
     reasons = {(r["stage"], r["reason"]) for r in
                spark.read.format("delta").load(str(lake / "rejects")).select("stage", "reason").collect()}
-    for expected in [("extract", "no_docstring_functions"), ("extract", "no_return_value"),
-                     ("decontaminate", "benchmark_contamination"), ("typecheck", "type_error"),
-                     ("dedup", "near_duplicate"), ("judge", "judge_no"),
-                     ("select", "duplicate_response")]:
+    for expected in [(Source.EXTRACT, Reason.NO_DOCSTRING_FUNCTIONS), (Source.EXTRACT, Reason.NO_RETURN_VALUE),
+                     (Source.DECONTAMINATE, Reason.BENCHMARK_CONTAMINATION),
+                     (Source.TYPECHECK, Reason.TYPE_ERROR), (Source.DEDUP, Reason.NEAR_DUPLICATE),
+                     (Source.JUDGE, Reason.JUDGE_NO), (Source.SELECT, Reason.DUPLICATE_RESPONSE)]:
         assert expected in reasons, (expected, sorted(reasons))
+    # Every stage wrote its rejects in the one vocabulary (schemas/outcome.py).
+    assert {stage for stage, _ in reasons} <= set(Source)
+    assert {reason for _, reason in reasons} <= set(Reason)
     responses = spark.read.format("delta").load(str(lake / "responses")).collect()
     assert {r["model"] for r in responses} == {MODEL}
     assert all(r["code"] and r["tests"] for r in responses)

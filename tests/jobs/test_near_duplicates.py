@@ -9,9 +9,8 @@ shingle sets are small integer sets whose exact Jaccard is counted by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import replace
 
-import numpy as np
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame
@@ -20,6 +19,7 @@ from pyspark.sql import functions as F
 from jobs.core.sections import DedupConfig
 from jobs.ops.lsh import LSHParams, band_choice
 from jobs.ops.near_duplicates import near_duplicate_components, signed_nodes, similarity
+from tests.signatures import hashes, sig
 
 pytestmark = pytest.mark.spark
 
@@ -29,20 +29,8 @@ COMPONENTS = "item string, component string"
 
 
 def params(verify: str = "exact") -> LSHParams:
-    return LSHParams.from_config(DedupConfig(num_perm=16, candidate_threshold=0.5, verify=verify))
-
-
-def sig(base: int, changed: Iterable[int] = ()) -> bytes:
-    """Slots base, base+1, ...; the `changed` slots set to 900000 + slot (shared by every
-    signature that changes that slot)."""
-    values = np.arange(base, base + 16, dtype="<u4")
-    for slot in changed:
-        values[slot] = 900_000 + slot
-    return values.tobytes()
-
-
-def hashes(values: Iterable[int]) -> bytes:
-    return np.array(sorted(set(values)), dtype="<u4").tobytes()
+    return replace(LSHParams.from_config(DedupConfig(verify=verify)), num_perm=16, candidate_threshold=0.5,
+                   fp_weight=0.2, fn_weight=0.8)
 
 
 def rounded(edges: DataFrame) -> DataFrame:

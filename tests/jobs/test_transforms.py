@@ -11,10 +11,8 @@ Signatures are hand-made 16-slot vectors (`sig`): with threshold and candidate t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import replace
 
-import numpy as np
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -27,6 +25,7 @@ from jobs.ops.lsh import BAND_SCHEMA, LSHParams, band_choice, band_keys, candida
 from jobs.stages.dedup import DedupSettings
 from jobs.stages.dedup import transform as dedup_transform
 from jobs.stages.select import choose, exact_duplicates, same_function_names, verdict_summary
+from tests.signatures import hashes, sig
 
 NODE = "id"  # of band keys, pairs' members and component labels
 
@@ -56,20 +55,6 @@ PAIRS = "lo string, hi string"
 OUTCOME = ("function_id string, cluster_id string, cluster_size long, is_representative boolean, "
            "source_key string, item_id string, reject_reason string, reject_detail string")
 LSH = "(LSH 7 bands x 2 rows)"
-
-
-def sig(base: int, changed: Iterable[int] = ()) -> bytes:
-    """A 16-slot signature (stored form: little-endian uint32): base, base+1, ... with the
-    `changed` slots set to values no other signature here uses."""
-    values = np.arange(base, base + 16, dtype="<u4")
-    for slot in changed:
-        values[slot] = 900_000 + slot
-    return values.tobytes()
-
-
-def hashes(values: Iterable[int]) -> bytes:
-    """A stored shingle-hash set: sorted distinct little-endian uint32."""
-    return np.array(sorted(set(values)), dtype="<u4").tobytes()
 
 
 def same(actual, expected) -> None:

@@ -60,7 +60,9 @@ def _record_run(ctx: Context, stage: str, status: str, started: datetime,
                 summary: StageSummary | None, message: str | None = None) -> None:
     ended = None if status == "running" else datetime.now(timezone.utc)
     row = (
-        ctx.run_id, stage, status, started, ended,
+        # str(): the text of a Source name (Spark 4.0 pickles driver rows, and its JVM
+        # unpickler knows no Python enum).
+        ctx.run_id, str(stage), status, started, ended,
         summary.rows_in if summary else None,
         summary.rows_out if summary else None,
         summary.rows_rejected if summary else None,

@@ -218,9 +218,9 @@ def settings(run: StageRun[DedupSettings]) -> DedupSettings:
     earlier = ctx.lake.read(CLUSTERS).join(todo.select(KEY), on=KEY, how="left_anti")
     representative_ids = earlier.where(F.col("is_representative")).select(KEY)
     stored = ctx.lake.read(MINHASHES).select(KEY, "signature", "shingles")
-    representative_code = ctx.lake.read(FUNCTIONS).join(representative_ids, on=KEY, how="inner").select(KEY, "code")
-    to_hash = todo.select(KEY, "code").unionByName(representative_code).join(stored.select(KEY), on=KEY,
-                                                                   how="left_anti")
+    representative_code = ctx.lake.read(FUNCTIONS).join(representative_ids, on=KEY, how="inner")
+    to_hash = (todo.select(KEY, "code").unionByName(representative_code.select(KEY, "code"))
+               .join(stored.select(KEY), on=KEY, how="left_anti"))
     sizes = earlier.groupBy(F.col("cluster_id").alias(KEY)).agg(F.count(F.lit(1)).alias("cluster_size"))
     known = representative_ids.join(sizes, on=KEY, how="inner").join(stored, on=KEY, how="inner")
     return DedupSettings(params, stored, known, to_hash)

@@ -33,6 +33,7 @@ from jobs.ops.lsh import (
 )
 from jobs.stages import dedup
 from schemas import CLUSTERS, FUNCTIONS, MINHASHES, PROGRESS, REJECTS, TYPECHECK
+from schemas.outcome import Reason
 from tests import minhash_reference
 from tests.lakes import new_context
 from udfs import minhash
@@ -269,7 +270,7 @@ def test_rejects_name_the_representative_and_the_jaccard(lake):
                 assert fid(p.code) not in by_item
                 continue
             _, stage, reason, detail, _ = by_item[fid(p.code)]
-            assert (stage, reason) == ("dedup", "near_duplicate")
+            assert (stage, reason) == ("dedup", Reason.NEAR_DUPLICATE)
             prefix = f"near duplicate of {rep}: Jaccard "
             assert detail.startswith(prefix)
             assert detail.endswith(f"(LSH {bands} bands x {rows} rows)")

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from jobs.core.runner import run
 from jobs.stages import extract
 from schemas import FUNCTIONS, PROGRESS, REJECTS, RUNS
+from schemas.outcome import Reason
 from tests.stack_rows import stack_row, write_stack
 from udfs.extract import function_id
 
@@ -23,14 +24,14 @@ GOOD_2 = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
 NO_RETURN = 'def shout(msg):\n    """Print loudly."""\n    print(msg.upper())\n'
 
 BAD_FILES = {
-    "empty_content": None,
-    "binary_content": "\x01\x02\x03\x04\x05" * 200,
-    "python2_syntax": 'def g():\n    return 1\nprint "hello"\n',
-    "file_too_large": "x = 1\n" * 200_000,
-    "too_deeply_nested": "def g():\n    return 1\nx = 1" + " + 1" * 100_000,
-    "nul_bytes": 'def f(a):\n    "doc"\n    return a\x00\n',
-    "unterminated_token": 'def g():\n    return 1\ns = """never closed\n',
-    "no_docstring_functions": "VALUE = 1\n",
+    Reason.EMPTY_CONTENT: None,
+    Reason.BINARY_CONTENT: "\x01\x02\x03\x04\x05" * 200,
+    Reason.PYTHON2_SYNTAX: 'def g():\n    return 1\nprint "hello"\n',
+    Reason.FILE_TOO_LARGE: "x = 1\n" * 200_000,
+    Reason.TOO_DEEPLY_NESTED: "def g():\n    return 1\nx = 1" + " + 1" * 100_000,
+    Reason.NUL_BYTES: 'def f(a):\n    "doc"\n    return a\x00\n',
+    Reason.UNTERMINATED_TOKEN: 'def g():\n    return 1\ns = """never closed\n',
+    Reason.NO_DOCSTRING_FUNCTIONS: "VALUE = 1\n",
 }
 
 
@@ -48,7 +49,7 @@ def test_every_bad_input_kind_is_a_reject_with_its_reason(make_ctx, tmp_path: Pa
     summary = run_extract(ctx)
 
     rejects = {(r["source_key"], r["reason"]) for r in ctx.lake.read(REJECTS).collect()}
-    for row, reason in zip(rows, [*BAD_FILES, "not_python"], strict=False):
+    for row, reason in zip(rows, [*BAD_FILES, Reason.NOT_PYTHON], strict=False):
         assert (row["hexsha"], reason) in rejects, reason
     assert ctx.lake.read(FUNCTIONS).select("name").collect()[0]["name"] == "dump"
     assert summary.rows_in == len(rows)
@@ -66,7 +67,7 @@ def test_non_utf8_binary_content_column(make_ctx, tmp_path: Path):
     ctx = make_ctx(f"input.path={src}")
     run_extract(ctx)
     reasons = {r["item_id"]: r["reason"] for r in ctx.lake.read(REJECTS).collect()}
-    assert reasons == {"a" * 40: "not_utf8"}
+    assert reasons == {"a" * 40: Reason.NOT_UTF8}
     assert ctx.lake.read(FUNCTIONS).count() == 1
 
 
@@ -77,7 +78,7 @@ def test_transform_output_rows(make_ctx, tmp_path: Path, spark):
     out = extract.transform(files, extract.ExtractSettings(ctx.cfg.extract, spark.createDataFrame([], "function_id string")))
     got = out.select("name", "line_count", "arg_count", "has_return", "stars", "reject_reason")
     expected = spark.createDataFrame(
-        [("double", 3, 1, True, 7, None), ("shout", 3, 1, False, 7, "no_return_value")],
+        [("double", 3, 1, True, 7, None), ("shout", 3, 1, False, 7, Reason.NO_RETURN_VALUE)],
         "name string, line_count int, arg_count int, has_return boolean, stars long, reject_reason string",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
@@ -106,7 +107,7 @@ def test_rerun_adds_nothing_and_new_files_cost_only_themselves(make_ctx, tmp_pat
     assert third.rows_in == 2
     names = sorted(r["name"] for r in ctx.lake.read(FUNCTIONS).collect())
     assert names == ["double", "dump"]
-    dup = ctx.lake.read(REJECTS).where(F.col("reason") == "exact_duplicate").collect()
+    dup = ctx.lake.read(REJECTS).where(F.col("reason") == Reason.EXACT_DUPLICATE).collect()
     assert [r["item_id"].split(":")[1] for r in dup] == [function_id(GOOD.split("\n\n", 1)[1])]
     assert ctx.lake.read(PROGRESS).count() == 4
     # The run with nothing pending was one cheap check: no commits, no `runs` rows.
@@ -124,7 +125,7 @@ def test_exact_copies_in_one_batch_keep_the_most_starred(make_ctx, tmp_path: Pat
     kept = ctx.lake.read(FUNCTIONS).collect()
     assert [(r["repo"], r["stars"]) for r in kept] == [("b/high", 900)]
     dup = ctx.lake.read(REJECTS).collect()
-    assert [r["reason"] for r in dup] == ["exact_duplicate"]
+    assert [r["reason"] for r in dup] == [Reason.EXACT_DUPLICATE]
 
 
 def test_a_file_listed_twice_counts_once(make_ctx, tmp_path: Path):
@@ -139,8 +140,8 @@ def test_a_file_listed_twice_counts_once(make_ctx, tmp_path: Path):
     kept = ctx.lake.read(FUNCTIONS).collect()
     assert [(r["path"], r["name"]) for r in kept] == [("a.py", "dump")]
     reasons = sorted((r["reason"], r["item_id"].split(":")[0]) for r in ctx.lake.read(REJECTS).collect())
-    assert reasons == sorted([("exact_duplicate", fork["hexsha"]),
-                              ("no_docstring_functions", twice[1]["hexsha"])])
+    assert reasons == sorted([(Reason.EXACT_DUPLICATE, fork["hexsha"]),
+                              (Reason.NO_DOCSTRING_FUNCTIONS, twice[1]["hexsha"])])
     assert ctx.lake.read(PROGRESS).count() == 3
 
 

@@ -22,6 +22,7 @@ from schemas import (
     REJECTS,
     RESPONSES,
 )
+from schemas.outcome import Reason
 from tests.lakes import new_context
 from tests.planted import plant_seeds
 from udfs.prompts import prompt_version
@@ -65,7 +66,7 @@ def test_four_tables_filled_with_lineage(generated):
     assert [s.rows_in for s in summaries] == [7, 5, 4, 4]
     quality = {r["good"] for r in ctx.lake.read(QUALITY).collect()}
     assert quality == {True, False, None}
-    assert rejects(ctx, "judge") == {"judge_no": 1, "judge_unparseable": 1}
+    assert rejects(ctx, "judge") == {Reason.JUDGE_NO: 1, Reason.JUDGE_UNPARSEABLE: 1}
     assert ctx.lake.read(CONCEPTS).count() == 4
     assert ctx.lake.read(INSTRUCTIONS).count() == 4
     row = ctx.lake.read(RESPONSES).first()
@@ -79,14 +80,14 @@ def test_samples_missing_tests_are_kept_and_rejected(generated):
     # plain, untested and verbose made it through; flaky failed transiently.
     assert responses.count() == 9
     assert responses.where(F.size("missing") > 0).count() == 3
-    assert rejects(ctx, "respond") == {"response_missing_parts": 3, "truncated": 3}
+    assert rejects(ctx, "respond") == {Reason.RESPONSE_MISSING_PARTS: 3, Reason.TRUNCATED: 3}
 
 
 def test_only_complete_generations_count(generated):
     """An output cut by max_tokens (finish reason "length") is a `truncated` reject at
     every stage, and the sandbox never sees a cut response."""
     ctx, _ = generated
-    assert rejects(ctx, "concepts") == {"truncated": 1}
+    assert rejects(ctx, "concepts") == {Reason.TRUNCATED: 1}
     [detail] = [r["detail"] for r in ctx.lake.read(REJECTS).where(F.col("stage") == "concepts").collect()]
     assert detail.startswith("cut at max_tokens=1536: ...") and "and so on" in detail
     cut = ctx.lake.read(RESPONSES).where(F.col("finish_reason") == "length")
@@ -110,7 +111,7 @@ def test_transient_failures_are_logged_and_retried_next_run(generated):
     capped = new_context(ctx.lake.root, ENGINE, "generation.respond.n=3", "run.max_attempts=2")
     last = run(respond.STAGE, capped)
     assert (last.rows_in, last.rows_failed, last.rows_rejected) == (1, 0, 1)
-    gave_up = ctx.lake.read(REJECTS).where(F.col("reason") == "gave_up_after_retries").collect()
+    gave_up = ctx.lake.read(REJECTS).where(F.col("reason") == Reason.GAVE_UP_AFTER_RETRIES).collect()
     assert [r["stage"] for r in gave_up] == ["respond"]
     assert gave_up[0]["detail"].startswith("failed in 2 runs; last error: timed out")
     assert ctx.lake.read(PROGRESS).where(F.col("stage") == "respond").count() == 4

@@ -19,6 +19,7 @@ pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not i
 
 from jobs.tools.report import PASS_BINS
 from jobs.tools.report_html import CHARTS, render_report, safe_dir_name
+from schemas.outcome import Reason
 from tests.lakes import new_context
 from udfs import report_charts
 
@@ -36,10 +37,10 @@ EXPECTED_FUNNEL = {
     "seeds": 2, "concepts": 2, "instructions": 3, "responses": 5, "passed": 3, "sft": 0,
 }
 EXPECTED_REJECTS = {
-    "extract": {"no_arguments": 2, "syntax_error": 1},
+    "extract": {Reason.NO_ARGUMENTS: 2, Reason.SYNTAX_ERROR: 1},
     "decontaminate": {"contaminated": 1},
     "typecheck": {"reportAttributeAccessIssue": 1},
-    "judge": {"judge_no": 1},
+    "judge": {Reason.JUDGE_NO: 1},
 }
 PLANTED_INSTRUCTIONS = {"i1": ("a", "easy"), "i2": ("a", "hard"), "i3": ("c", "easy")}
 PLANTED_RESPONSES = {"r1": ("i1", True), "r2": ("i1", True), "r3": ("i2", True), "r4": ("i2", False),

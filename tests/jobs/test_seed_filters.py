@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from jobs.core.runner import run
 from jobs.stages import decontaminate, extract, typecheck
 from schemas import DECONTAMINATION, REJECTS, TYPECHECK
+from schemas.outcome import Reason
 from tests.lakes import new_context
 from tests.paths import BENCHMARKS
 from tests.stack_rows import stack_row, write_stack
@@ -83,7 +84,7 @@ def test_benchmark_solution_is_dropped_with_its_task(filtered):
     assert [(r["benchmark"], r["task_id"]) for r in leaked] == [("humaneval", "HumanEval/0")]
     assert "has_close_elements" in leaked[0]["matched_text"] or leaked[0]["rule"] == "ngram"
     reject = ctx.lake.read(REJECTS).where(F.col("stage") == "decontaminate").collect()
-    assert [r["reason"] for r in reject] == ["benchmark_contamination"]
+    assert [r["reason"] for r in reject] == [Reason.BENCHMARK_CONTAMINATION]
     assert names(ctx, DECONTAMINATION, ~F.col("contaminated")) == {
         "to_pretty_json", "word_lengths", "add_suffix", "scaled"}
 
@@ -94,7 +95,7 @@ def test_type_errors_are_dropped_with_rule(filtered):
     failed = {r["rule"] for r in ctx.lake.read(TYPECHECK).where(~F.col("passed")).collect()}
     assert failed == {"reportOperatorIssue", "reportUndefinedVariable"}
     reasons = ctx.lake.read(REJECTS).where(F.col("stage") == "typecheck").select("reason").distinct()
-    assert [r["reason"] for r in reasons.collect()] == ["type_error"]
+    assert [r["reason"] for r in reasons.collect()] == [Reason.TYPE_ERROR]
 
 
 def test_stage_verdicts_agree_with_pyright_on_each_file_alone(filtered):

@@ -29,6 +29,7 @@ from schemas import (
     RUNS,
     SFT,
 )
+from schemas.outcome import Reason
 from tests.lakes import new_context
 from udfs.parse import MARKERS, parse_response
 from udfs.sandbox import Limits
@@ -172,8 +173,8 @@ def test_execute_judges_every_runnable_response(lake):
     assert row["passed"] and row["exit_code"] == 0 and row["isolation"] in ("bwrap+cgroup", "bwrap", "netns", "process")
     assert row["run_id"] == ran["execute"]["run_id"] and row["duration_s"] > 0
     reasons = sorted(reason for reason, _ in rejects(ctx, "execute").values())
-    assert reasons == ["execution_crash", "execution_fail", "execution_fail", "execution_memory",
-                       "execution_timeout"]
+    assert reasons == [Reason.EXECUTION_CRASH, Reason.EXECUTION_FAIL, Reason.EXECUTION_FAIL, Reason.EXECUTION_MEMORY,
+                       Reason.EXECUTION_TIMEOUT]
     assert ctx.lake.read(ERRORS).where(F.col("stage") == "execute").count() == 0
 
 
@@ -194,7 +195,7 @@ def test_execution_rows_run_in_parallel_and_sandbox_errors_are_retries(monkeypat
                for k, (code, tests) in enumerate([passing("a", 1), FAILING, passing("b", 2)])]
     rows = {r["response_id"]: r for r in execute.execution_rows(records, plan)}
     assert {k: r["status"] for k, r in rows.items()} == {"r0": "pass", "r1": "fail", "r2": "pass"}
-    assert rows["r1"]["reject_reason"] == "execution_fail" and rows["r0"].get("reject_reason") is None
+    assert rows["r1"]["reject_reason"] == Reason.EXECUTION_FAIL and rows["r0"].get("reject_reason") is None
     # Default concurrency: two programs per core, shared by the executor's concurrent tasks.
     shared = execute.SandboxPlan(Limits(), "auto", False, None, task_slots=2)
     assert shared.pool_size() == max(1, (2 * (os.cpu_count() or 1) + 1) // 2)
@@ -246,11 +247,11 @@ def test_select_rejects_say_why_and_name_the_kept_id(lake):
     ctx, *_ = lake
     found = rejects(ctx, "select")
     assert {iid: reason for iid, (reason, _) in found.items()} == {
-        IDS["fail"]: "no_passing_response",
-        IDS["missing"]: "no_passing_response",
-        IDS["dup_b"]: "duplicate_instruction",
-        IDS["same_resp"]: "duplicate_response",
-        IDS["near_b"]: "near_duplicate_instruction",
+        IDS["fail"]: Reason.NO_PASSING_RESPONSE,
+        IDS["missing"]: Reason.NO_PASSING_RESPONSE,
+        IDS["dup_b"]: Reason.DUPLICATE_INSTRUCTION,
+        IDS["same_resp"]: Reason.DUPLICATE_RESPONSE,
+        IDS["near_b"]: Reason.NEAR_DUPLICATE_INSTRUCTION,
     }
     assert found[IDS["fail"]][1] == "0 of 4 responses passed (crash 1, fail 1, memory 1, timeout 1)"
     assert found[IDS["missing"]][1] == "0 of 1 responses passed (not runnable 1)"
@@ -361,8 +362,8 @@ def test_select_as_published_cleans_over_all_pairs_and_later_nights(lake):
     assert all(len(row["dedup_keys"]) == 3 for row in sft.values())
     assert json.loads(sft[IDS["three"]]["sanitizing"])["style"] == "published"
     found = rejects(ctx, "select")
-    assert found[IDS[loser]] == ("duplicate_response", f"same response (whitespace removed) as {IDS[winner]}")
-    assert found[IDS[dup_loser]][0] == "duplicate_instruction" and IDS[dup_winner] in found[IDS[dup_loser]][1]
+    assert found[IDS[loser]] == (Reason.DUPLICATE_RESPONSE, f"same response (whitespace removed) as {IDS[winner]}")
+    assert found[IDS[dup_loser]][0] == Reason.DUPLICATE_INSTRUCTION and IDS[dup_winner] in found[IDS[dup_loser]][1]
 
     # A later night: a new seed's instruction whose code defines near_a's function name.
     later = "i95-later"
@@ -375,4 +376,4 @@ def test_select_as_published_cleans_over_all_pairs_and_later_nights(lake):
     put(ctx, EXECUTIONS, [(f"{later}#0", later, "pass", True, 0.1, "bwrap", 0, "", "", None, "t")])
     assert run(select_stage.STAGE, ctx).rows_in == 1
     assert rejects(ctx, "select")[later] == (
-        "same_function_names", f"defines the same function names, in order, as {IDS['near_a']} (over all pairs)")
+        Reason.SAME_FUNCTION_NAMES, f"defines the same function names, in order, as {IDS['near_a']} (over all pairs)")

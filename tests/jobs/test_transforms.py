@@ -25,6 +25,7 @@ from jobs.ops.lsh import BAND_SCHEMA, LSHParams, band_choice, band_keys, candida
 from jobs.stages.dedup import DedupSettings
 from jobs.stages.dedup import transform as dedup_transform
 from jobs.stages.select import choose, exact_duplicates, same_function_names, verdict_summary
+from schemas.outcome import Reason
 from tests.signatures import hashes, sig
 
 NODE = "id"  # of band keys, pairs' members and component labels
@@ -157,11 +158,11 @@ def test_dedup_transform_keeps_the_most_starred_of_near_duplicates(spark):
     ])
     got = cluster(functions, _seeds(spark, []), CFG)
     expected = spark.createDataFrame([
-        ("f1", "f2", 2, False, "f1", "f1", "near_duplicate",
+        ("f1", "f2", 2, False, "f1", "f1", Reason.NEAR_DUPLICATE,
          f"near duplicate of f2: estimated Jaccard 0.875 {LSH}"),
         ("f2", "f2", 2, True, "f2", "f2", None, None),
         ("f3", "f3", 2, True, "f3", "f3", None, None),
-        ("f4", "f3", 2, False, "f4", "f4", "near_duplicate",
+        ("f4", "f3", 2, False, "f4", "f4", Reason.NEAR_DUPLICATE,
          f"near duplicate of f3: estimated Jaccard 1.000 {LSH}"),
         ("f5", "f5", 1, True, "f5", "f5", None, None),
     ], OUTCOME)
@@ -179,10 +180,10 @@ def test_dedup_transform_seeds_stay_representatives(spark):
     ])
     got = cluster(functions, seeds, CFG)
     expected = spark.createDataFrame([  # one row per pending function: none for s1 or s9
-        ("n1", "s1", 5, False, "n1", "n1", "near_duplicate",
+        ("n1", "s1", 5, False, "n1", "n1", Reason.NEAR_DUPLICATE,
          f"near duplicate of s1: estimated Jaccard 0.750 {LSH}"),
         ("n2", "n2", 1, True, "n2", "n2", None, None),
-        ("n3", "s1", 5, False, "n3", "n3", "near_duplicate",
+        ("n3", "s1", 5, False, "n3", "n3", Reason.NEAR_DUPLICATE,
          f"near duplicate of s1: estimated Jaccard 0.375; linked by n1 at 0.625 {LSH}"),
     ], OUTCOME)
     same(got, expected)
@@ -206,7 +207,7 @@ def test_dedup_transform_confirms_candidates_on_the_exact_jaccard(spark):
         ("g1", "g1", 1, True, "g1", "g1", None, None),
         ("g2", "g2", 1, True, "g2", "g2", None, None),
         ("g3", "g3", 2, True, "g3", "g3", None, None),
-        ("g4", "g3", 2, False, "g4", "g4", "near_duplicate",
+        ("g4", "g3", 2, False, "g4", "g4", Reason.NEAR_DUPLICATE,
          f"near duplicate of g3: Jaccard 0.583 {LSH}"),
     ], OUTCOME)
     same(got, expected)
@@ -215,7 +216,7 @@ def test_dedup_transform_confirms_candidates_on_the_exact_jaccard(spark):
 def test_dedup_transform_verify_estimate_ignores_the_shingles(spark):
     got = cluster(_exact_case(spark), _seeds(spark, []), ESTIMATE)
     expected = spark.createDataFrame([
-        ("g1", "g2", 2, False, "g1", "g1", "near_duplicate",
+        ("g1", "g2", 2, False, "g1", "g1", Reason.NEAR_DUPLICATE,
          f"near duplicate of g2: estimated Jaccard 0.875 {LSH}"),
         ("g2", "g2", 2, True, "g2", "g2", None, None),
         ("g3", "g3", 1, True, "g3", "g3", None, None),

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from schemas.outcome import Reason
 from udfs.extract import (
     FileReject,
     RuleSet,
@@ -111,25 +112,25 @@ DEF = "def g():\n    return 1\n"
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (None, "empty_content"),
-        ("   \n\n", "empty_content"),
-        (b"\xff\xfe\x00bad", "not_utf8"),
-        ("\x01\x02\x03\x04" * 100, "binary_content"),
-        (DEF + 'print "hello"\n', "python2_syntax"),
-        (DEF + "try:\n    pass\nexcept Exception, e:\n    pass\n", "python2_syntax"),
-        (DEF + 'x = "abc\n', "unterminated_token"),
-        ('def f(a):\n    """doc\n    return a\n', "unterminated_token"),
-        (DEF + "(" * 300 + ")" * 300, "too_deeply_nested"),
-        (DEF + "x = 1" + " + 1" * 100_000, "too_deeply_nested"),
+        (None, Reason.EMPTY_CONTENT),
+        ("   \n\n", Reason.EMPTY_CONTENT),
+        (b"\xff\xfe\x00bad", Reason.NOT_UTF8),
+        ("\x01\x02\x03\x04" * 100, Reason.BINARY_CONTENT),
+        (DEF + 'print "hello"\n', Reason.PYTHON2_SYNTAX),
+        (DEF + "try:\n    pass\nexcept Exception, e:\n    pass\n", Reason.PYTHON2_SYNTAX),
+        (DEF + 'x = "abc\n', Reason.UNTERMINATED_TOKEN),
+        ('def f(a):\n    """doc\n    return a\n', Reason.UNTERMINATED_TOKEN),
+        (DEF + "(" * 300 + ")" * 300, Reason.TOO_DEEPLY_NESTED),
+        (DEF + "x = 1" + " + 1" * 100_000, Reason.TOO_DEEPLY_NESTED),
         (DEF + "\n".join(" " * i + "if x:" for i in range(101)) + "\n" + " " * 101 + "pass\n",
-         "too_deeply_nested"),
-        ('def f(a):\n    "doc"\n    return a\x00\n', "nul_bytes"),
-        ("def f(:\n  pass\n", "syntax_error"),
-        ("x = 1\n", "no_docstring_functions"),
+         Reason.TOO_DEEPLY_NESTED),
+        ('def f(a):\n    "doc"\n    return a\x00\n', Reason.NUL_BYTES),
+        ("def f(:\n  pass\n", Reason.SYNTAX_ERROR),
+        ("x = 1\n", Reason.NO_DOCSTRING_FUNCTIONS),
         # No top-level def: dropped before parsing, even when it would not parse.
-        ('print "hello"\n', "no_docstring_functions"),
-        ("class A:\n    def f(self):\n        \"\"\"doc\"\"\"\n        return 1\n", "no_docstring_functions"),
-        (DEF, "no_docstring_functions"),
+        ('print "hello"\n', Reason.NO_DOCSTRING_FUNCTIONS),
+        ("class A:\n    def f(self):\n        \"\"\"doc\"\"\"\n        return 1\n", Reason.NO_DOCSTRING_FUNCTIONS),
+        (DEF, Reason.NO_DOCSTRING_FUNCTIONS),
     ],
 )
 def test_bad_files_become_rejects(content, reason):
@@ -142,7 +143,7 @@ def test_bad_files_become_rejects(content, reason):
 def test_huge_file_is_rejected_before_parsing():
     content = "x = 1\n" * 200_000
     result = extract_file(content, 1_000_000)
-    assert isinstance(result, FileReject) and result.reason == "file_too_large"
+    assert isinstance(result, FileReject) and result.reason == Reason.FILE_TOO_LARGE
 
 
 def one(code: str):
@@ -154,15 +155,15 @@ def one(code: str):
 @pytest.mark.parametrize(
     ("code", "reason"),
     [
-        ('def f(a):\n    """d."""\n    print(a)\n', "no_return_value"),
-        ('def f(a):\n    """d."""\n    return\n', "no_return_value"),
-        ('def f(a):\n    """d."""\n    return None\n', "no_return_value"),
-        ('def f(a):\n    """d."""\n    def g():\n        return 1\n    g()\n', "no_return_value"),
-        ('def f():\n    """d."""\n    return 1\n', "no_arguments"),
-        ('def f(a):\n    """d."""\n    # TODO: speed up\n    return a\n', "has_marker"),
-        ('def f(a):\n    """Works around a bug in x."""\n    return a\n', "has_marker"),
-        ('import os\ndef f(a):\n    """d."""\n    return os.path.join(a)\n', "banned_import"),
-        ('def f(a):\n    """d."""\n    import subprocess\n    return subprocess.run(a)\n', "banned_import"),
+        ('def f(a):\n    """d."""\n    print(a)\n', Reason.NO_RETURN_VALUE),
+        ('def f(a):\n    """d."""\n    return\n', Reason.NO_RETURN_VALUE),
+        ('def f(a):\n    """d."""\n    return None\n', Reason.NO_RETURN_VALUE),
+        ('def f(a):\n    """d."""\n    def g():\n        return 1\n    g()\n', Reason.NO_RETURN_VALUE),
+        ('def f():\n    """d."""\n    return 1\n', Reason.NO_ARGUMENTS),
+        ('def f(a):\n    """d."""\n    # TODO: speed up\n    return a\n', Reason.HAS_MARKER),
+        ('def f(a):\n    """Works around a bug in x."""\n    return a\n', Reason.HAS_MARKER),
+        ('import os\ndef f(a):\n    """d."""\n    return os.path.join(a)\n', Reason.BANNED_IMPORT),
+        ('def f(a):\n    """d."""\n    import subprocess\n    return subprocess.run(a)\n', Reason.BANNED_IMPORT),
     ],
 )
 def test_rules(code, reason):
@@ -179,7 +180,7 @@ def test_too_long():
     body = "\n".join(f"    x{i} = {i}" for i in range(160))
     code = f'def f(a):\n    """d."""\n{body}\n    return a\n'
     broken = check_rules(one(code), RULES, RULES.marker_pattern)
-    assert broken == ("too_long", "163 lines > 150")
+    assert broken == (Reason.TOO_LONG, "163 lines > 150")
 
 
 def test_rules_can_be_switched_off():
@@ -213,27 +214,27 @@ PUBLISHED = RuleSet(
     ("code", "ours", "published"),
     [
         # "bug" inside "debug": a substring, not a word.
-        ('def f(a):\n    """Return a debug view of a."""\n    return a\n', None, ("has_marker", "contains 'bug'")),
+        ('def f(a):\n    """Return a debug view of a."""\n    return a\n', None, (Reason.HAS_MARKER, "contains 'bug'")),
         # The imports are read too: "todo" inside the module name todoist.
         ('import todoist\ndef f(a):\n    """d."""\n    return todoist.get(a)\n',
-         None, ("has_marker", "contains 'todo'")),
+         None, (Reason.HAS_MARKER, "contains 'todo'")),
         # "import os" is a prefix of "import osgeo".
         ('import osgeo\ndef f(a):\n    """d."""\n    return osgeo.open(a)\n',
-         None, ("banned_import", "import os")),
+         None, (Reason.BANNED_IMPORT, "import os")),
         # Prose: "from sys" in the docstring.
         ('def f(a):\n    """Read options from sys-like mappings."""\n    return a\n',
-         None, ("banned_import", "from sys")),
+         None, (Reason.BANNED_IMPORT, "from sys")),
         # Any `return <expr>` counts, a nested one included.
         ('def f(a):\n    """d."""\n    def g():\n        return 1\n    g()\n',
-         ("no_return_value", "no `return <value>` in the function body"), None),
+         (Reason.NO_RETURN_VALUE, "no `return <value>` in the function body"), None),
         # `return None` is a return statement with a value.
         ('def f(a):\n    """d."""\n    return None\n',
-         ("no_return_value", "no `return <value>` in the function body"), None),
+         (Reason.NO_RETURN_VALUE, "no `return <value>` in the function body"), None),
         # No parameters, but no line holds "():".
-        ('def f() -> int:\n    """d."""\n    return 1\n', ("no_arguments", "function takes no arguments"), None),
-        ('async def f():\n    """d."""\n    return 1\n', ("no_arguments", "function takes no arguments"), None),
-        ('def f():\n    """d."""\n    return 1\n', ("no_arguments", "function takes no arguments"),
-         ("no_arguments", "a line starts with 'def ' and holds '():'")),
+        ('def f() -> int:\n    """d."""\n    return 1\n', (Reason.NO_ARGUMENTS, "function takes no arguments"), None),
+        ('async def f():\n    """d."""\n    return 1\n', (Reason.NO_ARGUMENTS, "function takes no arguments"), None),
+        ('def f():\n    """d."""\n    return 1\n', (Reason.NO_ARGUMENTS, "function takes no arguments"),
+         (Reason.NO_ARGUMENTS, "a line starts with 'def ' and holds '():'")),
     ],
 )
 def test_published_rule_readings_differ_from_ours(code, ours, published):

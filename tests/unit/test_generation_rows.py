@@ -12,6 +12,7 @@ from jobs.stages.generation import GenerationSettings
 from jobs.stages.instruct import instruction_id, instruction_rows
 from jobs.stages.judge import judge_rows
 from jobs.stages.respond import response_id, response_rows
+from schemas.outcome import Reason
 from tests.stage_engine import StageEngine
 from udfs.llm import EngineSettings
 from udfs.prompts import load_prompts
@@ -41,8 +42,8 @@ def test_judge_yes_no_and_unparseable(engine):
     rows = {r["function_id"]: r for r in judge_rows(records, engine, settings("judge"))}
     good, bad, odd = (rows[r["function_id"]] for r in records)
     assert good["good"] is True and good.get("reject_reason") is None
-    assert bad["good"] is False and bad["reject_reason"] == "judge_no"
-    assert odd["good"] is None and odd["reject_reason"] == "judge_unparseable"
+    assert bad["good"] is False and bad["reject_reason"] == Reason.JUDGE_NO
+    assert odd["good"] is None and odd["reject_reason"] == Reason.JUDGE_UNPARSEABLE
     assert odd["raw_output"] == " Perhaps"
     assert engine.calls == 1  # one engine call for the whole group
     assert json.loads(good["sampling"])["temperature"] == 0.0
@@ -75,7 +76,7 @@ def test_response_rows_samples_missing_parts_and_failures(engine):
     assert [r["response_id"] for r in full] == [response_id("1" * 64, i) for i in range(3)]
     assert all("def double" in r["code"] and "assert double(2) == 4" in r["tests"] for r in full)
     partial = [r for r in rows if r["source_key"] == "2" * 64]
-    assert {r["reject_reason"] for r in partial} == {"response_missing_parts"}
+    assert {r["reject_reason"] for r in partial} == {Reason.RESPONSE_MISSING_PARTS}
     assert all(r["tests"] is None and r["missing"] == ["tests"] for r in partial)
     [flaky] = [r for r in rows if r["source_key"] == "3" * 64]
     assert flaky["retry_error"].startswith("timed out")

@@ -8,6 +8,7 @@ from dataclasses import replace
 from jobs.core.config import load_config
 from jobs.stages.generation import GenerationSettings
 from jobs.stages.judge import judge_rows
+from schemas.outcome import Reason
 from tests.fake_engine import FakeEngine
 from udfs.llm import EngineSettings, SamplingParams
 from udfs.prompts import load_judge, load_prompts
@@ -35,13 +36,13 @@ def test_yes_i_know_is_yes_by_first_word_and_no_by_the_published_count():
     ours = judge_rows([SEED], answering(" Yes, I know"), settings([]))
     published = judge_rows([SEED], answering(" Yes, I know"), settings(["published"]))
     assert ours[0]["good"] is True and ours[0].get("reject_reason") is None
-    assert published[0]["good"] is False and published[0]["reject_reason"] == "judge_no"
+    assert published[0]["good"] is False and published[0]["reject_reason"] == Reason.JUDGE_NO
     assert published[0]["reject_detail"].endswith('(answer counted: 1 "yes", 1 "no")')
 
 
 def test_nope_is_unparseable_by_first_word_and_no_by_count():
-    assert judge_rows([SEED], answering(" Nope"), settings([]))[0]["reject_reason"] == "judge_unparseable"
-    assert judge_rows([SEED], answering(" Nope"), settings(["published"]))[0]["reject_reason"] == "judge_no"
+    assert judge_rows([SEED], answering(" Nope"), settings([]))[0]["reject_reason"] == Reason.JUDGE_UNPARSEABLE
+    assert judge_rows([SEED], answering(" Nope"), settings(["published"]))[0]["reject_reason"] == Reason.JUDGE_NO
 
 
 def test_the_published_profile_asks_five_tokens_through_the_issue_prompt():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.outcome import Reason
 from udfs.parse import (
     ASSERTIONS,
     MARKERS,
@@ -354,14 +355,14 @@ def test_tests_that_only_print_are_a_no_tests_reject_and_never_run():
     text = WELL_FORMED.replace("assert add(1, 2) == 3\nassert add(-1, 1) == 0", "print(add(1, 2))")
     parsed = parse_response(text)
     assert parsed.missing == [ASSERTIONS] and not parsed.runnable
-    assert unrunnable_reason(parsed)["reject_reason"] == "no_tests"
+    assert unrunnable_reason(parsed)["reject_reason"] == Reason.NO_TESTS
     with pytest.raises(ValueError):
         program_for(parsed)
 
 
 def test_missing_parts_win_over_no_tests():
     parsed = parse_response(WELL_FORMED.split("## Implementation")[0] + "## Tests\n```python\nprint(1)\n```\n")
-    assert unrunnable_reason(parsed) == {"reject_reason": "response_missing_parts",
+    assert unrunnable_reason(parsed) == {"reject_reason": Reason.RESPONSE_MISSING_PARTS,
                                          "reject_detail": "missing code"}
 
 

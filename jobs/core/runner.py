@@ -102,9 +102,6 @@ def _last_run_was_clean(ctx: Context, stage: str) -> bool:
     return not last or last[0]["status"] == "succeeded"
 
 
-GAVE_UP = Reason.GAVE_UP_AFTER_RETRIES.value
-
-
 def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> DataFrame:
     """A row that failed transiently in run.max_attempts runs becomes a reject.
 
@@ -118,7 +115,8 @@ def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> Dat
     joined = outcomes.join(F.broadcast(earlier), on=ITEM_ID, how="left")
     return joined.select(
         *[c for c in outcomes.columns if c not in (REJECT_REASON, REJECT_DETAIL, RETRY_ERROR)],
-        F.when(give_up, F.lit(GAVE_UP)).otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
+        F.when(give_up, F.lit(Reason.GAVE_UP_AFTER_RETRIES.value))
+        .otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
         F.when(give_up, F.concat(F.lit("failed in "), attempts.cast("string"),
                                  F.lit(" runs; last error: "), F.col(RETRY_ERROR)))
         .otherwise(F.col(REJECT_DETAIL)).alias(REJECT_DETAIL),

@@ -1,6 +1,8 @@
 """Tables every stage shares: the run log, the reject log and the progress ledger."""
 
 from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
     LongType,
     StringType,
     StructField,
@@ -24,12 +26,22 @@ RUNS = TableSpec(
             StructField("rows_rejected", LongType(), True),
             StructField("config_fingerprint", StringType(), False),
             StructField("message", StringType(), True),
+            # Added after the first release: null in rows written before them.
+            StructField("rows_failed", LongType(), True),
+            StructField("chunks", IntegerType(), True),
+            StructField("tokens_in", LongType(), True),
+            StructField("tokens_out", LongType(), True),
+            StructField("engine_seconds", DoubleType(), True),
+            StructField("gpu_seconds", DoubleType(), True),
+            StructField("cpu_seconds", DoubleType(), True),  # of the sandboxed programs
+            StructField("cost", DoubleType(), True),  # estimate from cost.*; null: no price set
         ]
     ),
     key=("run_id", "stage", "status"),
     description=(
         "Append-only event log of stage executions: a 'running' row when a stage starts and a "
-        "'succeeded' or 'failed' row with timing and counts (from DataFrame.observe) when it ends. "
+        "'succeeded' or 'failed' row with timing, counts and usage (tokens, engine, GPU and "
+        "sandbox CPU seconds, estimated cost; from DataFrame.observe) when it ends. "
         "A 'running' row without an end row is a crashed run."
     ),
 )

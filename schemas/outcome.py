@@ -10,6 +10,7 @@ A transform returns *outcome rows*: the output table's columns (nullable, withou
 - `reject_detail` a human-readable detail for rejects,
 - `retry_error`   set on rows that failed transiently: logged in `errors`, and their
                   input key stays pending so the next run retries it.
+- `USAGE` columns (optional): what the task used, summed into `runs` by the runner.
 
 The words themselves are here too, one meaning each: `Source` names the stage a row
 comes from (`rejects.stage`, `progress.stage`, `runs.stage`), `Reason` every reject
@@ -39,6 +40,15 @@ REJECT_REASON = "reject_reason"
 REJECT_DETAIL = "reject_detail"
 RETRY_ERROR = "retry_error"
 OUTCOME_COLUMNS = (SOURCE_KEY, ITEM_ID, REJECT_REASON, REJECT_DETAIL)
+# What the tasks used (udfs/accounting.py), on some outcome rows, summed by the runner and
+# never written to a table; True: whole numbers.
+TOKENS_IN = "_tokens_in"
+TOKENS_OUT = "_tokens_out"
+ENGINE_SECONDS = "_engine_s"
+GPU_SECONDS = "_gpu_s"
+CPU_SECONDS = "_cpu_s"
+USAGE: dict[str, bool] = {TOKENS_IN: True, TOKENS_OUT: True, ENGINE_SECONDS: False,
+                          GPU_SECONDS: False, CPU_SECONDS: False}
 
 
 class Word(str, Enum):
@@ -141,13 +151,16 @@ def retry(error: str) -> dict[str, str]:
     return {RETRY_ERROR: error}
 
 
-def outcome_schema(output: TableSpec) -> StructType:
-    """Outcome rows of a stage writing `output`: its columns (nullable, no run_id) + outcome ones."""
-    from pyspark.sql.types import StringType, StructField, StructType
+def outcome_schema(output: TableSpec, usage: bool = False) -> StructType:
+    """Outcome rows of a stage writing `output`: its columns (nullable, no run_id) + outcome
+    ones; usage: + the accounting columns its tasks fill (udfs/accounting.py USAGE)."""
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
     fields = [StructField(f.name, f.dataType, True) for f in output.schema.fields if f.name != "run_id"]
     extra = [StructField(name, StringType(), True) for name in (*OUTCOME_COLUMNS, RETRY_ERROR)]
-    return StructType(fields + extra)
+    counted = [StructField(name, LongType() if whole else DoubleType(), True)
+               for name, whole in USAGE.items()] if usage else []
+    return StructType(fields + extra + counted)
 
 
 def outcome_frame(rows: Iterable[Mapping[str, Any]], schema: StructType) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from jobs.core.sections import (
     BenchmarksConfig,
+    CostConfig,
     DecontaminateConfig,
     DedupConfig,
     EvaluateConfig,
@@ -131,6 +132,7 @@ class PipelineConfig(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -31,9 +31,19 @@ from pyspark.sql import functions as F
 
 from jobs.core.context import Context
 from jobs.core.failures import StageError
+from jobs.core.progress import ProgressListener, duration, live_progress
 from jobs.core.stage import Stage, StageRun, StageSummary, Step
 from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
-from schemas.outcome import ITEM_ID, REJECT_DETAIL, REJECT_REASON, RETRY_ERROR, SOURCE_KEY, Reason
+from schemas.outcome import (
+    ITEM_ID,
+    REJECT_DETAIL,
+    REJECT_REASON,
+    RETRY_ERROR,
+    SOURCE_KEY,
+    USAGE,
+    Reason,
+)
+from udfs.accounting import Prices, Usage
 
 log = logging.getLogger("selfalign")
 
@@ -59,6 +69,7 @@ def _describe_job(ctx: Context, text: str) -> None:
 def _record_run(ctx: Context, stage: str, status: str, started: datetime,
                 summary: StageSummary | None, message: str | None = None) -> None:
     ended = None if status == "running" else datetime.now(timezone.utc)
+    usage = summary.usage if summary else None
     row = (
         # str(): the text of a Source name (Spark 4.0 pickles driver rows, and its JVM
         # unpickler knows no Python enum).
@@ -67,6 +78,11 @@ def _record_run(ctx: Context, stage: str, status: str, started: datetime,
         summary.rows_out if summary else None,
         summary.rows_rejected if summary else None,
         ctx.cfg.fingerprint(), message,
+        summary.rows_failed if summary else None,
+        summary.chunks if summary else None,
+        *((usage.tokens_in, usage.tokens_out, usage.engine_seconds, usage.gpu_seconds,
+           usage.cpu_seconds, usage.cost(Prices.from_settings(ctx.cfg.cost)))
+          if usage else (None,) * 6),
     )
     ctx.lake.append(RUNS, ctx.spark.createDataFrame([row], RUNS.schema))
 
@@ -126,7 +142,7 @@ def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> Dat
 
 def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
                   staging_path: str, verdicts: bool, append: bool,
-                  label: str) -> tuple[int, int, int]:
+                  label: str) -> tuple[int, int, int, Usage]:
     if RETRY_ERROR not in outcomes.columns:
         outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
     outcomes = _give_up_after_retries(ctx, stage, outcomes)
@@ -138,11 +154,14 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
         F.sum(F.when(is_reject | is_retry, 0).otherwise(1)).alias("kept"),
         F.sum(F.when(is_reject, 1).otherwise(0)).alias("rejected"),
         F.sum(F.when(is_retry, 1).otherwise(0)).alias("failed"),
+        # What the tasks used (udfs/accounting.py), summed in the same pass: no extra job.
+        *(F.sum(name).alias(name) for name in USAGE if name in outcomes.columns),
     )
     write_scratch(observed, staging_path)
     _describe_job(ctx, f"{stage}: commit {label}")
     metrics = stats.get
     kept_rows, rejected_rows, failed_rows = (int(metrics.get(name) or 0) for name in ("kept", "rejected", "failed"))
+    usage = Usage.from_columns(metrics)
     staged = ctx.spark.read.parquet(staging_path)
 
     # Every Delta commit costs seconds locally and a scan of the target's keys on a
@@ -189,12 +208,13 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
             F.col(SOURCE_KEY).alias("input_key"),
             F.lit(ctx.run_id).alias("run_id"),
         ))
-    return kept_rows, rejected_rows, failed_rows
+    return kept_rows, rejected_rows, failed_rows, usage
 
 
 @contextmanager
 def _recorded(ctx: Context, summary: StageSummary) -> Iterator[StageSummary]:
-    """`runs` rows around a stage: running at the start, then succeeded or failed with counts."""
+    """`runs` rows around a stage: running at the start, then succeeded or failed with
+    counts and usage."""
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     stage = summary.stage
@@ -225,18 +245,19 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
         # prompts, an engine), no commits, no `runs` rows.
         log.info("[%s] nothing pending", stage.name)
         return StageSummary(stage.name)
-    # Before the recorded block: a stage that cannot start records nothing.
-    this_run = start(stage, ctx)
-    # Read before this run's `running` row is written.
-    append = stage.appends_after_clean_run and _last_run_was_clean(ctx, stage.name)
-    _describe_job(ctx, f"{stage.name}: start")
-    with _recorded(ctx, this_run.summary):
-        for hook in stage.before:
-            hook(this_run)
-        _run_chunks(stage, this_run, append)
-        _describe_job(ctx, f"{stage.name}: finish")
-        for hook in stage.after:
-            hook(this_run)
+    with live_progress(ctx, stage.name, stage.progress_unit) as listener:
+        # Before the recorded block: a stage that cannot start records nothing.
+        this_run = start(stage, ctx, listener)
+        # Read before this run's `running` row is written.
+        append = stage.appends_after_clean_run and _last_run_was_clean(ctx, stage.name)
+        _describe_job(ctx, f"{stage.name}: start")
+        with _recorded(ctx, this_run.summary):
+            for hook in stage.before:
+                hook(this_run)
+            _run_chunks(stage, this_run, append, listener)
+            _describe_job(ctx, f"{stage.name}: finish")
+            for hook in stage.after:
+                hook(this_run)
     summary = this_run.summary
     log.info("[%s] done in=%d out=%d rejected=%d %.1fs", stage.name, summary.rows_in,
              summary.rows_out, summary.rows_rejected, summary.seconds)
@@ -246,11 +267,12 @@ def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     return summary
 
 
-def start(stage: Stage[Any], ctx: Context) -> StageRun[Any]:
+def start(stage: Stage[Any], ctx: Context, listener: ProgressListener | None = None) -> StageRun[Any]:
     """The stage's run: what the runner knows, then the settings the stage builds from it
     (raising StageError when the stage cannot start)."""
     this_run: StageRun[Any] = StageRun(ctx, stage.name, lambda: pending_of(stage, ctx),
-                                       cluster_tasks(ctx), StageSummary(stage.name))
+                                       cluster_tasks(ctx), StageSummary(stage.name),
+                                       listener.target if listener else None)
     this_run._settings = stage.settings(this_run)
     return this_run
 
@@ -355,7 +377,8 @@ def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int
     return [parts.where(F.col(CHUNK) == F.lit(index)).drop(CHUNK) for index in range(chunks)]
 
 
-def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool) -> None:
+def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
+                listener: ProgressListener | None = None) -> None:
     """Transform the pending input chunk by chunk and commit each chunk idempotently."""
     ctx, summary = this_run.ctx, this_run.summary
     staged = stage_pending(stage, ctx, this_run.pending)
@@ -368,15 +391,21 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool) -> Non
     staging = f"{ctx.lake.root}/_staging/{stage.name}"
     parts = chunk_inputs(stage, ctx, staged.rows, chunks, this_run.tasks)
     clock = time.monotonic()
+    if listener is not None:
+        listener.stage_rows = summary.rows_in
     for index, part in enumerate(parts):
         label = f"chunk {index + 1}/{chunks}"
         _describe_job(ctx, f"{stage.name}: {label}")
+        if listener is not None:
+            done = summary.rows_out + summary.rows_rejected + summary.rows_failed
+            listener.begin_chunk(index, chunks, math.ceil(summary.rows_in / chunks), done)
         outcomes = stage.transform(part, this_run.settings)
-        kept, rejected, failed = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,
-                                               stage.verdicts, append, label)
+        kept, rejected, failed, usage = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,
+                                                      stage.verdicts, append, label)
         summary.rows_out += kept
         summary.rows_rejected += rejected
         summary.rows_failed += failed
+        summary.usage.add(usage)
         summary.chunks += 1
         if chunks > 1:
             log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d %s", stage.name,
@@ -389,10 +418,4 @@ def _progress(rows: int, fraction: float, seconds: float) -> str:
     are hash cuts of the input, so each holds about rows / chunks of it."""
     rate = rows * fraction / max(seconds, 1e-9)
     left = (1 - fraction) * seconds / max(fraction, 1e-9)
-    return f"{rate:,.0f} rows/s, about {_duration(left)} left"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    return f"{rate:,.0f} rows/s, about {duration(left)} left"

@@ -576,6 +576,17 @@ class TrainConfig(Seeded):
     in_dag: bool = False
 
 
+class CostConfig(Section):
+    """Prices for the estimated cost in `runs`, `status`, the report and `plan` (any
+    currency; null: not counted). GPU-seconds are those the tasks held (vLLM in executors,
+    a model on a GPU); a remote endpoint (llm.engine openai) is priced by its tokens."""
+
+    gpu_hour: float | None = Field(default=None, ge=0)
+    cpu_hour: float | None = Field(default=None, ge=0)  # per sandbox CPU-hour
+    input_token_million: float | None = Field(default=None, ge=0)  # a hosted endpoint's prices
+    output_token_million: float | None = Field(default=None, ge=0)
+
+
 class RunConfig(Section):
     seed: int = 42  # every seed derives from it (derived_seed)
     # Input rows per committed chunk of the Spark-bound stages (extract, the seed filters);

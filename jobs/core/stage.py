@@ -28,12 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from udfs.accounting import Usage
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from jobs.core.config import PipelineConfig
     from jobs.core.context import Context
     from schemas import TableSpec
+    from udfs.progress import ProgressTarget
 
 S = TypeVar("S")
 
@@ -49,6 +52,7 @@ class StageSummary:
     rows_failed: int = 0
     seconds: float = 0.0
     chunks: int = 0
+    usage: Usage = field(default_factory=Usage)  # tokens, engine/GPU/CPU seconds (udfs/accounting.py)
 
 
 _UNSET: Any = object()
@@ -69,6 +73,8 @@ class StageRun(Generic[S]):
     plan_pending: Callable[[], DataFrame] = field(repr=False)
     tasks: int
     summary: StageSummary
+    # Where its tasks send live progress (jobs/core/progress.py); None: nowhere.
+    progress: ProgressTarget | None = None
     _settings: Any = field(default=_UNSET, repr=False)
     _pending: DataFrame | None = field(default=None, repr=False)
 
@@ -128,6 +134,9 @@ class Stage(Generic[S]):
     # night: the one-line error for it (extract), raised once the runner has counted it.
     empty_input_error: Callable[[PipelineConfig], str] | None = None
     needs_engine: bool = False  # calls the model: needs `llm.engine`
+    # What its tasks count for live progress inside a chunk ("tokens", "programs"); None:
+    # they report none, and only the per-chunk lines are logged.
+    progress_unit: str | None = None
     # True when a chunk can never write a key that is already in the output or in
     # `rejects` unless an earlier run crashed: every key is the input key itself
     # (decontaminate, typecheck), or the transform turns keys already in the output into

@@ -43,6 +43,7 @@ from jobs.core.sections import SandboxConfig
 from jobs.core.stage import Chunking, Stage, StageRun
 from schemas import EXECUTIONS, RESPONSES
 from schemas.outcome import (
+    CPU_SECONDS,
     ITEM_ID,
     REJECT_DETAIL,
     REJECT_REASON,
@@ -53,13 +54,14 @@ from schemas.outcome import (
     outcome_schema,
 )
 from udfs.parse import ParsedResponse, first_line_after, program_for
+from udfs.progress import ProgressSender, ProgressTarget
 from udfs.sandbox import Limits, Outcome, choose_isolation, run_program
 
 log = logging.getLogger("selfalign")
 
 NAME = Source.EXECUTE
 KEY = "response_id"
-OUTCOME_SCHEMA = outcome_schema(EXECUTIONS)
+OUTCOME_SCHEMA = outcome_schema(EXECUTIONS, usage=True)
 OUTPUT_ROWS = 64  # outcome rows per pandas frame handed back to Spark
 QUEUED_PER_WORKER = 2  # programs submitted ahead of the pool, so no worker waits for input
 PROGRAMS_PER_CORE = 2  # default concurrency: see the module docstring
@@ -76,6 +78,7 @@ class SandboxPlan:
     task_slots: int = 1  # tasks an executor runs at once, sharing its cores
     cgroup_parent: str | None = None  # sandbox.cgroup_parent
     partitions: int = 2  # tasks the responses are spread over
+    progress: ProgressTarget | None = None  # where tasks send live progress
 
     @classmethod
     def from_config(cls, cfg: SandboxConfig, task_slots: int = 1) -> SandboxPlan:
@@ -111,6 +114,7 @@ def outcome_row(record: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
         "isolation": outcome.isolation, "exit_code": outcome.exit_code,
         "stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
         "detail": outcome.detail or None, SOURCE_KEY: rid, ITEM_ID: rid,
+        CPU_SECONDS: outcome.cpu_s,
     }
     if outcome.status == "sandbox-error":
         row[RETRY_ERROR] = outcome.detail or "sandbox error"
@@ -193,7 +197,15 @@ def transform(responses: DataFrame, plan: SandboxPlan) -> DataFrame:
 
     def run_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         records = (record for batch in batches for record in batch.to_dict("records"))
-        yield from _frames(execution_rows(records, plan), names)
+        progress = ProgressSender(plan.progress)
+
+        def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for row in rows:
+                progress.add(1, 1)
+                yield row
+            progress.close()
+
+        yield from _frames(counted(execution_rows(records, plan)), names)
 
     return (
         responses.select(KEY, "instruction_id", "code", "tests")
@@ -217,7 +229,8 @@ def settings(run: StageRun[SandboxPlan]) -> SandboxPlan:
     elif level == "bwrap":
         log.warning("[%s] isolation 'bwrap' (no cgroup here): each program's memory and CPU as a "
                     "whole are polled by the runner, not enforced by the kernel", NAME)
-    plan = replace(SandboxPlan.from_config(cfg, task_slots(run.ctx)), partitions=run.tasks)
+    plan = replace(SandboxPlan.from_config(cfg, task_slots(run.ctx)), partitions=run.tasks,
+                   progress=run.progress)
     log.info("[%s] isolation %s; %s", NAME, level, plan.describe())
     return plan
 
@@ -225,4 +238,5 @@ def settings(run: StageRun[SandboxPlan]) -> SandboxPlan:
 STAGE = Stage(
     name=NAME, output=EXECUTIONS, key=KEY, read=read, settings=settings, transform=transform,
     chunking=Chunking(rows=lambda cfg: cfg.run.execute_chunk_rows), verdicts=True,
+    progress_unit="programs",
 )

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,8 @@ from udfs.llm import (
     make_engine,
 )
 from udfs.llm.gpus import pin_task_gpus
+from udfs.llm.metered import MeteredEngine, held_gpus
+from udfs.progress import ProgressSender, ProgressTarget
 from udfs.prompts import (
     PromptConfigError,
     PromptSet,
@@ -163,6 +166,7 @@ class GenerationSettings:
     prompts: PromptSet | None = None
     seed: int = 0  # run.seed: per-row sampling seeds derive from it
     categories: dict[str, float] | None = None  # generation.categories (instruct)
+    progress: ProgressTarget | None = None  # where tasks send live progress
 
     def inputs(self) -> tuple[PromptSet, SamplingConfig]:
         """The prompts and sampling section a row handler needs (llm_stage sets both)."""
@@ -179,7 +183,7 @@ def generation_settings(run: StageRun[Any], sampling: SamplingConfig | None = No
         engine=EngineSettings.from_settings(ctx.cfg.llm), group_size=ctx.cfg.generation.batch_rows,
         tasks=_engine_tasks(ctx.cfg, run.tasks), gpu_profile=_gpu_request(ctx),
         sampling=sampling, prompts=prompts, seed=ctx.cfg.run.seed,
-        categories=dict(ctx.cfg.generation.categories),
+        categories=dict(ctx.cfg.generation.categories), progress=run.progress,
     )
 
 
@@ -237,14 +241,24 @@ def gpu_profile(request: GpuRequest) -> ResourceProfile:
 def generate(rows: DataFrame, key: str, schema: StructType, settings: GenerationSettings,
              handle: Handler) -> DataFrame:
     """Run `handle` over `rows` on executors, one cached engine per Python worker."""
-    llm, group_size = settings.engine, settings.group_size
+    llm, group_size, target = settings.engine, settings.group_size, settings.progress
 
     def run_groups(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        held_since = time.monotonic()  # the task holds its GPUs from here (the model's load)
         pin_task_gpus()  # before the engine loads: only the GPUs Spark gave this task
-        engine = get_engine(llm)
+        engine = MeteredEngine(get_engine(llm))
+        progress = ProgressSender(target)
         for records in _regroup(batches, group_size):
             outcomes = handle(records, engine)
+            usage, now = engine.take(), time.monotonic()
+            usage.gpu_seconds = (now - held_since) * held_gpus(engine.engine)
+            held_since = now
+            # The group's usage rides on its first row; the runner sums the column.
+            if outcomes:
+                outcomes[0].update(usage.columns())
+            progress.add(len(records), usage.tokens_out)
             yield outcome_frame(outcomes, schema)
+        progress.close()
 
     spread = rows.repartition(settings.tasks, key)
     if settings.gpu_profile is not None:
@@ -292,7 +306,7 @@ def llm_stage(name: str, output: TableSpec, key: str, read: Callable[[Context], 
               rows: RowHandler, verdicts: bool = False) -> Stage[GenerationSettings]:
     """The declaration of an LLM stage: its sampling is generation.<name>, its prompts
     generation.prompts_dir, its chunks generation.chunk_rows."""
-    schema = outcome_schema(output)
+    schema = outcome_schema(output, usage=True)
 
     def settings(run: StageRun[GenerationSettings]) -> GenerationSettings:
         return generation_settings(run, getattr(run.cfg.generation, name), load_stage_prompts(run.cfg))
@@ -302,4 +316,4 @@ def llm_stage(name: str, output: TableSpec, key: str, read: Callable[[Context], 
 
     return Stage(name=name, output=output, key=key, read=read, settings=settings,
                  transform=transform, chunking=Chunking(rows=lambda cfg: cfg.generation.chunk_rows),
-                 verdicts=verdicts, needs_engine=True)
+                 verdicts=verdicts, needs_engine=True, progress_unit="tokens")

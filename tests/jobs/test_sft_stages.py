@@ -164,6 +164,8 @@ def statuses(ctx: Context) -> dict[str, list[str]]:
 def test_execute_judges_every_runnable_response(lake):
     ctx, ran, *_ = lake
     assert ran["execute"].rows_in == 14  # the missing-parts response is not runnable
+    # The programs' CPU time, summed into the run's row; execute calls no model.
+    assert ran["execute"]["cpu_seconds"] > 0 and ran["execute"]["tokens_out"] == 0
     assert statuses(ctx) == {
         IDS["three"]: ["pass"] * 3, IDS["mixed"]: ["fail", "pass"],
         IDS["fail"]: ["crash", "fail", "memory", "timeout"],

@@ -60,6 +60,10 @@ class VLLMEngine:
         self.cfg = cfg
         self._llm: Any = None
 
+    def held_gpus(self) -> int:
+        """The GPUs the model is sharded over, for GPU-seconds (udfs/accounting.py)."""
+        return self.cfg.tensor_parallel_size
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"engine": "vllm", **llm_kwargs(self.cfg)}
         version = _vllm_version()

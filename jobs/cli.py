@@ -1,4 +1,4 @@
-"""`selfalign` command line: sample, run, status, report, export, evaluate, benchmarks.
+"""`selfalign` command line: sample, run, status, plan, report, export, evaluate, benchmarks.
 
 The one way to launch anything: `selfalign ...` locally and on Databricks (wheel entry
 point), `spark-submit jobs/submit.py ...` on EMR and other spark-submit clusters.
@@ -158,6 +158,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from jobs.core.context import Context
+    from jobs.tools.plan import make_plan, plan_json, render_plan
+
+    ctx = Context.create(_load(args))
+    plans = make_plan(ctx, args.nights)
+    print(plan_json(plans) if args.json else render_plan(plans, ctx.lake.describe()))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from jobs.core.context import RUN_ID_ENV, Context
     from jobs.tools.report import build_report
@@ -219,6 +229,7 @@ examples:
   selfalign run --until dedup                    the seed stages only
   selfalign run -c my.yaml --set lake.root=s3://bucket/lake
   selfalign status                               where the lake stands
+  selfalign plan                                 what tonight's run would do and cost
   selfalign report && selfalign export --out out/sft"""
 
 
@@ -293,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="row counts, rejects and last run of every table")
     _config_options(status)
     status.set_defaults(func=cmd_status)
+
+    plan = sub.add_parser("plan", help="what a run would do now: pending rows, expected output, "
+                          "tokens, GPU-hours and cost from the last nights")
+    _config_options(plan)
+    plan.add_argument("--json", action="store_true", help="JSON for schedulers instead of a table")
+    plan.add_argument("--nights", type=int, default=7, help="nights of history the rates come from")
+    plan.set_defaults(func=cmd_plan)
 
     report = sub.add_parser("report", help="HTML report with charts: funnel, rejects, pass rates")
     _config_options(report)

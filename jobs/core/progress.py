@@ -67,6 +67,7 @@ class ProgressListener:
         self.target = ProgressTarget(host, self._socket.getsockname()[1], self.token,
                                      every=min(SEND_EVERY_SECONDS, self.every / 2))
         self._state = ChunkState()
+        self._stage_started: float | None = None  # the first chunk's start
         self._seen_spark_stages: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -78,6 +79,8 @@ class ProgressListener:
         with self._lock:
             self._state = ChunkState(index, chunks, rows, done_before,
                                      old_spark_stages=set(self._seen_spark_stages))
+            if self._stage_started is None:
+                self._stage_started = self._state.started
 
     def receive(self, payload: bytes) -> bool:
         """Take one datagram; False (and nothing changes) unless it is a well-formed one of
@@ -101,12 +104,16 @@ class ProgressListener:
         with self._lock:
             state = self._state
             rows, units = state.totals()
-        elapsed = max((now or time.monotonic()) - state.started, 1e-9)
+        now = now or time.monotonic()
+        elapsed = max(now - state.started, 1e-9)
         parts = [f"[{self.stage}] chunk {state.index + 1}/{state.chunks}: {rows:,} of ~{state.rows:,} rows",
                  f"{units / elapsed:,.1f} {self.unit}/s"]
         done = state.done_before + rows
         if rows and self.stage_rows:
-            left = max(self.stage_rows - done, 0) / (rows / elapsed)
+            # The stage's own pace so far, commits included: a chunk a few seconds old
+            # would promise hours.
+            stage_elapsed = max(now - (self._stage_started or state.started), 1e-9)
+            left = max(self.stage_rows - done, 0) / (done / stage_elapsed)
             parts.append(f"stage {done:,} of {self.stage_rows:,} rows, about {duration(left)} left")
         elif not rows:
             parts.append(f"no task has reported yet ({duration(elapsed)} into the chunk)")

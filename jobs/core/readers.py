@@ -48,13 +48,13 @@ def functions_through(ctx: Context, gate: Gate) -> DataFrame:
     return ctx.lake.read(FUNCTIONS).join(gate.kept_ids(ctx), on=KEY, how="inner")
 
 
-def _present(column: str) -> Column:
-    return F.col(column).isNotNull() & (F.length(F.trim(F.col(column))) > 0)
-
-
 def runnable(responses: DataFrame) -> DataFrame:
-    """Responses with an implementation and tests that can fail: what the sandbox can judge."""
-    tests_can_fail = ~F.array_contains(F.col("missing"), ASSERTIONS)
+    """Responses with an implementation and tests that can fail: what the sandbox can judge.
+
+    Read from `missing` (the parser names every part that is absent or blank, and tests
+    that cannot fail), not from the code and tests themselves: counting what is pending
+    (`selfalign plan`, `status`) then reads no generated text."""
+    absent = F.arrays_overlap(F.col("missing"), F.array(*(F.lit(p) for p in ("code", "tests", ASSERTIONS))))
     # Only complete generations count: one cut by max_tokens is a `truncated` reject.
     complete = F.coalesce(F.col("finish_reason") != F.lit(CUT_AT_MAX_TOKENS), F.lit(True))
-    return responses.where(_present("code") & _present("tests") & tests_can_fail & complete)
+    return responses.where(~absent & complete)

@@ -234,6 +234,12 @@ def pending_of(stage: Stage[Any], ctx: Context) -> DataFrame:
     return pending_input(ctx, stage.name, stage.read(ctx), stage.key)
 
 
+def pending_keys_of(stage: Stage[Any], ctx: Context) -> DataFrame:
+    """The stage's pending input keys, read from key columns only: what `status` and
+    `plan` count."""
+    return pending_input(ctx, stage.name, stage.input_keys(ctx), stage.key)
+
+
 def run(stage: Stage[Any] | Step, ctx: Context) -> StageSummary:
     """Run one declared stage or step: see the module docstring."""
     ctx.memo.clear()

@@ -144,6 +144,13 @@ class Stage(Generic[S]):
     # After a clean run the runner then appends chunks instead of MERGEing them (a MERGE
     # reads all of the target's keys, per chunk).
     appends_after_clean_run: bool = False
+    # Its whole input's key column read from key columns only, where `read` must open
+    # content to make a key (extract); None: `read` selected down to `key`, which Spark
+    # prunes to the key and the columns its filters use. What `selfalign plan` counts.
+    keys: Callable[[Context], DataFrame] | None = None
+
+    def input_keys(self, ctx: Context) -> DataFrame:
+        return self.keys(ctx) if self.keys is not None else self.read(ctx).select(self.key)
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,15 @@ def read_files(ctx: Context) -> DataFrame:
     return files
 
 
+def file_keys(ctx: Context) -> DataFrame:
+    """The keys of the unconsumed files from their hexsha column only, for counting what is
+    pending (`selfalign plan`): `read_files` keys a file without hexsha by its content's
+    hash, which means reading every file. Such a file counts as pending here."""
+    raw = pending_files(ctx)
+    hexsha = F.col("hexsha") if "hexsha" in raw.columns else F.lit(None)
+    return raw.select(hexsha.cast("string").alias(KEY))
+
+
 def rule_set(cfg: ExtractConfig) -> RuleSet:
     # Rule names were checked when the config loaded (ExtractConfig), before Spark started.
     return RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports),
@@ -306,4 +315,5 @@ STAGE = Stage(
     name=NAME, output=FUNCTIONS, key=KEY, read=read_files, settings=settings, transform=transform,
     after=(record_consumed,), empty_input_error=no_input_rows,
     appends_after_clean_run=True,  # known function_ids become exact_duplicate rejects
+    keys=file_keys,
 )

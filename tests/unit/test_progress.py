@@ -74,14 +74,19 @@ def test_tasks_of_an_earlier_chunk_no_longer_count(listener):
 
 
 def test_the_line_gives_the_rate_and_the_time_left_of_the_stage(listener):
+    listener.begin_chunk(0, 4, 250, 0)
     listener.begin_chunk(1, 4, 250, 250)
-    started = listener._state.started
+    chunk_started, stage_started = listener._state.started, listener._stage_started
     listener.receive(json.dumps({"token": listener.token, "spark_stage": 9, "task": "9.0.0",
                                  "rows": 100, "units": 2_000}).encode())
-    # 100 rows and 2,000 tokens in 10 s: 10 rows/s; 1,000 - 350 rows left -> 65 s.
-    line = listener.line(now=started + 10)
+    # 2,000 tokens in the chunk's 10 s; 350 rows of the stage in its 35 s: 10 rows/s, so
+    # the 650 rows left take 65 s.
+    line = listener.line(now=chunk_started + 10)
     assert "200.0 tokens/s" in line
-    assert "stage 350 of 1,000 rows, about 1m05s left" in line
+    stage_elapsed = chunk_started + 10 - stage_started
+    left = round(650 / (350 / stage_elapsed))
+    assert f"stage 350 of 1,000 rows, about {left}s left" in line
+    assert "about 1m05s left" in listener.line(now=stage_started + 35)
 
 
 def test_before_any_task_reports_the_line_says_so(listener):

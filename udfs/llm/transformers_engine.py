@@ -172,6 +172,10 @@ class TransformersEngine:
     def describe(self) -> dict[str, Any]:
         return {"engine": "transformers", "model": self.cfg.model}
 
+    def held_gpus(self) -> int:
+        """1 once the model sits on a GPU, for GPU-seconds (udfs/accounting.py)."""
+        return int(self._model is not None and self._model.device.type == "cuda")
+
     def check(self) -> None:
         missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
         if missing:

@@ -115,11 +115,12 @@ def plan_stages(pending: dict[str, int], past: dict[str, History], prices: Price
 
 
 def make_plan(ctx: Context, nights: int = NIGHTS) -> list[StagePlan]:
-    frames = pending_keys(ctx)
+    # Each count is mostly planning and Delta log reads on the driver (extract's also lists
+    # the input files): built and counted side by side, they overlap.
     with ThreadPoolExecutor(_PARALLEL_QUERIES, thread_name_prefix="plan") as pool:
-        counted = pool.map(lambda frame: frame.count(), frames.values())
         past = pool.submit(history, ctx, nights)
-        pending = dict(zip(frames, counted, strict=True))
+        counted = pool.map(lambda stage: pending_keys_of(stage, ctx).count(), TABLE_STAGES.values())
+        pending = dict(zip(TABLE_STAGES, counted, strict=True))
         return plan_stages(pending, past.result(), Prices.from_settings(ctx.cfg.cost))
 
 

@@ -174,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     # A nightly job's report task reports its own night: the id every task was given.
     run_id = args.run_id or os.environ.get(RUN_ID_ENV) or None
-    index = build_report(Context.create(_load(args)), run_id, args.out)
+    index = build_report(Context.create(_load(args)), run_id, args.out, args.nights)
     print(f"report: {index}")
     return 0
 
@@ -231,6 +231,16 @@ examples:
   selfalign status                               where the lake stands
   selfalign plan                                 what tonight's run would do and cost
   selfalign report && selfalign export --out out/sft"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
+    return value
 
 
 def _version() -> str:
@@ -312,11 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--nights", type=int, default=7, help="nights of history the rates come from")
     plan.set_defaults(func=cmd_plan)
 
-    report = sub.add_parser("report", help="HTML report with charts: funnel, rejects, pass rates")
+    report = sub.add_parser("report", help="HTML report with charts: funnel, rejects, pass rates, "
+                            "trends over the last nights, examples with their lineage")
     _config_options(report)
     report.add_argument("--run-id", help="run to report on (default: $SELFALIGN_RUN_ID, else the "
                         "newest in `runs`)")
     report.add_argument("--out", default="reports", help="directory for <run-id>/index.html")
+    # 14 is report_trends.NIGHTS, not imported: the parser must load without pyspark.
+    report.add_argument("--nights", type=_positive, default=14,
+                        help="nights (run ids) the trends page covers, up to the reported run (default 14)")
     report.set_defaults(func=cmd_report)
 
     export = sub.add_parser("export", help="write the sft table as JSONL or Parquet with a dataset card")

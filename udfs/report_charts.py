@@ -9,18 +9,22 @@ a broken image.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 BAR = "#4C72B0"
 PASS = "#55A868"
 MUTED = "#B0B0B0"
+REGRESSION = "#C44E52"
+PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3",
+           "#8C8C8C", "#CCB974", "#64B5CD")
 DPI = 100
 
 
@@ -98,10 +102,8 @@ def rejects_chart(rejects: Mapping[str, Mapping[str, int]], path: str | Path) ->
         return _placeholder("Reject reasons", "no rejects yet", path)
     fig = _figure(8, _height(len(rows)))
     ax = fig.add_subplot()
-    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3",
-               "#8C8C8C", "#CCB974", "#64B5CD"]
     stages = list(dict.fromkeys(stage for stage, _, _ in rows))
-    colors = [palette[stages.index(stage) % len(palette)] for stage, _, _ in rows]
+    colors = [PALETTE[stages.index(stage) % len(PALETTE)] for stage, _, _ in rows]
     bars = ax.barh(range(len(rows)), [n for _, _, n in rows], color=colors)
     _label_bars(ax, bars, [f"{n:,}" for _, _, n in rows])
     ax.set_yticks(range(len(rows)), [f"{stage}: {reason}" for stage, reason, _ in rows], fontsize=8)
@@ -196,5 +198,113 @@ def top_concepts_chart(concepts: Sequence[Mapping[str, Any]], path: str | Path) 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("seeds naming the concept")
     ax.set_title("Top concepts")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --- trends: one point per night, oldest on the left -----------------------------------
+
+def _night_axis(ax: Any, nights: Sequence[str]) -> None:
+    crowded = len(nights) > 4
+    ax.set_xticks(range(len(nights)), list(nights), fontsize=8,
+                  rotation=45 if crowded else 0, ha="right" if crowded else "center")
+    ax.set_xlim(-0.5, len(nights) - 0.5)
+    ax.set_xlabel("night (first stage start)")
+
+
+def _percent(values: Sequence[float | None]) -> list[float]:
+    # NaN, not 0, for an unknown value: the line breaks there instead of diving.
+    return [math.nan if v is None else 100 * float(v) for v in values]
+
+
+def _mark_regressions(ax: Any, points: Sequence[tuple[int, float]]) -> None:
+    if points:
+        ax.scatter([x for x, _ in points], [y for _, y in points], marker="v", s=140,
+                   color=REGRESSION, zorder=5, label="regression")
+
+
+def yield_trend_chart(nights: Sequence[str], yields: Mapping[str, Sequence[float | None]],
+                      marked: Collection[tuple[str, int]], path: str | Path) -> Path:
+    """A line per stage of its yield (rows out per row in) night by night; `marked`
+    (stage, night index) points are regressions, drawn as red triangles.
+
+    Extract's yield is functions per file, so above 100% is normal there.
+    """
+    series = {stage: _percent(values) for stage, values in yields.items()
+              if any(v is not None for v in values)}
+    if not nights or not series:
+        return _placeholder("Yield per stage", "no finished stage runs yet", path)
+    # Log scale: yields span 20% filters to 1,000% fan-outs (respond's n samples), and on
+    # it a halving is the same drop for every stage, the regression rule's own measure.
+    # A yield of 0 has no place on it: it sits on the floor, the bottom of the axis.
+    positive = [y for ys in series.values() for y in ys if y > 0]
+    floor = min(positive) / 2 if positive else 1.0
+    series = {stage: [y if math.isnan(y) else max(y, floor) for y in ys] for stage, ys in series.items()}
+    fig = _figure(10, 4.2)
+    ax = fig.add_subplot()
+    for index, (stage, ys) in enumerate(series.items()):
+        ax.plot(range(len(nights)), ys, marker="o", markersize=4,
+                color=PALETTE[index % len(PALETTE)], label=stage)
+    _mark_regressions(ax, [(night, series[stage][night]) for stage, night in marked
+                           if stage in series and not math.isnan(series[stage][night])])
+    _night_axis(ax, nights)
+    ax.set_yscale("log")
+    ax.set_ylim(floor * 0.8, max([*positive, floor]) * 1.5)
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.grid(axis="y", color="#EEEEEE")
+    ax.set_ylabel("rows out per row in (%, log scale)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Yield per stage, night by night")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pass_rate_trend_chart(nights: Sequence[str], rates: Sequence[float | None],
+                          marked: Collection[int], path: str | Path) -> Path:
+    """The share of executed responses that passed, night by night; `marked` night
+    indexes are regressions."""
+    if not nights or all(rate is None for rate in rates):
+        return _placeholder("Execution pass rate per night", "no executions in these nights", path)
+    fig = _figure(10, 3.4)
+    ax = fig.add_subplot()
+    ys = _percent(rates)
+    ax.plot(range(len(nights)), ys, marker="o", color=PASS, label="pass rate")
+    for x, y in enumerate(ys):
+        if not math.isnan(y):
+            ax.annotate(f"{y:.0f}%", (x, y), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize=8)
+    _mark_regressions(ax, [(night, ys[night]) for night in marked if not math.isnan(ys[night])])
+    _night_axis(ax, nights)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("responses passing (%)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Execution pass rate per night")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def money(value: float) -> str:
+    """A cost as people read it: cents for sums, three digits for fractions of a unit."""
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def cost_trend_chart(nights: Sequence[str], costs: Sequence[float | None], path: str | Path) -> Path:
+    """Estimated cost per night (bars); a night without a price says "n/a"."""
+    if not nights or all(cost is None for cost in costs):
+        return _placeholder("Cost per night", "no cost estimate: no cost.* price is set", path)
+    fig = _figure(10, 3.4)
+    ax = fig.add_subplot()
+    heights = [cost or 0.0 for cost in costs]
+    bars = ax.bar(range(len(nights)), heights, color=BAR)
+    for bar, cost in zip(bars, costs, strict=True):
+        ax.annotate("n/a" if cost is None else money(cost),
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+    _night_axis(ax, nights)
+    ax.set_ylim(0, max([*heights, 0.0]) * 1.2 or 1)
+    ax.set_ylabel("estimated cost (cost.* currency)")
+    ax.set_title("Cost per night")
     fig.tight_layout()
     return _save(fig, path)

@@ -72,3 +72,10 @@ def stages_to_run(cfg: Any, only: str | None = None, until: str | None = None,
     if only:
         return chosen
     return [name for name in chosen if name not in OPTIONAL or OPTIONAL[name](cfg)]
+
+
+def stage_order(name: str) -> tuple[int, str]:
+    """Where a stage sorts in reports: DAG order; names no longer in the DAG last, by name
+    (a lake keeps the rows of stages a later release renamed)."""
+    order = list(STAGES)
+    return (order.index(name) if name in order else len(order), name)

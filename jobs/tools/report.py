@@ -1,9 +1,10 @@
-"""`selfalign report`: where the lake stands, as one HTML page with PNG charts.
+"""`selfalign report`: where the lake stands, as HTML pages with PNG charts.
 
 `collect_summary` does every aggregation in Spark and collects only small results
 (a row per funnel step, per reject reason, per difficulty, per histogram bucket,
-per top concept); `render_report` (report_html.py) turns that summary into PNGs,
-`summary.json` and a self-contained `index.html` that references the PNGs by path.
+per top concept; report_trends.py per night and stage, report_examples.py a few rows
+per reject reason); `render_report` (report_html.py) turns that summary into PNGs,
+`summary.json` and self-contained pages: `index.html`, `trends.html`, `examples.html`.
 
 The report only reads: a table that does not exist (a stage that never ran, or
 a table whose stage is not written yet, like `executions` and `sft`) counts as
@@ -24,8 +25,11 @@ from pyspark.sql import functions as F
 
 from jobs.core.context import Context
 from jobs.core.readers import DECONTAMINATED, REPRESENTATIVES, SEEDS, TYPECHECKED, Gate
-from jobs.core.registry import STAGES
+from jobs.core.registry import stage_order
+from jobs.tools.report_examples import collect_examples
 from jobs.tools.report_html import CHARTS, LATEST, render_report
+from jobs.tools.report_trends import NIGHTS, collect_trends
+from jobs.tools.report_trends_html import TREND_CHARTS
 from schemas.outcome import Source
 
 TOP_CONCEPTS = 20
@@ -104,11 +108,6 @@ def _funnel(ctx: Context, tables: dict[str, DataFrame | None]) -> list[dict[str,
     return steps
 
 
-def _stage_order(stage: str) -> tuple[int, str]:
-    order = list(STAGES)
-    return (order.index(stage) if stage in order else len(order), stage)
-
-
 def _rejects(rejects: DataFrame | None) -> dict[str, dict[str, int]]:
     if rejects is None:
         return {}
@@ -117,7 +116,7 @@ def _rejects(rejects: DataFrame | None) -> dict[str, dict[str, int]]:
         found.setdefault(r["stage"], {})[r["reason"]] = int(r["count"])
     return {
         stage: dict(sorted(found[stage].items(), key=lambda item: (-item[1], item[0])))
-        for stage in sorted(found, key=_stage_order)
+        for stage in sorted(found, key=stage_order)
     }
 
 
@@ -241,7 +240,7 @@ def _run(runs: DataFrame | None, run_id: str | None) -> tuple[str, list[dict[str
         if seen is None or (seen["status"] == "running" and row["status"] != "running"):
             latest[row["stage"]] = row
     stages = []
-    for stage in sorted(latest, key=_stage_order):
+    for stage in sorted(latest, key=stage_order):
         row = latest[stage]
         seconds = None
         if row["ended_at"] is not None:
@@ -255,12 +254,17 @@ def _run(runs: DataFrame | None, run_id: str | None) -> tuple[str, list[dict[str
     return run_id, stages
 
 
-def collect_summary(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
-    """Every number the report shows, aggregated in Spark; only small results collected."""
+def collect_summary(ctx: Context, run_id: str | None = None, nights: int = NIGHTS) -> dict[str, Any]:
+    """Every number the report shows, aggregated in Spark; only small results collected.
+
+    `trends` covers the `nights` nights up to the reported run, `examples` a few pairs
+    and rejects with their lineage: in summary.json too, for schedulers to read.
+    """
     names = {step.table for step in FUNNEL} | {"rejects", "runs", "executions", "responses",
                                                 "instructions", "clusters", "concepts"}
     tables = {name: _table(ctx, name) for name in sorted(names)}
     chosen, stages = _run(tables["runs"], run_id)
+    known = chosen if stages else None  # LATEST, or an id with no runs, names no night
     return {
         "run_id": chosen,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -271,9 +275,12 @@ def collect_summary(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         "pass_rates": _pass_rates(tables),
         "cluster_sizes": _cluster_sizes(tables["clusters"]),
         "top_concepts": _top_concepts(tables["concepts"]),
-        "charts": dict(CHARTS),
+        "trends": collect_trends(tables, known, nights),
+        "examples": collect_examples(tables, known),
+        "charts": {**CHARTS, **TREND_CHARTS},
     }
 
 
-def build_report(ctx: Context, run_id: str | None = None, out: str | Path = "reports") -> Path:
-    return render_report(collect_summary(ctx, run_id), out)
+def build_report(ctx: Context, run_id: str | None = None, out: str | Path = "reports",
+                 nights: int = NIGHTS) -> Path:
+    return render_report(collect_summary(ctx, run_id, nights), out)

@@ -304,7 +304,7 @@ def test_profiles_merge_in_order_and_set_overrides_come_last(tmp_path: Path):
 
 
 def test_unknown_profile_is_one_line_naming_the_packaged_ones():
-    with pytest.raises(ConfigError, match=r"^profile: no packaged profile 'nope' \(packaged: published, selfcodealign"):
+    with pytest.raises(ConfigError, match=r"^profile: no packaged profile 'nope' \(packaged: laptop, published, selfcodealign"):
         load_config(None, profiles=["nope"])
 
 

@@ -30,18 +30,18 @@ def laptop(spark, tmp_path_factory):
     settings = [f"lake.root={tmp / 'lake'}", f"llm.model={model}", f"export.out={tmp / 'export'}",
                 "cost.input_token_million=1"]
 
-    def run(start: str) -> None:
+    def run(*stages: str) -> None:
         with pytest.raises(SystemExit) as done:
-            cli_main(["run", "--profile", "laptop", "--from", start, "--no-status",
+            cli_main(["run", "--profile", "laptop", *stages, "--no-status",
                       *[arg for setting in settings for arg in ("--set", setting)]])
         assert done.value.code == 0
 
-    run("judge")
+    run("--stages", "judge")
     judged = ctx.lake.read(REJECTS).where(F.col("stage") == "judge").select("reason").collect()
     # The tiny model cannot say Yes: as if it had, every seed is marked good and the rest
     # of the DAG runs on them.
     ctx.spark.sql(f"UPDATE delta.`{ctx.lake.path(QUALITY)}` SET good = true")
-    run("concepts")
+    run("--from", "concepts")
     ended = ctx.lake.read(RUNS).where(F.col("status") == "succeeded").collect()
     latest = {r["stage"]: r for r in sorted(ended, key=lambda r: r["started_at"])}
     return ctx, latest, [r["reason"] for r in judged]

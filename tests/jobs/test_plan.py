@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from jobs.cli import main as cli_main
-from jobs.tools.plan import make_plan, pending_keys
+from jobs.tools.plan import make_plan, pending_keys, render_plan
 from schemas import RUNS
 from tests.lakes import new_context
 from tests.planted import plant_seeds
@@ -72,15 +72,18 @@ def test_the_plan_counts_pending_rows_and_prices_them_from_the_last_nights(lake)
     assert plans["extract"].pending == 2_000
 
 
-def test_the_cli_prints_one_screen_or_json(lake, capsys):
+def test_the_cli_prints_json_for_schedulers(lake, capsys):
     _, root = lake
-    for flags in ([], ["--json"]):
-        with pytest.raises(SystemExit) as done:
-            cli_main(["plan", "--set", f"lake.root={root}", "--set", "cost.gpu_hour=4", *flags])
-        assert done.value.code == 0
-    screen, payload = capsys.readouterr().out.split("\n{", 1)
+    with pytest.raises(SystemExit) as done:
+        cli_main(["plan", "--json", "--set", f"lake.root={root}", "--set", "cost.gpu_hour=4"])
+    assert done.value.code == 0
+    stages = {s["stage"]: s for s in json.loads(capsys.readouterr().out)["stages"]}
+    assert stages["judge"]["expected_out"] == 3 and stages["concepts"]["cost"] is None
+
+
+def test_the_screen_is_one_screen(lake):
+    ctx, _ = lake
+    screen = render_plan(make_plan(ctx), ctx.lake.describe())
     assert len(screen.splitlines()) < 25
     judge_line = next(line for line in screen.splitlines() if line.startswith("judge"))
     assert judge_line.split()[:4] == ["judge", "6", "6", "3"]
-    stages = {s["stage"]: s for s in json.loads("{" + payload)["stages"]}
-    assert stages["judge"]["expected_out"] == 3 and stages["concepts"]["cost"] is None

@@ -55,7 +55,8 @@ def bench_mode(name: str, model: str, prompts: list[str], params: SamplingParams
     alone_s, alone_tokens, alone_results = timed(alone, prompts, params)
     batched_s, batched_tokens, batched_results = timed(batched, prompts, params)
     alone_rate, batched_rate = alone_tokens / alone_s, batched_tokens / batched_s
-    print(f"{name}: {len(prompts)} prompts, max_tokens {params.max_tokens}, batch cap {batched.batch_size}")
+    print(f"{name}: {len(prompts)} prompts, max_tokens {params.max_tokens}, batch cap {batched.batch_size} "
+          f"rows, {batched.token_budget:,} positions")
     print(f"  one at a time : {alone_rate:8.1f} tokens/s ({alone_tokens} tokens, {alone_s:.2f}s)")
     print(f"  batched       : {batched_rate:8.1f} tokens/s ({batched_tokens} tokens, {batched_s:.2f}s)")
     print(f"  ratio         : {batched_rate / alone_rate:.2f}x")

@@ -185,6 +185,15 @@ def test_batches_group_by_options_cap_rows_and_sort_by_length():
     assert batches == [[2, 3], [0], [1]]  # greedy ignores top_p; shorter rows first
 
 
+def test_a_token_budget_makes_long_prompts_run_in_small_batches():
+    params = SamplingParams(max_tokens=10)
+    rows = [Row(i, params, tuple(range(length))) for i, length in enumerate((10, 10, 10, 40, 40, 90))]
+    # 3 x (10 + 10) = 60 positions fit in 100; a 40-token row makes 2 x 50; 90 + 10 alone.
+    batches = [[row.prompt for row in batch] for batch in plan_batches(rows, batch_size=8, token_budget=100)]
+    assert batches == [[0, 1, 2], [3, 4], [5]]
+    assert len(list(plan_batches(rows, batch_size=8, token_budget=None))) == 1
+
+
 def test_generated_length_stops_at_the_first_eos():
     assert generated_length([5, 6, 0, 1, 1], frozenset({0})) == (3, True)  # the padding after EOS not counted
     assert generated_length([5, 6, 7], frozenset({0})) == (3, False)

@@ -6,8 +6,9 @@ and the LLM half of the pipeline runs on a laptop CPU with a small model.
 
 Batching: each prompt's n samples become n rows; rows that share their generation options
 (greedy, or sampled at the same temperature and top_p; and max_tokens) are sorted by
-length (less padding) and cut into batches of at most `batch_size` rows (CPU_BATCH_SIZE
-or CUDA_BATCH_SIZE by the device, unless set on the engine), each one `model.generate`
+length (less padding) and cut into batches of at most `batch_size` rows and
+`token_budget` positions (CPU_* or CUDA_* by the device, unless set on the engine: long
+prompts make small batches, short ones large), each one `model.generate`
 call on left-padded ids with their attention mask (generate derives the position ids
 from the mask, so a padded row sees the positions it would alone). Greedy completions
 equal those of one prompt at a time in float32, the CPU's dtype (in bfloat16 on a GPU a
@@ -106,16 +107,25 @@ def batch_key(params: SamplingParams) -> tuple[bool, float, float, int]:
     return False, 0.0, 1.0, params.max_tokens  # greedy ignores temperature and top_p
 
 
-def plan_batches(rows: Sequence[Row], batch_size: int) -> Iterator[list[Row]]:
+def plan_batches(rows: Sequence[Row], batch_size: int, token_budget: int | None = None) -> Iterator[list[Row]]:
     """Rows grouped by batch_key, sorted by length within a group (rows of like length
-    waste less compute on padding), cut into batches of at most batch_size rows."""
+    waste less compute on padding), cut into batches of at most batch_size rows and, given
+    a token budget, at most that many positions (rows x (longest prompt + max_tokens):
+    what the batch's KV cache holds at its end). A row over the budget alone runs alone."""
     groups: dict[tuple[bool, float, float, int], list[Row]] = {}
     for row in rows:
         groups.setdefault(batch_key(row.params), []).append(row)
     for group in groups.values():
-        ordered = sorted(group, key=lambda row: len(row.ids))  # stable: a prompt's samples stay in order
-        for start in range(0, len(ordered), batch_size):
-            yield ordered[start:start + batch_size]
+        batch: list[Row] = []
+        for row in sorted(group, key=lambda row: len(row.ids)):  # stable: a prompt's samples stay in order
+            # Sorted ascending, so this row is the longest of the batch it would join.
+            positions = (len(batch) + 1) * (len(row.ids) + row.params.max_tokens)
+            if batch and (len(batch) == batch_size or (token_budget is not None and positions > token_budget)):
+                yield batch
+                batch = []
+            batch.append(row)
+        if batch:
+            yield batch
 
 
 def left_pad(rows: Sequence[Row], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
@@ -157,17 +167,22 @@ def completion(text: str, count: int, ended: bool, row: Row) -> Completion:
 class TransformersEngine:
     CACHE_FIELDS = ("model", "dtype", "seed")
     ONE_PER_PROCESS = True
-    # The most rows (samples) one model.generate call holds: bounds the memory of the
-    # padded batch and its KV cache. A GPU has room for more.
-    CPU_BATCH_SIZE = 16
+    # The most rows (samples) one model.generate call holds, and the most positions
+    # (rows x (longest prompt + max_tokens)): the memory of the padded batch and its KV
+    # cache. 16,384 positions of a 0.5B model (24 layers, 2 KV heads of 64) in float32
+    # are about 400 MB. A GPU has room for more.
+    CPU_BATCH_SIZE = 64
+    CPU_TOKEN_BUDGET = 16_384
     CUDA_BATCH_SIZE = 64
+    CUDA_TOKEN_BUDGET = 262_144
 
     def __init__(self, cfg: EngineSettings) -> None:
         self.cfg = cfg
         self._model: Any = None
         self._tokenizer: Any = None
-        # None: CPU_BATCH_SIZE or CUDA_BATCH_SIZE, by the device the model loads on.
+        # None: CPU_* or CUDA_* by the device the model loads on.
         self.batch_size: int | None = None
+        self.token_budget: int | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "transformers", "model": self.cfg.model}
@@ -201,6 +216,8 @@ class TransformersEngine:
         self._model.eval()
         if self.batch_size is None:
             self.batch_size = self.CUDA_BATCH_SIZE if device == "cuda" else self.CPU_BATCH_SIZE
+        if self.token_budget is None:
+            self.token_budget = self.CUDA_TOKEN_BUDGET if device == "cuda" else self.CPU_TOKEN_BUDGET
 
     def generate(self, prompts: Sequence[str], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
         self._load()
@@ -209,7 +226,7 @@ class TransformersEngine:
         rows = [row for index, (ids, p) in enumerate(zip(encoded, per_prompt, strict=True)) if ids
                 for row in expand(ids, index, p)]
         completions: list[list[Completion]] = [[] for _ in prompts]
-        for batch in plan_batches(rows, self.batch_size or 1):
+        for batch in plan_batches(rows, self.batch_size or 1, self.token_budget):
             for row, done in zip(batch, self._run_batch(batch), strict=True):
                 completions[row.prompt].append(done)  # a prompt's samples run in order
         return [Generation(completions=tuple(done)) if ids else Generation.failed(EMPTY_PROMPT, transient=False)

@@ -18,6 +18,7 @@ import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -31,7 +32,6 @@ from schemas import RUNS
 from udfs.accounting import Prices, Usage
 
 NIGHTS = 7  # the history the rates come from: the last week of nightly runs
-_PARALLEL_QUERIES = 8
 _SUMMED = ("rows_in", "rows_out", "tokens_in", "tokens_out", "gpu_seconds", "cpu_seconds", "seconds")
 
 
@@ -114,13 +114,19 @@ def plan_stages(pending: dict[str, int], past: dict[str, History], prices: Price
     return plans
 
 
+def pending_counts(ctx: Context) -> dict[str, int]:
+    """Every stage's pending count in one Spark job (ten jobs would pay ten start-ups)."""
+    frames = pending_keys(ctx)
+    tagged = [frame.select(F.lit(stage).alias("stage")) for stage, frame in frames.items()]
+    union = reduce(DataFrame.unionAll, tagged)
+    counts = {row["stage"]: row["count"] for row in union.groupBy("stage").count().collect()}
+    return {stage: int(counts.get(stage, 0)) for stage in frames}
+
+
 def make_plan(ctx: Context, nights: int = NIGHTS) -> list[StagePlan]:
-    # Each count is mostly planning and Delta log reads on the driver (extract's also lists
-    # the input files): built and counted side by side, they overlap.
-    with ThreadPoolExecutor(_PARALLEL_QUERIES, thread_name_prefix="plan") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="plan") as pool:  # the history beside the counts
         past = pool.submit(history, ctx, nights)
-        counted = pool.map(lambda stage: pending_keys_of(stage, ctx).count(), TABLE_STAGES.values())
-        pending = dict(zip(TABLE_STAGES, counted, strict=True))
+        pending = pending_counts(ctx)
         return plan_stages(pending, past.result(), Prices.from_settings(ctx.cfg.cost))
 
 

@@ -254,18 +254,18 @@ def night(run_id: str, yields: dict[str, float | None], pass_rate: float | None)
             "stages": [{"stage": stage, "yield": value} for stage, value in yields.items()]}
 
 
-def test_the_regression_rule_is_half_or_less_of_the_earlier_median():
+def test_the_regression_rule_is_60_percent_or_less_of_the_earlier_median():
     nights = [
         night("a", {"dedup": 0.6}, None),
-        night("b", {"dedup": 0.2}, 0.9),  # 0.2 <= 0.3: flagged; pass rate: nothing before
-        night("c", {"dedup": 0.21}, 0.46),  # median(0.6, 0.2) = 0.4: 0.21 > 0.2; 0.46 > 0.45
-        night("d", {"dedup": None, "judge": 0.0}, 0.45),  # median(0.9, 0.46) = 0.68: 0.45 > 0.34
-        night("e", {"judge": 0.0}, 0.3),  # judge's median is 0: nothing to fall from; 0.3 > 0.23
-        night("f", {}, 0.2),  # median(0.9, 0.46, 0.45, 0.3) = 0.455: 0.2 <= 0.2275, flagged
+        night("b", {"dedup": 0.36}, 0.9),  # 0.36 <= 0.6 x 0.6: flagged; pass rate: nothing before
+        night("c", {"dedup": 0.29}, 0.55),  # median(0.6, 0.36) = 0.48: 0.29 > 0.288; 0.55 > 0.54
+        night("d", {"dedup": None, "judge": 0.0}, 0.45),  # median(0.9, 0.55) = 0.725: 0.45 > 0.435
+        night("e", {"judge": 0.0}, 0.34),  # judge's median is 0: nothing to fall from; 0.34 > 0.33
+        night("f", {}, 0.2),  # median(0.9, 0.55, 0.45, 0.34) = 0.5: 0.2 <= 0.3, flagged
     ]
     assert regressions(nights) == [
-        {"run_id": "b", "metric": "yield", "stage": "dedup", "value": 0.2, "baseline": 0.6},
-        {"run_id": "f", "metric": "pass_rate", "stage": "execute", "value": 0.2, "baseline": 0.455},
+        {"run_id": "b", "metric": "yield", "stage": "dedup", "value": 0.36, "baseline": 0.6},
+        {"run_id": "f", "metric": "pass_rate", "stage": "execute", "value": 0.2, "baseline": 0.5},
     ]
 
 

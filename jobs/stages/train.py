@@ -102,8 +102,9 @@ def stage_pairs(ctx: Context, template: SftTemplate, data: Path) -> tuple[int | 
     return version, counts
 
 
-def launch(settings: TrainSettings, ctx: Context) -> dict[str, Any]:
-    """Run the training processes through TorchDistributor; rank 0's figures."""
+def launch(settings: TrainSettings, ctx: Context) -> tuple[dict[str, Any], int]:
+    """Run the training processes through TorchDistributor; rank 0's figures, and the GPUs
+    the processes held (one each, or none)."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from udfs.training.run import train_process
@@ -123,7 +124,7 @@ def launch(settings: TrainSettings, ctx: Context) -> dict[str, Any]:
         raise StageError(f"{NAME}: the training processes returned no result; see their log above")
     if "refused" in figures:
         raise StageError(f"{NAME}: {figures['refused']}")
-    return figures
+    return figures, t.num_processes if use_gpu else 0
 
 
 def check_memory_plan(cfg: PipelineConfig, settings: TrainSettings) -> None:
@@ -203,7 +204,9 @@ def train(ctx: Context, summary: StageSummary) -> None:
     log.info("[%s] %d train / %d validation pairs (sft version %s) -> %s; %d process(es), "
              "gradient accumulation %d", NAME, counts["train"], counts["validation"], version,
              settings.output_dir, settings.processes, settings.gradient_accumulation)
-    figures = launch(settings, ctx)
+    launched = time.monotonic()
+    figures, gpus = launch(settings, ctx)
+    summary.usage.gpu_seconds = (time.monotonic() - launched) * gpus  # priced by cost.gpu_hour
     row = {"run_id": ctx.run_id, **identity, "train_pairs": figures["train_pairs"],
            "validation_pairs": figures["validation_pairs"], "skipped_pairs": figures["skipped_pairs"],
            "steps": figures["steps"], "train_loss": figures["train_loss"],

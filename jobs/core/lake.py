@@ -91,7 +91,7 @@ class Lake:
         root = jvm.org.apache.hadoop.fs.Path(self.root)
         try:
             fs = root.getFileSystem(conf)
-            if fs.exists(root) and not fs.getFileStatus(root).isDirectory():
+            if _is_file(fs, root):
                 return f"lake.root {self.root} is a file, not a directory"
             probe = jvm.org.apache.hadoop.fs.Path(f"{self.root}/_staging/.write-check-{uuid.uuid4().hex}")
             fs.create(probe, True).close()
@@ -238,6 +238,19 @@ class Lake:
     def append(self, spec: TableSpec, rows: DataFrame) -> None:
         """Plain append, for rows unique by construction (the `runs` log, `progress` of pending keys)."""
         rows.select(*spec.columns).writeTo(self.ensure(spec)).append()
+
+
+def _is_file(fs: Any, path: Any) -> bool:
+    """One status call, not exists() then getFileStatus(): on object storage a "directory"
+    is only a prefix, and it vanishes between the two calls when another run on the same
+    lake deletes the last object under it (its own write probe)."""
+    try:
+        return not fs.getFileStatus(path).isDirectory()
+    except Exception as exc:
+        java = getattr(exc, "java_exception", None)
+        if java is not None and java.getClass().getName() == "java.io.FileNotFoundException":
+            return False  # nothing there yet: the probe below creates it
+        raise
 
 
 def _name(table: str | TableSpec) -> str:

@@ -175,15 +175,18 @@ def test_trends_numbers_are_the_planted_ones(built):
 def test_night_three_halved_pass_rate_is_a_regression(built):
     _, index, summary = built
     # Nights 1 and 2: execute 0.8 both (median 0.8); night 3: 0.4, half of it. Select's
-    # 0.5 is above half of median(0.8, 1.0) = 0.45, so it is no regression.
+    # 0.5 is at most 60% of median(0.8, 1.0) = 0.9 (0.54): a regression too.
     assert summary["trends"]["regressions"] == [
         {"run_id": "night-3", "metric": "yield", "stage": "execute", "value": 0.4, "baseline": 0.8},
+        {"run_id": "night-3", "metric": "yield", "stage": "select", "value": 0.5, "baseline": 0.9},
         {"run_id": "night-3", "metric": "pass_rate", "stage": "execute", "value": 0.4, "baseline": 0.8},
     ]
     text = (index.parent / TRENDS_PAGE).read_text(encoding="utf-8")
     marked = re.findall(r"<tr><td>([^<]*)</td>(?:(?!</tr>).)*?<td class=\"n bad\"[^>]*>([^<]*)</td>", text)
     assert marked and {night for night, _ in marked} == {"2024-03-03 01:00"}, marked
+    # The first marked cell of each row: execute's yield and the pass rate; select's follows.
     assert all(value == "40.0% ▼" for _, value in marked)
+    assert '<td class="n bad"' in text and "50.0% ▼" in text
     assert "▼ regression: night 2024-03-03 01:00 (night-3): execute pass rate 40.0%" in text
 
 

@@ -15,11 +15,9 @@ says so. One screen, or `--json` for a scheduler.
 from __future__ import annotations
 
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import reduce
-from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -159,7 +157,4 @@ def render_plan(plans: list[StagePlan], lake: str) -> str:
 
 
 def plan_json(plans: list[StagePlan]) -> str:
-    def clean(value: Any) -> Any:
-        return None if isinstance(value, float) and not math.isfinite(value) else value
-
-    return json.dumps({"stages": [{k: clean(v) for k, v in asdict(p).items()} for p in plans]}, indent=2)
+    return json.dumps({"stages": [asdict(p) for p in plans]}, indent=2)

@@ -86,10 +86,11 @@ def stage(glob: str, first_file: Path, lake: Path) -> tuple[int, int, float, flo
     pq.write_table(pq.read_table(first_file).slice(0, 20), warm_input)
     warm_cfg = load_config(None, [f"input.path={warm_input}", f"lake.root={lake.parent / 'warm-lake'}"])
     run(extract.STAGE, Context(ctx.spark, warm_cfg, Lake.from_config(ctx.spark, warm_cfg.lake), "warm-up"))
-    empty = ctx.spark.createDataFrame([], "function_id string")
+    empty = ctx.spark.createDataFrame([], "function_id string, hexsha string")
 
     start = time.perf_counter()
-    outcomes = extract.transform(extract.read_files(ctx), extract.ExtractSettings(cfg.extract, empty))
+    settings = extract.ExtractSettings(cfg.extract, empty)
+    outcomes = extract.resolve(extract.transform(extract.read_files(ctx), settings), settings)
     counts = outcomes.agg(
         F.count_distinct("source_key").alias("files"),
         F.count("function_id").alias("functions"),

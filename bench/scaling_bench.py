@@ -15,13 +15,25 @@ growth  extract, decontaminate and typecheck on N and 4N files (`--copies` and 4
         stage's fixed cost. Target: time(4N) / time(N) <= 4.5 for extract and typecheck,
         at an N where the fixed cost is under 20% of the run (printed).
 
+stack   The seed stages (extract, decontaminate, typecheck, dedup) on real Python files
+        installed on this machine (`selfalign sample`: one file per distinct content,
+        nothing planted), at N and 4N files, each in one chunk, then again at N x 4 in
+        chunks of --chunk-rows. Prints per stage: rows, seconds, per-core rate, fixed
+        cost (a run with nothing pending), growth time(4N)/time(N) (target <= 4.5),
+        cost per extra chunk (target <= 3 s), and the projection to The Stack v1
+        Python on 100 cores (bench/projection.py states its assumptions; target with
+        pyright <= 25 minutes, with the fast checker <= 12).
+
     .venv/bin/python bench/scaling_bench.py [--copies 2] [--growth-copies 1] [--skip-growth]
+    .venv/bin/python bench/scaling_bench.py --stack 7392 [--chunk-rows 7500] [--checkers pyright,ty]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -189,14 +201,120 @@ def measure_growth(work: Path, copies: int) -> None:
     print("target: time(4N)/time(N) <= 4.5 for extract and typecheck, fixed cost < 20% of time(N)")
 
 
+SEED_STAGES = ("extract", "decontaminate", "typecheck", "dedup")
+
+
+@dataclass
+class StageTime:
+    rows: int
+    seconds: float
+    chunks: int
+    idle: float = 0.0  # the same stage again with nothing pending: its fixed cost
+
+
+def run_seed_stages(ctx: Any, stages: tuple[str, ...] = SEED_STAGES, idle: bool = True) -> dict[str, StageTime]:
+    from jobs.core.registry import stage
+    from jobs.core.runner import run
+
+    times: dict[str, StageTime] = {}
+    for name in stages:
+        started = time.perf_counter()
+        summary = run(stage(name), ctx)
+        seconds = time.perf_counter() - started
+        times[name] = StageTime(summary.rows_in, seconds, summary.chunks)
+        if idle:
+            started = time.perf_counter()
+            run(stage(name), ctx)
+            times[name].idle = time.perf_counter() - started
+    return times
+
+
+def measure_stack(work: Path, files: int, chunk_rows: int, checkers: list[str]) -> None:
+    from bench.projection import StageMeasure, print_projection
+    from udfs.corpus import build_sample
+
+    benchmarks = REPO.parent / "shared" / "benchmarks"
+    common = [f"benchmarks.dir={benchmarks}", "run.chunk_rows=100000000"]
+    corpora = {}
+    for n in (200, files, 4 * files):
+        out = work / f"stack-{n}" / "part-0.parquet"
+        built = build_sample(out, files=n, seed=7, max_file_bytes=1_000_000)
+        corpora[n] = (out.parent, built.files)
+    # Warm-up, not reported: the JVM's, Delta's and the Python workers' first-use costs.
+    run_seed_stages(context(corpora[200][0], work / "lake-warm", *common), idle=False)
+    cores = cores_of(context(corpora[200][0], work / "lake-warm", *common).spark)
+    print(f"stack: real installed Python files, {cores} cores (local), load average "
+          f"{os.getloadavg()[0]:.1f} at start")
+
+    measured: dict[int, dict[str, StageTime]] = {}
+    for n in (files, 4 * files):
+        corpus, real_files = corpora[n]
+        lake = work / f"lake-{n}"
+        ctx = context(corpus, lake, *common)
+        measured[n] = run_seed_stages(ctx, SEED_STAGES[:3])
+        if n == 4 * files:  # the other checkers on the same decontaminated functions
+            for checker in checkers[1:]:
+                copy = work / f"lake-{n}-{checker}"
+                shutil.copytree(lake, copy)
+                other = context(corpus, copy, *common, f"typecheck.checker={checker}")
+                measured[n][f"typecheck[{checker}]"] = run_seed_stages(other, ("typecheck",))["typecheck"]
+        measured[n].update(run_seed_stages(ctx, ("dedup",)))
+        for name, t in measured[n].items():
+            print(f"stack: {real_files:>7,} files {name:<22} {t.rows:>8,} rows {t.seconds:7.1f} s "
+                  f"({t.chunks} chunk) nothing pending {t.idle:5.1f} s")
+    large_files = corpora[4 * files][1]
+    documented = documented_functions(context(corpora[4 * files][0], work / f"lake-{4 * files}", *common))
+    chunked_ctx = context(corpora[4 * files][0], work / "lake-chunked", *common[:1],
+                          f"run.chunk_rows={chunk_rows}")
+    chunked = run_seed_stages(chunked_ctx, SEED_STAGES[:3], idle=False)
+
+    rows: list[StageMeasure] = []
+    names = [*SEED_STAGES[:3], *(f"typecheck[{c}]" for c in checkers[1:]), "dedup"]
+    for name in names:
+        small, large = measured[files].get(name), measured[4 * files][name]
+        split = chunked.get(name)
+        extra_chunks = (split.chunks - large.chunks) if split else 0
+        chunk_cost = (split.seconds - large.seconds) / extra_chunks if split and extra_chunks else None
+        growth = large.seconds / small.seconds if small else None
+        rows.append(StageMeasure(name, large.rows, large.seconds, large.idle, cores, growth, chunk_cost,
+                                 split.chunks if split else None))
+        extra = f", {split.chunks} chunks {split.seconds:.1f} s" if split else ""
+        print(f"stack: {name:<22} 4N in 1 chunk {large.seconds:.1f} s{extra}")
+    print_projection(rows, large_files, documented, checkers)
+
+
+def documented_functions(ctx: Any) -> int:
+    """Documented functions extract found: kept, exact duplicates and rule rejects (a
+    function-level reject's item id is hexsha:function_id)."""
+    from pyspark.sql import functions as F
+
+    from schemas import FUNCTIONS, REJECTS
+
+    rejected = (ctx.lake.read(REJECTS).where((F.col("stage") == "extract") & F.col("item_id").contains(":"))
+                .count())
+    return ctx.lake.read(FUNCTIONS).count() + rejected
+
+
+def cores_of(spark: Any) -> int:
+    master = spark.sparkContext.master or ""
+    return int(master[6:-1]) if master.startswith("local[") and master[6:-1].isdigit() else os.cpu_count() or 1
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=2, help="scans: variants of the 2,000-file sample")
     parser.add_argument("--growth-copies", type=int, default=1, help="growth: N in copies of the sample")
     parser.add_argument("--skip-scans", action="store_true")
     parser.add_argument("--skip-growth", action="store_true")
+    parser.add_argument("--stack", type=int, default=0, metavar="N",
+                        help="stack: N real files (and 4N); skips scans and growth")
+    parser.add_argument("--chunk-rows", type=int, default=7500, help="stack: rows per chunk of the chunked run")
+    parser.add_argument("--checkers", default="pyright", help="stack: typecheck.checker values, pyright first")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="selfalign-scaling-"))
+    if args.stack:
+        measure_stack(work, args.stack, args.chunk_rows, args.checkers.split(","))
+        return
     if not args.skip_scans:
         measure_scans(work, args.copies)
     if not args.skip_growth:

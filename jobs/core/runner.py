@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.context import Context
 from jobs.core.failures import StageError
+from jobs.core.ordered_chunks import range_chunk
 from jobs.core.progress import ProgressListener, duration, live_progress
 from jobs.core.stage import Stage, StageRun, StageSummary, Step
 from schemas import ERRORS, PROGRESS, REJECTS, RUNS, TableSpec
@@ -140,9 +142,19 @@ def _give_up_after_retries(ctx: Context, stage: str, outcomes: DataFrame) -> Dat
     ).select(*outcomes.columns)
 
 
-def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFrame,
-                  staging_path: str, verdicts: bool, append: bool,
-                  label: str) -> tuple[int, int, int, Usage]:
+@dataclass(frozen=True)
+class ChunkCounts:
+    """A chunk's staged outcome rows: kept, rejected, failed, and what its tasks used."""
+
+    kept: int
+    rejected: int
+    failed: int
+    usage: Usage
+
+
+def stage_outcomes(ctx: Context, stage: str, outcomes: DataFrame, path: str) -> ChunkCounts:
+    """Write a chunk's outcome rows to a scratch copy once (so the transform, which may be
+    expensive, runs exactly once), counting them on the way."""
     if RETRY_ERROR not in outcomes.columns:
         outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
     outcomes = _give_up_after_retries(ctx, stage, outcomes)
@@ -157,17 +169,22 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
         # What the tasks used (udfs/accounting.py), summed in the same pass: no extra job.
         *(F.sum(name).alias(name) for name in USAGE if name in outcomes.columns),
     )
-    write_scratch(observed, staging_path)
-    _describe_job(ctx, f"{stage}: commit {label}")
+    write_scratch(observed, path)
     metrics = stats.get
-    kept_rows, rejected_rows, failed_rows = (int(metrics.get(name) or 0) for name in ("kept", "rejected", "failed"))
-    usage = Usage.from_columns(metrics)
-    staged = ctx.spark.read.parquet(staging_path)
+    kept, rejected, failed = (int(metrics.get(name) or 0) for name in ("kept", "rejected", "failed"))
+    return ChunkCounts(kept, rejected, failed, Usage.from_columns(metrics))
 
+
+def _commit_chunk(ctx: Context, stage: str, output: TableSpec, staged: DataFrame, counts: ChunkCounts,
+                  verdicts: bool, append: bool) -> None:
+    """Merge a chunk's staged outcome rows: kept rows into the output, rejects into
+    `rejects`, transient failures into `errors`, then its input keys into `progress`."""
+    is_retry = F.col(RETRY_ERROR).isNotNull()
+    is_reject = F.col(REJECT_REASON).isNotNull() & ~is_retry
     # Every Delta commit costs seconds locally and a scan of the target's keys on a
     # cluster, so a write with nothing to write is skipped.
     # A verdict table (decontamination, typecheck, ...) records every row it examined.
-    if kept_rows or (verdicts and rejected_rows):
+    if counts.kept or (verdicts and counts.rejected):
         kept = staged.where(~is_retry) if verdicts else staged.where(~is_reject & ~is_retry)
         # A reject about the input as a whole (e.g. a failed generation) has no output key.
         for column in output.key:
@@ -176,7 +193,7 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
             kept = kept.withColumn("run_id", F.lit(ctx.run_id))
         _insert(ctx, output, kept, append)
 
-    if rejected_rows:
+    if counts.rejected:
         rejects = staged.where(is_reject).select(
             F.col(ITEM_ID).alias("item_id"),
             F.lit(stage).alias("stage"),
@@ -188,7 +205,7 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
         _insert(ctx, REJECTS, rejects, append)
 
     committed = staged.select(SOURCE_KEY).distinct()
-    if failed_rows:
+    if counts.failed:
         failures = staged.where(is_retry)
         ctx.lake.append(ERRORS, failures.select(
             F.lit(stage).alias("stage"),
@@ -202,13 +219,12 @@ def _commit_chunk(ctx: Context, stage: str, output: TableSpec, outcomes: DataFra
     # An append, not a MERGE: these keys came from `pending_input`, which excludes every
     # key already in `progress`, and chunks are disjoint, so none can be there already.
     # (A MERGE would scan the whole, ever-growing progress table once per chunk.)
-    if kept_rows or rejected_rows:  # otherwise every row is a retry: nothing is done
+    if counts.kept or counts.rejected:  # otherwise every row is a retry: nothing is done
         ctx.lake.append(PROGRESS, committed.select(
             F.lit(stage).alias("stage"),
             F.col(SOURCE_KEY).alias("input_key"),
             F.lit(ctx.run_id).alias("run_id"),
         ))
-    return kept_rows, rejected_rows, failed_rows, usage
 
 
 @contextmanager
@@ -356,7 +372,7 @@ def cluster_tasks(ctx: Context) -> int:
 
 
 def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int,
-                 tasks: int | None = None) -> list[DataFrame]:
+                 tasks: int | None = None, count: int | None = None) -> list[DataFrame]:
     """The input of each chunk, each reading only its share of the staged pending rows.
 
     Several chunks: the staged rows are rewritten once partitioned by chunk, and chunk i
@@ -365,15 +381,19 @@ def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int
     would read everything again, n full reads for n chunks. Each chunk's partition holds
     about one file per core (shuffled on chunk and a sub-bucket of the key), so a chunk
     keeps the whole cluster busy and the file count is chunks x cores, not chunks x input
-    tasks.
+    tasks. A stage with a `Chunking.order` gets ranges of that order instead of hash cuts
+    (jobs/core/ordered_chunks.py; `count`: the staged rows, which sizes the key sample).
     """
     if chunks <= 1:
         return [staged] if chunks else []
     path = f"{ctx.lake.root}/_staging/{stage.name}-chunks"
     tasks = tasks or cluster_tasks(ctx)
     _describe_job(ctx, f"{stage.name}: cut pending input in {chunks} chunks")
+    order = stage.chunking.order
+    chunk = (range_chunk(staged, count, order, chunks) if order
+             else F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)).cast("int"))
     by_chunk = (
-        staged.withColumn(CHUNK, F.pmod(F.xxhash64(F.col(stage.key)), F.lit(chunks)).cast("int"))
+        staged.withColumn(CHUNK, chunk)
         .withColumn(_SUB, F.pmod(F.xxhash64(F.col(stage.key), F.lit("sub")), F.lit(tasks)))
         .repartition(chunks * tasks, CHUNK, _SUB)
         .drop(_SUB)
@@ -383,9 +403,16 @@ def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int
     return [parts.where(F.col(CHUNK) == F.lit(index)).drop(CHUNK) for index in range(chunks)]
 
 
+# Chunks whose transform runs ahead of the commits: while chunk i's last tasks finish and
+# it commits, chunk i+1's tasks already fill the free cores (FIFO: they start only where
+# chunk i leaves a core idle). Scratch copies rotate over AHEAD + 1 slots.
+AHEAD = 2
+
+
 def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
                 listener: ProgressListener | None = None) -> None:
-    """Transform the pending input chunk by chunk and commit each chunk idempotently."""
+    """Transform the pending input chunk by chunk and commit each chunk idempotently, in
+    order; the transforms of the next AHEAD chunks run while one commits."""
     ctx, summary = this_run.ctx, this_run.summary
     staged = stage_pending(stage, ctx, this_run.pending)
     summary.rows_in = staged.count
@@ -394,29 +421,55 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
         # Only a run with nothing committed yet gets here with no rows (see _nothing_pending).
         raise StageError(stage.empty_input_error(ctx.cfg))
     chunks = _chunk_count(stage, ctx, summary.rows_in)
-    staging = f"{ctx.lake.root}/_staging/{stage.name}"
-    parts = chunk_inputs(stage, ctx, staged.rows, chunks, this_run.tasks)
+    parts = chunk_inputs(stage, ctx, staged.rows, chunks, this_run.tasks, summary.rows_in)
     clock = time.monotonic()
     if listener is not None:
         listener.stage_rows = summary.rows_in
-    for index, part in enumerate(parts):
-        label = f"chunk {index + 1}/{chunks}"
-        _describe_job(ctx, f"{stage.name}: {label}")
-        if listener is not None:
-            done = summary.rows_out + summary.rows_rejected + summary.rows_failed
-            listener.begin_chunk(index, chunks, math.ceil(summary.rows_in / chunks), done)
-        outcomes = stage.transform(part, this_run.settings)
-        kept, rejected, failed, usage = _commit_chunk(ctx, stage.name, stage.output, outcomes, staging,
-                                                      stage.verdicts, append, label)
-        summary.rows_out += kept
-        summary.rows_rejected += rejected
-        summary.rows_failed += failed
-        summary.usage.add(usage)
-        summary.chunks += 1
-        if chunks > 1:
-            log.info("[%s] committed chunk %d/%d kept=%d rejected=%d failed=%d %s", stage.name,
-                     index + 1, chunks, kept, rejected, failed,
-                     _progress(summary.rows_in, (index + 1) / chunks, time.monotonic() - clock))
+
+    def scratch(index: int) -> str:
+        return f"{ctx.lake.root}/_staging/{stage.name}/slot={index % (AHEAD + 1)}"
+
+    def transformed(index: int) -> ChunkCounts | None:
+        """The chunk's transform, staged (and counted, unless the stage resolves it at
+        commit). Runs in a worker thread: it must not depend on earlier chunks' commits."""
+        _describe_job(ctx, f"{stage.name}: chunk {index + 1}/{chunks}")
+        outcomes = stage.transform(parts[index], this_run.settings)
+        if stage.resolve is not None:
+            write_scratch(outcomes, f"{scratch(index)}-transformed")
+            return None
+        return stage_outcomes(ctx, stage.name, outcomes, scratch(index))
+
+    with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix=f"{stage.name}-chunk") as pool:
+        ahead = {index: pool.submit(transformed, index) for index in range(min(AHEAD, chunks))}
+        try:
+            for index in range(chunks):
+                label = f"chunk {index + 1}/{chunks}"
+                if listener is not None:
+                    done = summary.rows_out + summary.rows_rejected + summary.rows_failed
+                    listener.begin_chunk(index, chunks, math.ceil(summary.rows_in / chunks), done)
+                counts = ahead.pop(index).result()
+                if index + AHEAD < chunks:
+                    ahead[index + AHEAD] = pool.submit(transformed, index + AHEAD)
+                _describe_job(ctx, f"{stage.name}: commit {label}")
+                if stage.resolve is not None:  # now, against what the earlier chunks committed
+                    transformed_rows = ctx.spark.read.parquet(f"{scratch(index)}-transformed")
+                    counts = stage_outcomes(ctx, stage.name, stage.resolve(transformed_rows, this_run.settings),
+                                            scratch(index))
+                assert counts is not None  # staged and counted by `transformed` otherwise
+                _commit_chunk(ctx, stage.name, stage.output, ctx.spark.read.parquet(scratch(index)), counts,
+                              stage.verdicts, append)
+                summary.rows_out += counts.kept
+                summary.rows_rejected += counts.rejected
+                summary.rows_failed += counts.failed
+                summary.usage.add(counts.usage)
+                summary.chunks += 1
+                if chunks > 1:
+                    log.info("[%s] committed %s kept=%d rejected=%d failed=%d %s", stage.name, label,
+                             counts.kept, counts.rejected, counts.failed,
+                             _progress(summary.rows_in, (index + 1) / chunks, time.monotonic() - clock))
+        finally:
+            for future in ahead.values():  # a failed chunk: the ones started ahead are not waited for
+                future.cancel()
 
 
 def _progress(rows: int, fraction: float, seconds: float) -> str:

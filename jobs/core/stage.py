@@ -13,6 +13,8 @@ a table (export).
                                            StageError when the stage cannot start (no
                                            engine, no sandbox)
     transform(df, settings) -> DataFrame   pure: no I/O, no Context, only its settings
+    resolve(df, settings) -> DataFrame     optional: the transform's rows, finished against
+                                           what earlier chunks committed
     hook(run)                              a side-table write before or after the chunks
 
 The runner builds one `StageRun` per stage run and hands the same object to settings and
@@ -101,15 +103,29 @@ Hook = Callable[["StageRun[Any]"], None]
 
 
 @dataclass(frozen=True)
+class SortKey:
+    """One column of an input order: by `column`, descending or not; nulls always last."""
+
+    column: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
 class Chunking:
     """How the pending input is cut into separately committed chunks.
 
     `rows(cfg)`: rows per chunk (None: run.chunk_rows). `whole`: one chunk whatever its
     size, for global stages whose result depends on all rows at once (dedup, select).
+    `order`: chunks are consecutive ranges of the input in this order (else hash cuts of
+    the key), for a stage whose result depends on which of two rows comes first: when
+    the first row by this order wins within a chunk and a row already committed wins
+    over a later chunk's, the winner is the same at any chunk size (extract: the most
+    starred copy of a function).
     """
 
     rows: Callable[[PipelineConfig], int | None] = lambda cfg: None
     whole: bool = False
+    order: tuple[SortKey, ...] = ()
 
 
 BY_RUN_CHUNK_ROWS = Chunking()
@@ -123,7 +139,12 @@ class Stage(Generic[S]):
     key: str  # the input key recorded in `progress`
     read: Callable[[Context], DataFrame]  # its whole input; the runner keeps what is pending
     settings: Callable[[StageRun[S]], S]
+    # The chunk's work. It runs while earlier chunks commit (jobs/core/runner.py, AHEAD),
+    # so it must not read what they commit; what does (extract: a copy already kept in
+    # `functions` makes an exact duplicate) goes in `resolve`, which the runner applies
+    # to the staged transform output when the chunk's turn to commit comes.
     transform: Callable[[DataFrame, S], DataFrame]
+    resolve: Callable[[DataFrame, S], DataFrame] | None = None
     chunking: Chunking = BY_RUN_CHUNK_ROWS
     # True: a row per input in `output`, rejected ones included (a verdict table);
     # False: only kept rows (rejects go to `rejects` either way).

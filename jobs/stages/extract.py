@@ -22,7 +22,7 @@ from jobs.core.config import PipelineConfig
 from jobs.core.context import Context
 from jobs.core.failures import StageError, hint_for, root_cause
 from jobs.core.sections import ExtractConfig
-from jobs.core.stage import Stage, StageRun
+from jobs.core.stage import Chunking, SortKey, Stage, StageRun
 from schemas import FUNCTIONS, INPUTS, PROGRESS
 from schemas.outcome import (
     ITEM_ID,
@@ -263,29 +263,41 @@ def extract_batches(batches: Iterator[pa.RecordBatch], cfg: ExtractConfig) -> It
                                          schema=arrow_schema)
 
 
+# Which copy of an exact duplicate function is kept: the most starred, then the smallest
+# hexsha. The chunks are ranges of this order (jobs/core/ordered_chunks.py), so the copy
+# kept is the same at any run.chunk_rows: it is in the earliest chunk holding a copy.
+FIRST_COPY = (SortKey("stars", descending=True), SortKey(KEY))
+
+
 @dataclass(frozen=True)
 class ExtractSettings:
     cfg: ExtractConfig
-    known_ids: DataFrame  # function_id of every function already in the lake
+    known: DataFrame  # function_id and hexsha of every function already in the lake
 
 
 def settings(run: StageRun[ExtractSettings]) -> ExtractSettings:
-    return ExtractSettings(run.cfg.extract, run.ctx.lake.read(FUNCTIONS).select("function_id"))
+    return ExtractSettings(run.cfg.extract, run.ctx.lake.read(FUNCTIONS).select("function_id", "hexsha"))
 
 
 def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
-    """Files -> outcome rows; exact duplicate functions keep one copy (most stars, then
-    hexsha), and the rows of a file listed twice in the input count once."""
+    """Files -> outcome rows, before exact duplicates are resolved (`resolve`)."""
     cfg = settings.cfg
-    outcomes = files.mapInArrow(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
+    return files.mapInArrow(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
 
+
+def resolve(outcomes: DataFrame, settings: ExtractSettings) -> DataFrame:
+    """Exact duplicate functions keep one copy (FIRST_COPY; a copy already in the lake,
+    from an earlier night or chunk, wins over every new one), and the rows of a file
+    listed twice in the input count once."""
     kept = F.col(REJECT_REASON).isNull()
     # Kept functions compete for their function_id; every other row is its own group
     # (keyed by its item id), so file-level rejects, which have no function_id, do not
     # all land in one partition.
     group = F.when(kept, F.col("function_id")).otherwise(F.col(ITEM_ID))
-    first_copy = Window.partitionBy(group).orderBy(F.col("stars").desc_nulls_last(), F.col("hexsha").asc())
-    known = settings.known_ids.select(F.col("function_id"), F.lit(True).alias("_known"))
+    first_copy = Window.partitionBy(group).orderBy(
+        *(F.col(key.column).desc_nulls_last() if key.descending else F.col(key.column).asc_nulls_last()
+          for key in FIRST_COPY))
+    known = settings.known.select(F.col("function_id"), F.col("hexsha").alias("_known_hexsha"))
     ranked = (
         outcomes.withColumn("_rank", F.row_number().over(first_copy))
         .withColumn("_first_hexsha", F.first("hexsha").over(first_copy))
@@ -293,14 +305,16 @@ def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
         # A later row of the first copy's own file is the same file listed again.
         .where((F.col("_rank") == 1) | (F.col("hexsha") != F.col("_first_hexsha")))
     )
-    already_in_lake = kept & F.col("_known").isNotNull()
+    already_in_lake = kept & F.col("_known_hexsha").isNotNull()
     copy_in_batch = kept & (F.col("_rank") > 1)
+    # One text for both: whether the kept copy was committed by an earlier chunk or is in
+    # this one depends on the chunk size, and the rejects must not.
+    kept_from = F.concat(F.lit("same code kept from file "), F.coalesce("_known_hexsha", "_first_hexsha"))
     return ranked.select(
         *[c for c in OUTCOME_SCHEMA.fieldNames() if c not in (REJECT_REASON, REJECT_DETAIL)],
         F.when(already_in_lake | copy_in_batch, F.lit(Reason.EXACT_DUPLICATE.value))
         .otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
-        F.when(already_in_lake, F.lit("same code already in functions"))
-        .when(copy_in_batch, F.concat(F.lit("same code kept from file "), F.col("_first_hexsha")))
+        F.when(already_in_lake | copy_in_batch, kept_from)
         .otherwise(F.col(REJECT_DETAIL)).alias(REJECT_DETAIL),
     )
 
@@ -313,7 +327,8 @@ def no_input_rows(cfg: PipelineConfig) -> str:
 
 STAGE = Stage(
     name=NAME, output=FUNCTIONS, key=KEY, read=read_files, settings=settings, transform=transform,
+    resolve=resolve,
     after=(record_consumed,), empty_input_error=no_input_rows,
     appends_after_clean_run=True,  # known function_ids become exact_duplicate rejects
-    keys=file_keys,
+    keys=file_keys, chunking=Chunking(order=FIRST_COPY),
 )

@@ -75,7 +75,8 @@ def test_transform_output_rows(make_ctx, tmp_path: Path, spark):
     src = write_stack(tmp_path / "in.parquet", [stack_row(GOOD_2 + "\n\n" + NO_RETURN, path="m.py", stars=7)])
     ctx = make_ctx(f"input.path={src}")
     files = extract.read_files(ctx)
-    out = extract.transform(files, extract.ExtractSettings(ctx.cfg.extract, spark.createDataFrame([], "function_id string")))
+    settings = extract.ExtractSettings(ctx.cfg.extract, spark.createDataFrame([], "function_id string, hexsha string"))
+    out = extract.resolve(extract.transform(files, settings), settings)
     got = out.select("name", "line_count", "arg_count", "has_return", "stars", "reject_reason")
     expected = spark.createDataFrame(
         [("double", 3, 1, True, 7, None), ("shout", 3, 1, False, 7, Reason.NO_RETURN_VALUE)],

@@ -1,0 +1,99 @@
+"""The seed half over The Stack on a cluster, projected from what bench/scaling_bench.py
+measured here (`--stack`): the headline every speed change is judged by.
+
+Assumptions (printed with the figures):
+- The Stack v1 Python: 13M files (the deduplicated release); STACK_FUNCTIONS documented
+  functions as published, or as many as this corpus yields per file.
+- CORES cluster cores, each as fast as one core here, each stage at the per-core rate
+  measured here at 4N in one chunk (rows / (seconds - fixed cost) / cores here).
+- CHUNK_ROWS rows per chunk (docs/scale.md's guidance); every chunk after the first
+  costs what one cost here (chunked run minus one-chunk run, per extra chunk), dedup
+  is one chunk.
+- Every stage's fixed cost (a run with nothing pending) as here.
+- The rows each stage gets scale with the documented functions: extract reads files,
+  the later stages read what extract kept, as here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+STACK_FILES = 13_000_000
+STACK_FUNCTIONS = 5_000_000
+CORES = 100
+CHUNK_ROWS = 250_000
+TARGETS_MINUTES = {"pyright": 25.0, "fast": 12.0}
+
+
+@dataclass(frozen=True)
+class StageMeasure:
+    name: str
+    rows: int  # its input rows here, at 4N
+    seconds: float  # at 4N, one chunk
+    fixed: float  # the same stage with nothing pending
+    cores: int
+    growth: float | None  # time(4N) / time(N)
+    chunk_cost: float | None  # seconds per extra chunk
+    chunks: int | None  # in the chunked run
+
+    @property
+    def per_core(self) -> float:
+        return self.rows / max(self.seconds - self.fixed, 1e-9) / self.cores
+
+
+@dataclass(frozen=True)
+class Projected:
+    name: str
+    rows: int
+    chunks: int
+    seconds: float
+
+
+def project(stages: list[StageMeasure], documented_here: int, documented_there: int) -> list[Projected]:
+    """Each stage's rows, chunks and seconds on The Stack with CORES cores."""
+    out = []
+    for stage in stages:
+        if stage.name == "extract":
+            rows = STACK_FILES
+        else:
+            rows = round(stage.rows * documented_there / max(documented_here, 1))
+        chunks = 1 if stage.name == "dedup" else max(1, math.ceil(rows / CHUNK_ROWS))
+        seconds = (rows / (stage.per_core * CORES) + (chunks - 1) * max(stage.chunk_cost or 0.0, 0.0)
+                   + stage.fixed)
+        out.append(Projected(stage.name, rows, chunks, seconds))
+    return out
+
+
+def headline(projected: list[Projected], checker: str) -> float:
+    """Minutes of the seed half with one checker: extract, decontaminate, that checker's
+    typecheck, dedup."""
+    wanted = {"extract", "decontaminate", "dedup",
+              "typecheck" if checker == "pyright" else f"typecheck[{checker}]"}
+    return sum(p.seconds for p in projected if p.name in wanted) / 60
+
+
+def print_projection(stages: list[StageMeasure], files_here: int, documented_here: int,
+                     checkers: list[str]) -> None:
+    print(f"\n{'stage':<22} {'rows here':>10} {'per core/s':>10} {'fixed s':>8} {'4N/N':>6} "
+          f"{'s/extra chunk':>13}")
+    for s in stages:
+        growth = f"{s.growth:.2f}" if s.growth else "-"
+        cost = f"{s.chunk_cost:.1f}" if s.chunk_cost is not None else "-"
+        print(f"{s.name:<22} {s.rows:>10,} {s.per_core:>10,.1f} {s.fixed:>8.1f} {growth:>6} {cost:>13}")
+    print("targets: 4N/N <= 4.5 for every stage; <= 3 s per extra chunk")
+    yield_here = documented_here / max(files_here, 1)
+    scenarios = [(f"{STACK_FUNCTIONS / 1e6:.0f}M documented functions (as published)", STACK_FUNCTIONS),
+                 (f"{yield_here:.2f} documented functions per file (this corpus)", round(STACK_FILES * yield_here))]
+    for title, documented in scenarios:
+        projected = project(stages, documented_here, documented)
+        print(f"\nprojection: The Stack v1 Python, {STACK_FILES / 1e6:.0f}M files, {title}, "
+              f"{CORES} cores, {CHUNK_ROWS:,} rows per chunk")
+        print(f"{'stage':<22} {'rows':>12} {'chunks':>6} {'minutes':>8}")
+        for p in projected:
+            print(f"{p.name:<22} {p.rows:>12,} {p.chunks:>6} {p.seconds / 60:>8.1f}")
+        for checker in checkers:
+            target = TARGETS_MINUTES["pyright" if checker == "pyright" else "fast"]
+            print(f"seed half with {checker}: {headline(projected, checker):.1f} minutes (target <= {target:g})")
+    print("assumptions: each cluster core as fast as one here; per-core rates at 4N in one chunk; "
+          "every extra chunk costs what it cost here; fixed costs as here (bench/projection.py)")

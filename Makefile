@@ -25,7 +25,7 @@ UV_INSTALL = $(1)/uv pip install --quiet --compile-bytecode --python $(1)/python
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt uv
-	$(call UV_INSTALL,$(BIN)) -c constraints.txt -e ".[spark,test,report]"
+	$(call UV_INSTALL,$(BIN)) -c constraints.txt -e ".[spark,test,report,fast-typecheck]"
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright --version
 	touch $(STAMP)
 
@@ -47,7 +47,7 @@ endef
 # extra's torch) for the vLLM conformance test: torch from PyPI brings its CUDA libraries
 # (~6 GB here). `make run` needs neither.
 $(TRAIN_STAMP): $(STAMP)
-	$(call UV_INSTALL,$(BIN)) -c constraints.txt -e ".[spark,test,report,train,gpu]"
+	$(call UV_INSTALL,$(BIN)) -c constraints.txt -e ".[spark,test,report,fast-typecheck,train,gpu]"
 	touch $(TRAIN_STAMP)
 
 sysdeps-run:
@@ -115,7 +115,7 @@ jars40: $(VENV40)/.installed jars
 $(VENV40)/.installed: pyproject.toml constraints-spark4.0.txt
 	$(PYTHON) -m venv $(VENV40)
 	$(VENV40)/bin/pip install --quiet -c constraints.txt uv
-	$(call UV_INSTALL,$(VENV40)/bin) -c constraints-spark4.0.txt -e ".[spark,test]"
+	$(call UV_INSTALL,$(VENV40)/bin) -c constraints-spark4.0.txt -e ".[spark,test,fast-typecheck]"
 	touch $@
 
 test-spark4.0: jars40

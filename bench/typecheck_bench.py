@@ -13,7 +13,15 @@ The stage cannot beat raw, so raw/per-function is the ceiling of stage/per-funct
 it is high for short functions (3 ms each in a batch against 1.5-2 s of start-up)
 and lower for long library code (30-50 ms each), which is what this corpus holds.
 
-Run: .venv/bin/python bench/typecheck_bench.py [--n 1000]
+With --checkers pyright,basedpyright,ty it compares the checkers instead, on the
+first N functions of bench/local_functions.py that pass extract's heuristic rules
+(stdlib ones; --sample seeded: the seeded walk above, site-packages included),
+each checked as the stage checks them (function_source, one file each, the checker's
+own config, batch_size per process): wall and CPU seconds per checker, and each
+checker's verdict agreement with pyright's (the first in the list), with the rules
+behind the disagreements.
+
+Run: .venv/bin/python bench/typecheck_bench.py [--n 1000] [--checkers pyright,basedpyright,ty]
 """
 
 from __future__ import annotations
@@ -38,16 +46,11 @@ from typing import ClassVar
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.core.sections import ExtractConfig, TypecheckConfig
+from udfs.checkers import CHECKERS, CheckOptions
 from udfs.extract import RuleSet, check_rules, extract_file
-from udfs.typecheck import (
-    Verdict,
-    check_batch,
-    ensure_pyright,
-    file_name,
-    function_source,
-    run_pyright,
-    write_config,
-)
+from udfs.typecheck import Verdict, check_batch, file_name, function_source
+
+PYRIGHT = CHECKERS["pyright"]
 
 
 def source_files() -> Iterator[Path]:
@@ -68,7 +71,7 @@ def sample_functions(n: int, seed: int) -> list[tuple[str, str]]:
     candidates: parsing all of site-packages (pyspark, pandas, ...) takes minutes.
     """
     cfg = ExtractConfig()
-    rules = RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports))
+    rules = heuristic_rules()
     marker_re = rules.marker_pattern
     paths = list(source_files())
     rng = random.Random(seed)
@@ -89,6 +92,11 @@ def sample_functions(n: int, seed: int) -> list[tuple[str, str]]:
     ids = sorted(found)
     rng.shuffle(ids)
     return [(fid, found[fid]) for fid in ids[:n]]
+
+
+def heuristic_rules() -> RuleSet:
+    cfg = ExtractConfig()
+    return RuleSet(tuple(cfg.rules), cfg.max_lines, tuple(cfg.markers), frozenset(cfg.banned_imports))
 
 
 @dataclass
@@ -126,7 +134,7 @@ def best(costs: list[Cost]) -> Cost:
 
 def write_dir(items: list[tuple[str, str]], python_version: str) -> Path:
     directory = Path(tempfile.mkdtemp(prefix="typecheck-bench-"))
-    write_config(directory, python_version)
+    PYRIGHT.write_config(directory, CheckOptions(python_version))
     for function_id, source in items:
         (directory / file_name(function_id)).write_text(source, encoding="utf-8")
     return directory
@@ -138,7 +146,7 @@ def time_raw(items: list[tuple[str, str]], cfg: TypecheckConfig) -> Cost:
     cost = Cost()
     try:
         with measure(cost):
-            run = run_pyright(directory, cfg.timeout_seconds)
+            run = PYRIGHT.run(directory, cfg.timeout_seconds)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     if run.failure is not None:
@@ -146,13 +154,15 @@ def time_raw(items: list[tuple[str, str]], cfg: TypecheckConfig) -> Cost:
     return cost
 
 
-def time_stage(items: list[tuple[str, str]], cfg: TypecheckConfig) -> tuple[Cost, dict[str, Verdict]]:
+def time_stage(items: list[tuple[str, str]], cfg: TypecheckConfig,
+               checker: str = "pyright") -> tuple[Cost, dict[str, Verdict]]:
     verdicts: dict[str, Verdict] = {}
     cost = Cost()
+    options = CheckOptions(cfg.python_version, cfg.type_checking_mode, cfg.report_missing_imports, checker)
     with measure(cost):
         for lo in range(0, len(items), cfg.batch_size):
             batch = items[lo : lo + cfg.batch_size]
-            verdicts.update(check_batch(batch, cfg.timeout_seconds, cfg.python_version))
+            verdicts.update(check_batch(batch, cfg.timeout_seconds, options))
     return cost, verdicts
 
 
@@ -179,13 +189,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=TypecheckConfig().batch_size)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, help="runs of raw and stage; the best counts")
+    parser.add_argument("--checkers", default="", help="compare these checkers (the first is the reference)")
+    parser.add_argument("--sample", choices=("documented", "seeded"), default="documented",
+                        help="with --checkers: local_functions.py's first (stdlib) functions, or "
+                             "the seeded walk over stdlib and site-packages the other mode uses")
     args = parser.parse_args(argv)
     class Measured(TypecheckConfig):  # batch_size is a constant of the config, measured here
         batch_size: ClassVar[int] = args.batch_size
 
     cfg = Measured()
 
-    print(f"pyright {ensure_pyright()}, cores: {os.cpu_count()}, python {sys.version.split()[0]}")
+    if args.checkers:
+        items = documented_sample(args.n) if args.sample == "documented" else sample_functions(args.n, args.seed)
+        compare_checkers(args.checkers.split(","), items, args.repeat, cfg, args.sample)
+        return
+    print(f"pyright {PYRIGHT.version()}, cores: {os.cpu_count()}, python {sys.version.split()[0]}")
     # Wall times on a shared box move with others' load; CPU seconds much less.
     load_before = f"{os.getloadavg()[0]:.2f}"
     items = sample_functions(args.n, args.seed)
@@ -216,6 +234,74 @@ def main(argv: list[str] | None = None) -> None:
               f"stage/per-function {stage_rate / one_rate:6.1f}x (target >= 100x)   "
               f"ceiling raw/per-function {raw_rate / one_rate:6.1f}x")
     report_verdicts(verdicts)
+
+
+def documented_sample(n: int) -> list[tuple[str, str]]:
+    """The first n functions of bench/local_functions.py that pass extract's heuristic rules."""
+    from local_functions import documented_functions
+
+    rules = heuristic_rules()
+    marker_re = rules.marker_pattern
+    kept: list[tuple[str, str]] = []
+    for fn in documented_functions(4 * n):  # about a third pass the rules
+        if check_rules(fn, rules, marker_re) is None:
+            kept.append((fn.function_id, function_source(fn.imports, fn.code)))
+            if len(kept) == n:
+                break
+    return kept
+
+
+def disagreements(reference: dict[str, Verdict], other: dict[str, Verdict]) -> tuple[int, int, Counter[str]]:
+    """(reference passes but other fails, the other way round, the rules behind both):
+    the failing side's rule names each disagreement."""
+    pass_fail = fail_pass = 0
+    rules: Counter[str] = Counter()
+    for fid, ref in reference.items():
+        got = other[fid]
+        if ref.passed and not got.passed:
+            pass_fail += 1
+            rules[f"{got.rule} (fails only here)"] += 1
+        elif got.passed and not ref.passed:
+            fail_pass += 1
+            rules[f"{ref.rule} (fails only in the reference)"] += 1
+    return pass_fail, fail_pass, rules
+
+
+def compare_checkers(names: list[str], items: list[tuple[str, str]], repeat: int, cfg: TypecheckConfig,
+                     sample: str) -> None:
+    versions = {name: CHECKERS[name].version() for name in names}  # also warms the file cache
+    print(", ".join(f"{name} {version}" for name, version in versions.items()),
+          f"| cores: {os.cpu_count()}, python {sys.version.split()[0]}")
+    load_before = f"{os.getloadavg()[0]:.2f}"
+    print(f"functions: {len(items)} ({sample} sample, after extract's rules), "
+          f"batch_size: {cfg.batch_size}, mode: {cfg.type_checking_mode}, "
+          f"missing imports: {cfg.report_missing_imports}")
+    costs: dict[str, list[Cost]] = {name: [] for name in names}
+    verdicts: dict[str, dict[str, Verdict]] = {}
+    for _ in range(repeat):  # interleaved, so a burst of outside load hits every checker
+        for name in names:
+            cost, verdicts[name] = time_stage(items, cfg, name)
+            costs[name].append(cost)
+    print(f"load average before/after: {load_before} / {os.getloadavg()[0]:.2f}")
+    reference = names[0]
+    ref_cost = best(costs[reference])
+    # x wall, x cpu: how many times faster than the reference.
+    print(f"{'':14}{'wall s':>8}{'cpu s':>8}{'fn/cpu-s':>10}{'x wall':>8}{'x cpu':>7}{'pass':>7}{'agree':>8}"
+          f"{'pass->fail':>12}{'fail->pass':>12}")
+    for name in names:
+        cost, got = best(costs[name]), verdicts[name]
+        pass_fail, fail_pass, _ = disagreements(verdicts[reference], got)
+        agree = 1 - (pass_fail + fail_pass) / len(items)
+        passed = sum(v.passed for v in got.values()) / len(items)
+        print(f"{name:<14}{cost.wall:8.2f}{cost.cpu:8.2f}{len(items) / cost.cpu:10.1f}"
+              f"{ref_cost.wall / cost.wall:8.1f}{ref_cost.cpu / cost.cpu:7.1f}{passed:7.1%}{agree:8.1%}"
+              f"{pass_fail:12}{fail_pass:12}")
+    for name in names[1:]:
+        _, _, rules = disagreements(verdicts[reference], verdicts[name])
+        if rules:
+            print(f"{name} against {reference}, top rules behind disagreements:")
+            for rule, count in rules.most_common(5):
+                print(f"  {count:5}  {rule}")
 
 
 if __name__ == "__main__":

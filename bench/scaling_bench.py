@@ -213,18 +213,18 @@ class StageTime:
 
 
 def run_seed_stages(ctx: Any, stages: tuple[str, ...] = SEED_STAGES, idle: bool = True) -> dict[str, StageTime]:
-    from jobs.core.registry import stage
+    from jobs.core.registry import TABLE_STAGES
     from jobs.core.runner import run
 
     times: dict[str, StageTime] = {}
     for name in stages:
         started = time.perf_counter()
-        summary = run(stage(name), ctx)
+        summary = run(TABLE_STAGES[name], ctx)
         seconds = time.perf_counter() - started
         times[name] = StageTime(summary.rows_in, seconds, summary.chunks)
         if idle:
             started = time.perf_counter()
-            run(stage(name), ctx)
+            run(TABLE_STAGES[name], ctx)
             times[name].idle = time.perf_counter() - started
     return times
 
@@ -251,14 +251,14 @@ def measure_stack(work: Path, files: int, chunk_rows: int, checkers: list[str]) 
         corpus, real_files = corpora[n]
         lake = work / f"lake-{n}"
         ctx = context(corpus, lake, *common)
-        measured[n] = run_seed_stages(ctx, SEED_STAGES[:3])
-        if n == 4 * files:  # the other checkers on the same decontaminated functions
+        measured[n] = run_seed_stages(ctx, SEED_STAGES[:2])
+        if n == 4 * files:  # the other checkers on a copy of the same decontaminated functions
             for checker in checkers[1:]:
                 copy = work / f"lake-{n}-{checker}"
                 shutil.copytree(lake, copy)
                 other = context(corpus, copy, *common, f"typecheck.checker={checker}")
                 measured[n][f"typecheck[{checker}]"] = run_seed_stages(other, ("typecheck",))["typecheck"]
-        measured[n].update(run_seed_stages(ctx, ("dedup",)))
+        measured[n].update(run_seed_stages(ctx, SEED_STAGES[2:]))
         for name, t in measured[n].items():
             print(f"stack: {real_files:>7,} files {name:<22} {t.rows:>8,} rows {t.seconds:7.1f} s "
                   f"({t.chunks} chunk) nothing pending {t.idle:5.1f} s")

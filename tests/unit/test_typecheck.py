@@ -280,3 +280,19 @@ def test_the_published_profile_reaches_the_check_options(tmp_path: Path) -> None
     assert check_options(load_config(config, profiles=["published"]).typecheck).checker == "pyright"
     overridden = load_config(config, ["typecheck.checker=basedpyright"], profiles=["published"])
     assert check_options(overridden.typecheck).checker == "basedpyright"
+
+
+def test_a_streams_last_items_never_make_a_small_batch():
+    from udfs.typecheck import even_batches
+
+    def sizes(n: int) -> list[int]:
+        batches = list(even_batches(range(n), 1000))
+        assert [x for batch in batches for x in batch] == list(range(n))  # all, in order
+        return [len(batch) for batch in batches]
+
+    assert sizes(3140) == [1000, 1000, 1140]  # not 1000, 1000, 1000, 140
+    assert sizes(3600) == [1000, 1000, 800, 800]
+    assert sizes(140) == [140]
+    assert sizes(2000) == [1000, 1000]
+    assert sizes(0) == []
+    assert max(sizes(12_561)) <= 1500

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cached_property
+from typing import Any, Literal
 
 from schemas.outcome import Reason
 
@@ -71,12 +72,20 @@ def decode_content(content: str | bytes | None) -> str | FileReject:
 
 # Control characters other than tab, newline, carriage return and form feed.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20)])
 
 
 def looks_binary(text: str) -> bool:
     """Control characters other than tab/newline/formfeed in the first 8 KiB."""
     head = text[:8192]
-    return len(_CONTROL.findall(head)) > max(8, len(head) // 100)
+    if head.isascii():
+        # Counted by deleting them from the bytes in C: four times faster than the
+        # regex, and 24 heads in 25 of installed Python files are ASCII.
+        raw = head.encode("ascii")
+        controls = len(raw) - len(raw.translate(None, _CONTROL_BYTES))
+    else:
+        controls = len(_CONTROL.findall(head))
+    return controls > max(8, len(head) // 100)
 
 
 _PY2_HINTS = (
@@ -192,38 +201,75 @@ class _BodyFacts:
     any_return_value: bool = False  # a `return <expr>` at any depth, `return None` included
 
 
+# Nested scopes: their returns are not the function's own.
+_SCOPE_CLASSES = frozenset(SCOPE_NODES)
+# Per node class, the fields that can hold child nodes: all but an expression's
+# Load/Store context (never a Name, import or return); a Constant holds only values.
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {ast.Constant: ()}
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    fields = _CHILD_FIELDS.get(cls)
+    if fields is None:
+        fields = _CHILD_FIELDS[cls] = tuple(name for name in getattr(cls, "_fields", ()) if name != "ctx")
+    return fields
+
+
 def body_facts(func: ast.AST) -> _BodyFacts:
     """Names, inline imports and returns of a function in one walk of its tree.
 
     One hand-rolled walk instead of three `ast.walk`s: extract visits every node of
-    every documented function in the corpus, and `ast.walk`'s generators were a fifth
-    of the stage's Python time.
+    every documented function in the corpus (a fifth of the stage's Python time when it
+    was ast.walk). Nodes are told apart by their exact class (the parser builds no
+    subclasses), children come from a per-class field list, and the function's own
+    scope is walked first while nested functions, lambdas and classes wait on a second
+    stack, so no node carries an "own scope" flag: twice as fast as isinstance tests
+    and (node, flag) pairs.
     """
     facts = _BodyFacts(set(), set(), False)
-    stack: list[tuple[ast.AST, bool]] = [(child, True) for child in ast.iter_child_nodes(func)]
-    while stack:
-        node, own = stack.pop()
-        if isinstance(node, ast.Name):
-            facts.names.add(node.id)
-            continue  # its only child is the Load/Store context
-        if isinstance(node, ast.Import):
-            facts.modules.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level == 0 and node.module:
-                facts.modules.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Return) and node.value is not None:
-            facts.any_return_value = True
-            value = node.value
-            if own and not (isinstance(value, ast.Constant) and value.value is None):
-                facts.returns_value = True
-        inner = own and not isinstance(node, SCOPE_NODES)
-        for name in node._fields:
-            value = getattr(node, name, None)
-            if isinstance(value, list):
-                stack.extend((item, inner) for item in value if isinstance(item, ast.AST))
-            elif isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
-                stack.append((value, inner))
-    return facts
+    # Locals: this loop runs once per node of every documented function.
+    names, modules = facts.names, facts.modules
+    name_cls, return_cls, constant_cls = ast.Name, ast.Return, ast.Constant
+    import_cls, import_from_cls, node_cls = ast.Import, ast.ImportFrom, ast.AST
+    # Any: nodes are told apart by `is` on their class, which a type checker cannot follow.
+    stack: list[Any] = list(ast.iter_child_nodes(func))
+    nested: list[Any] = []
+    own = True
+    while True:
+        while stack:
+            node = stack.pop()
+            cls = node.__class__
+            if cls is name_cls:
+                names.add(node.id)
+                continue  # its only child is the Load/Store context
+            if cls is return_cls:
+                value = node.value
+                if value is not None:
+                    facts.any_return_value = True
+                    if own and not (value.__class__ is constant_cls and value.value is None):
+                        facts.returns_value = True
+            elif cls is import_cls:
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif cls is import_from_cls:
+                if node.level == 0 and node.module:
+                    modules.add(node.module.split(".")[0])
+            elif own and cls in _SCOPE_CLASSES:
+                nested.append(node)  # walked after the function's own scope
+                continue
+            fields = _CHILD_FIELDS.get(cls)
+            if fields is None:
+                fields = _child_fields(cls)
+            for field_name in fields:
+                value = getattr(node, field_name, None)
+                if isinstance(value, list):
+                    for item in value:  # a loop: a generator per list costs more
+                        if isinstance(item, node_cls):
+                            stack.append(item)
+                elif isinstance(value, node_cls):
+                    stack.append(value)
+        if not nested:
+            return facts
+        stack, nested, own = nested, [], False
 
 
 def count_args(args: ast.arguments) -> int:
@@ -279,7 +325,15 @@ def extract_functions(text: str, module: ast.Module) -> list[Function]:
 
 # A top-level `def` or `async def` starts a line (after form feeds, which Python allows
 # before top-level code). Conservative: a match in a string only means a parse.
-_TOP_LEVEL_DEF = re.compile(r"^\x0c*(?:async|def)\b", re.M)
+# The text's first line, then every line after a "\n" (what `^` matches under re.M):
+# a pattern that starts with a literal newline is searched for that character, four
+# times faster than trying `^` at every position of the file.
+_DEF_AT_START = re.compile(r"\x0c*(?:async|def)\b")
+_DEF_AFTER_NEWLINE = re.compile(r"\n\x0c*(?:async|def)\b")
+
+
+def has_top_level_def(text: str) -> bool:
+    return _DEF_AT_START.match(text) is not None or _DEF_AFTER_NEWLINE.search(text) is not None
 
 
 def extract_file(content: str | bytes | None, max_bytes: int) -> list[Function] | FileReject:
@@ -293,7 +347,7 @@ def extract_file(content: str | bytes | None, max_bytes: int) -> list[Function] 
     if looks_binary(text):
         return FileReject(Reason.NUL_BYTES if "\x00" in text else Reason.BINARY_CONTENT,
                           "control characters in source")
-    if not _TOP_LEVEL_DEF.search(text):
+    if not has_top_level_def(text):
         # Parsing is most of extract's cost, and two files in five define no top-level
         # function at all: they are dropped for that, whether or not they would parse.
         return FileReject(Reason.NO_DOCSTRING_FUNCTIONS, "no top-level def")
@@ -342,6 +396,13 @@ class RuleSet:
             return re.compile(f"({words})", re.IGNORECASE)
         return re.compile(rf"\b({words})\b", re.IGNORECASE)
 
+    @cached_property
+    def lowered_markers(self) -> tuple[str, ...] | None:
+        """The markers lower-cased, when all are ASCII (see `_marker`); else None."""
+        if not all(marker.isascii() for marker in self.markers):
+            return None
+        return tuple(marker.lower() for marker in self.markers)
+
     @property
     def import_strings(self) -> tuple[str, ...]:
         """The published banned strings: every "import X", then every "from X"."""
@@ -372,7 +433,18 @@ def _banned(fn: Function, rules: RuleSet) -> str | None:
 
 
 def _marker(fn: Function, rules: RuleSet, marker_re: re.Pattern[str]) -> str | None:
-    hit = marker_re.search(published_text(fn) if rules.marker_match == "substring" else fn.code)
+    """The first marker in the function (marker_re is rules.marker_pattern, compiled once)."""
+    text = published_text(fn) if rules.marker_match == "substring" else fn.code
+    lowered = rules.lowered_markers
+    if lowered is not None and text.isascii():
+        # Most functions hold no marker, and the case-insensitive regex costs three
+        # times these substring tests. Exact for ASCII text and markers: there a
+        # case-insensitive match is a substring of the lower-cased text (beyond ASCII,
+        # the regex also folds characters such as the long s).
+        lowered_text = text.lower()
+        if not any(marker in lowered_text for marker in lowered):
+            return None
+    hit = marker_re.search(text)
     return hit.group(0) if hit else None
 
 

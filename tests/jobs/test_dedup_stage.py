@@ -184,7 +184,7 @@ def function_rows(planted: list[Planted]) -> tuple[list[tuple[Any, ...]], list[t
             fn.function_id[:40], "acme/tools", f"{fn.name}.py", ["MIT"], p.stars, "test",
         ))
         verdicts.append((fn.function_id, p.passed, None if p.passed else "reportX", None, None,
-                         "1.1.411", "test"))
+                         "1.1.411", "test", "pyright"))
     return functions, verdicts
 
 

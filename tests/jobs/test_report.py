@@ -93,7 +93,7 @@ def plant(ctx) -> None:
     put(FUNCTIONS, [(fid, fid, f"def {fid}(x)", "Doc.", f"def {fid}(x): return x", "", 1, 1, True,
                      "f1", "acme/x", "x.py", ["MIT"], 1, "t") for fid in FUNCS])
     put(DECONTAMINATION, [(fid, fid == "f", None, None, None, None, "t") for fid in FUNCS])
-    put(TYPECHECK, [(fid, fid != "e", None, None, None, "1.1.411", "t") for fid in "abcde"])
+    put(TYPECHECK, [(fid, fid != "e", None, None, None, "1.1.411", "t", "pyright") for fid in "abcde"])
     put(CLUSTERS, [("a", "a", 2, True, "t"), ("b", "a", 2, False, "t"), ("c", "c", 1, True, "t"),
                    ("d", "d", 1, True, "t")])
     put(QUALITY, [("a", True, "Yes", *made_by), ("c", True, "Yes", *made_by),

@@ -18,8 +18,9 @@ growth  extract, decontaminate and typecheck on N and 4N files (`--copies` and 4
 stack   The seed stages (extract, decontaminate, typecheck, dedup) on real Python files
         installed on this machine (`selfalign sample`: one file per distinct content,
         nothing planted), at N and 4N files, each in one chunk, then again at N x 4 in
-        chunks of --chunk-rows. Prints per stage: rows, seconds, per-core rate, fixed
-        cost (a run with nothing pending), growth time(4N)/time(N) (target <= 4.5),
+        chunks of --chunk-rows. Prints per stage: rows, seconds, per-core rate (the
+        marginal one from N to 4N, and the average at 4N), fixed cost (the fit's
+        intercept; a run with nothing pending), growth time(4N)/time(N) (target <= 4.5),
         cost per extra chunk (target <= 3 s), and the projection to The Stack v1
         Python on 100 cores (bench/projection.py states its assumptions; target with
         pyright <= 25 minutes, with the fast checker <= 12).
@@ -252,12 +253,13 @@ def measure_stack(work: Path, files: int, chunk_rows: int, checkers: list[str]) 
         lake = work / f"lake-{n}"
         ctx = context(corpus, lake, *common)
         measured[n] = run_seed_stages(ctx, SEED_STAGES[:2])
-        if n == 4 * files:  # the other checkers on a copy of the same decontaminated functions
-            for checker in checkers[1:]:
-                copy = work / f"lake-{n}-{checker}"
-                shutil.copytree(lake, copy)
-                other = context(corpus, copy, *common, f"typecheck.checker={checker}")
-                measured[n][f"typecheck[{checker}]"] = run_seed_stages(other, ("typecheck",))["typecheck"]
+        # The other checkers on a copy of the same decontaminated functions (at N too: the
+        # projection fits each stage's time through N and 4N).
+        for checker in checkers[1:]:
+            copy = work / f"lake-{n}-{checker}"
+            shutil.copytree(lake, copy)
+            other = context(corpus, copy, *common, f"typecheck.checker={checker}")
+            measured[n][f"typecheck[{checker}]"] = run_seed_stages(other, ("typecheck",))["typecheck"]
         measured[n].update(run_seed_stages(ctx, SEED_STAGES[2:]))
         for name, t in measured[n].items():
             print(f"stack: {real_files:>7,} files {name:<22} {t.rows:>8,} rows {t.seconds:7.1f} s "
@@ -277,7 +279,8 @@ def measure_stack(work: Path, files: int, chunk_rows: int, checkers: list[str]) 
         chunk_cost = (split.seconds - large.seconds) / extra_chunks if split and extra_chunks else None
         growth = large.seconds / small.seconds if small else None
         rows.append(StageMeasure(name, large.rows, large.seconds, large.idle, cores, growth, chunk_cost,
-                                 split.chunks if split else None))
+                                 split.chunks if split else None, small.rows if small else None,
+                                 small.seconds if small else None))
         extra = f", {split.chunks} chunks {split.seconds:.1f} s" if split else ""
         print(f"stack: {name:<22} 4N in 1 chunk {large.seconds:.1f} s{extra}")
     print_projection(rows, large_files, documented, checkers)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,21 @@ def _describe_job(ctx: Context, text: str) -> None:
     # Spark Connect has no SparkContext; job descriptions are cosmetic there.
     with contextlib.suppress(Exception):
         ctx.spark.sparkContext.setJobDescription(text)
+
+
+# Scheduler pools of a chunked run (spark.scheduler.mode=FAIR): the commit's few short
+# jobs take the next free core from the transforms of the chunks running ahead instead
+# of queuing behind all their tasks, so cores stay busy while a chunk commits. Under
+# FIFO, pools are ignored and nothing changes.
+COMMIT_POOL = "selfalign-commit"
+TRANSFORM_POOL = "selfalign-transform"
+
+
+def _use_pool(ctx: Context, pool: str | None) -> None:
+    """Put the Spark jobs this thread submits from now on in a scheduler pool (None: the
+    default pool)."""
+    with contextlib.suppress(Exception):  # Spark Connect: no SparkContext, no pools
+        ctx.spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)  # type: ignore[arg-type]
 
 
 def _record_run(ctx: Context, stage: str, status: str, started: datetime,
@@ -155,9 +171,10 @@ class ChunkCounts:
 def stage_outcomes(ctx: Context, stage: str, outcomes: DataFrame, path: str) -> ChunkCounts:
     """Write a chunk's outcome rows to a scratch copy once (so the transform, which may be
     expensive, runs exactly once), counting them on the way."""
-    if RETRY_ERROR not in outcomes.columns:
+    if RETRY_ERROR in outcomes.columns:
+        outcomes = _give_up_after_retries(ctx, stage, outcomes)
+    else:  # a stage that never fails transiently: no `errors` to read for every chunk
         outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
-    outcomes = _give_up_after_retries(ctx, stage, outcomes)
     stats = Observation(f"{stage}_outcomes")
     is_retry = F.col(RETRY_ERROR).isNotNull()
     is_reject = F.col(REJECT_REASON).isNotNull() & ~is_retry
@@ -403,16 +420,19 @@ def chunk_inputs(stage: Stage[Any], ctx: Context, staged: DataFrame, chunks: int
     return [parts.where(F.col(CHUNK) == F.lit(index)).drop(CHUNK) for index in range(chunks)]
 
 
-# Chunks whose transform runs ahead of the commits: while chunk i's last tasks finish and
-# it commits, chunk i+1's tasks already fill the free cores (FIFO: they start only where
-# chunk i leaves a core idle). Scratch copies rotate over AHEAD + 1 slots.
+# Transforms that run at once, ahead of the commits: while chunk i commits (a few short
+# jobs, mostly driver time), the transforms of the chunks after it keep the cores busy;
+# the commit's jobs take the next free core (COMMIT_POOL). A transform's staged rows
+# wait in one of SLOTS scratch copies until their commit, so chunk k starts once chunk
+# k - SLOTS has committed.
 AHEAD = 2
+SLOTS = AHEAD + 2
 
 
 def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
                 listener: ProgressListener | None = None) -> None:
     """Transform the pending input chunk by chunk and commit each chunk idempotently, in
-    order; the transforms of the next AHEAD chunks run while one commits."""
+    order; up to AHEAD transforms run while chunks commit."""
     ctx, summary = this_run.ctx, this_run.summary
     staged = stage_pending(stage, ctx, this_run.pending)
     summary.rows_in = staged.count
@@ -425,13 +445,17 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
     clock = time.monotonic()
     if listener is not None:
         listener.stage_rows = summary.rows_in
+    slots = _Slots()
 
     def scratch(index: int) -> str:
-        return f"{ctx.lake.root}/_staging/{stage.name}/slot={index % (AHEAD + 1)}"
+        return f"{ctx.lake.root}/_staging/{stage.name}/slot={index % SLOTS}"
 
     def transformed(index: int) -> ChunkCounts | None:
         """The chunk's transform, staged (and counted, unless the stage resolves it at
         commit). Runs in a worker thread: it must not depend on earlier chunks' commits."""
+        if not slots.wait_for_slot(index):
+            return None  # the run failed meanwhile
+        _use_pool(ctx, TRANSFORM_POOL)
         _describe_job(ctx, f"{stage.name}: chunk {index + 1}/{chunks}")
         outcomes = stage.transform(parts[index], this_run.settings)
         if stage.resolve is not None:
@@ -439,17 +463,17 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
             return None
         return stage_outcomes(ctx, stage.name, outcomes, scratch(index))
 
+    _use_pool(ctx, COMMIT_POOL)
+    # Every chunk is queued now; the pool's AHEAD threads take them in order.
     with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix=f"{stage.name}-chunk") as pool:
-        ahead = {index: pool.submit(transformed, index) for index in range(min(AHEAD, chunks))}
+        ahead = [pool.submit(transformed, index) for index in range(chunks)]
         try:
             for index in range(chunks):
                 label = f"chunk {index + 1}/{chunks}"
                 if listener is not None:
                     done = summary.rows_out + summary.rows_rejected + summary.rows_failed
                     listener.begin_chunk(index, chunks, math.ceil(summary.rows_in / chunks), done)
-                counts = ahead.pop(index).result()
-                if index + AHEAD < chunks:
-                    ahead[index + AHEAD] = pool.submit(transformed, index + AHEAD)
+                counts = ahead[index].result()
                 _describe_job(ctx, f"{stage.name}: commit {label}")
                 if stage.resolve is not None:  # now, against what the earlier chunks committed
                     transformed_rows = ctx.spark.read.parquet(f"{scratch(index)}-transformed")
@@ -458,6 +482,7 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
                 assert counts is not None  # staged and counted by `transformed` otherwise
                 _commit_chunk(ctx, stage.name, stage.output, ctx.spark.read.parquet(scratch(index)), counts,
                               stage.verdicts, append)
+                slots.committed(index)
                 summary.rows_out += counts.kept
                 summary.rows_rejected += counts.rejected
                 summary.rows_failed += counts.failed
@@ -468,8 +493,36 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
                              counts.kept, counts.rejected, counts.failed,
                              _progress(summary.rows_in, (index + 1) / chunks, time.monotonic() - clock))
         finally:
-            for future in ahead.values():  # a failed chunk: the ones started ahead are not waited for
+            _use_pool(ctx, None)
+            slots.stop()  # a failed chunk: transforms waiting for a slot give up
+            for future in ahead:
                 future.cancel()
+
+
+class _Slots:
+    """The scratch slots between the transform threads and the committing thread."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._committed = 0
+        self._stopped = False
+
+    def wait_for_slot(self, index: int) -> bool:
+        """Wait until chunk `index`'s slot is free (chunk index - SLOTS committed); False
+        when the run stopped first."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._stopped or index < self._committed + SLOTS)
+            return not self._stopped
+
+    def committed(self, index: int) -> None:
+        with self._changed:
+            self._committed = index + 1
+            self._changed.notify_all()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
 
 def _progress(rows: int, fraction: float, seconds: float) -> str:

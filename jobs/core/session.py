@@ -218,6 +218,8 @@ def local_conf(cfg: SparkConfig) -> dict[str, str]:
         # projections and no whole-stage code cost less (bench/local_jvm.py); clusters keep
         # Spark's default. (An internal Spark key; NO_CODEGEN also turns whole-stage code off.)
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        # Chunk commits and the transforms running ahead share the cores (jobs/core/runner.py).
+        "spark.scheduler.mode": "FAIR",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "500",  # source files are large strings
         "spark.ui.enabled": "false",

@@ -279,16 +279,29 @@ def settings(run: StageRun[ExtractSettings]) -> ExtractSettings:
     return ExtractSettings(run.cfg.extract, run.ctx.lake.read(FUNCTIONS).select("function_id", "hexsha"))
 
 
+# Each outcome row's number, given once as the transform's rows are staged: `resolve`
+# decides on key columns only and joins its few decisions back by it.
+ROW = "_row"
+
+
 def transform(files: DataFrame, settings: ExtractSettings) -> DataFrame:
-    """Files -> outcome rows, before exact duplicates are resolved (`resolve`)."""
+    """Files -> outcome rows (and their ROW number), before exact duplicates are resolved
+    (`resolve`)."""
     cfg = settings.cfg
-    return files.mapInArrow(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
+    return (files.mapInArrow(lambda it: extract_batches(it, cfg), schema=OUTCOME_SCHEMA)
+            .withColumn(ROW, F.monotonically_increasing_id()))
 
 
 def resolve(outcomes: DataFrame, settings: ExtractSettings) -> DataFrame:
     """Exact duplicate functions keep one copy (FIRST_COPY; a copy already in the lake,
     from an earlier night or chunk, wins over every new one), and the rows of a file
-    listed twice in the input count once."""
+    listed twice in the input count once.
+
+    Decided on the key columns alone, then joined back by ROW: the ranking shuffles
+    about 150 bytes a row instead of whole functions, and its decisions (the duplicate
+    copies, a small share) go to every task by broadcast, so the outcome rows, code and
+    all, are read once and never shuffled.
+    """
     kept = F.col(REJECT_REASON).isNull()
     # Kept functions compete for their function_id; every other row is its own group
     # (keyed by its item id), so file-level rejects, which have no function_id, do not
@@ -299,23 +312,25 @@ def resolve(outcomes: DataFrame, settings: ExtractSettings) -> DataFrame:
           for key in FIRST_COPY))
     known = settings.known.select(F.col("function_id"), F.col("hexsha").alias("_known_hexsha"))
     ranked = (
-        outcomes.withColumn("_rank", F.row_number().over(first_copy))
-        .withColumn("_first_hexsha", F.first("hexsha").over(first_copy))
+        outcomes.select(ROW, "function_id", KEY, "stars", REJECT_REASON, ITEM_ID)
+        .withColumn("_rank", F.row_number().over(first_copy))
+        .withColumn("_first_hexsha", F.first(KEY).over(first_copy))
         .join(known, on="function_id", how="left")
-        # A later row of the first copy's own file is the same file listed again.
-        .where((F.col("_rank") == 1) | (F.col("hexsha") != F.col("_first_hexsha")))
     )
-    already_in_lake = kept & F.col("_known_hexsha").isNotNull()
-    copy_in_batch = kept & (F.col("_rank") > 1)
+    # A later row of the first copy's own file is the same file listed again.
+    listed_again = (F.col("_rank") > 1) & (F.col(KEY) == F.col("_first_hexsha"))
+    duplicate = kept & (F.col("_known_hexsha").isNotNull() | (F.col("_rank") > 1))
     # One text for both: whether the kept copy was committed by an earlier chunk or is in
     # this one depends on the chunk size, and the rejects must not.
-    kept_from = F.concat(F.lit("same code kept from file "), F.coalesce("_known_hexsha", "_first_hexsha"))
-    return ranked.select(
+    decisions = ranked.where(listed_again | duplicate).select(
+        ROW, listed_again.alias("_listed_again"),
+        F.concat(F.lit("same code kept from file "), F.coalesce("_known_hexsha", "_first_hexsha")).alias("_kept_from"))
+    decided = outcomes.join(F.broadcast(decisions), on=ROW, how="left").where(~F.coalesce("_listed_again", F.lit(False)))
+    is_duplicate = F.col("_kept_from").isNotNull()
+    return decided.select(
         *[c for c in OUTCOME_SCHEMA.fieldNames() if c not in (REJECT_REASON, REJECT_DETAIL)],
-        F.when(already_in_lake | copy_in_batch, F.lit(Reason.EXACT_DUPLICATE.value))
-        .otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
-        F.when(already_in_lake | copy_in_batch, kept_from)
-        .otherwise(F.col(REJECT_DETAIL)).alias(REJECT_DETAIL),
+        F.when(is_duplicate, F.lit(Reason.EXACT_DUPLICATE.value)).otherwise(F.col(REJECT_REASON)).alias(REJECT_REASON),
+        F.when(is_duplicate, F.col("_kept_from")).otherwise(F.col(REJECT_DETAIL)).alias(REJECT_DETAIL),
     )
 
 

@@ -168,13 +168,14 @@ class ChunkCounts:
     usage: Usage
 
 
-def stage_outcomes(ctx: Context, stage: str, outcomes: DataFrame, path: str) -> ChunkCounts:
+def stage_outcomes(ctx: Context, stage: str, outcomes: DataFrame, path: str, retries: bool = True) -> ChunkCounts:
     """Write a chunk's outcome rows to a scratch copy once (so the transform, which may be
-    expensive, runs exactly once), counting them on the way."""
-    if RETRY_ERROR in outcomes.columns:
-        outcomes = _give_up_after_retries(ctx, stage, outcomes)
-    else:  # a stage that never fails transiently: no `errors` to read for every chunk
+    expensive, runs exactly once), counting them on the way. `retries`: the stage can
+    fail transiently (`Stage.retries`), so the retry cap applies."""
+    if RETRY_ERROR not in outcomes.columns:
         outcomes = outcomes.withColumn(RETRY_ERROR, F.lit(None).cast("string"))
+    if retries:
+        outcomes = _give_up_after_retries(ctx, stage, outcomes)
     stats = Observation(f"{stage}_outcomes")
     is_retry = F.col(RETRY_ERROR).isNotNull()
     is_reject = F.col(REJECT_REASON).isNotNull() & ~is_retry
@@ -461,7 +462,7 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
         if stage.resolve is not None:
             write_scratch(outcomes, f"{scratch(index)}-transformed")
             return None
-        return stage_outcomes(ctx, stage.name, outcomes, scratch(index))
+        return stage_outcomes(ctx, stage.name, outcomes, scratch(index), stage.retries)
 
     _use_pool(ctx, COMMIT_POOL)
     # Every chunk is queued now; the pool's AHEAD threads take them in order.
@@ -478,7 +479,7 @@ def _run_chunks(stage: Stage[Any], this_run: StageRun[Any], append: bool,
                 if stage.resolve is not None:  # now, against what the earlier chunks committed
                     transformed_rows = ctx.spark.read.parquet(f"{scratch(index)}-transformed")
                     counts = stage_outcomes(ctx, stage.name, stage.resolve(transformed_rows, this_run.settings),
-                                            scratch(index))
+                                            scratch(index), stage.retries)
                 assert counts is not None  # staged and counted by `transformed` otherwise
                 _commit_chunk(ctx, stage.name, stage.output, ctx.spark.read.parquet(scratch(index)), counts,
                               stage.verdicts, append)

@@ -169,6 +169,9 @@ class Stage(Generic[S]):
     # content to make a key (extract); None: `read` selected down to `key`, which Spark
     # prunes to the key and the columns its filters use. What `selfalign plan` counts.
     keys: Callable[[Context], DataFrame] | None = None
+    # False: its transform never fails transiently (no `retry_error` rows), so the runner
+    # does not read `errors` for the retry cap (run.max_attempts) at every chunk.
+    retries: bool = True
 
     def input_keys(self, ctx: Context) -> DataFrame:
         return self.keys(ctx) if self.keys is not None else self.read(ctx).select(self.key)

@@ -87,4 +87,5 @@ def read(ctx: Context) -> DataFrame:
 STAGE = Stage(
     name=NAME, output=DECONTAMINATION, key=KEY, read=read, settings=load_index,
     transform=transform, verdicts=True, appends_after_clean_run=True,  # a verdict per function_id
+    retries=False,
 )

@@ -245,5 +245,5 @@ def refresh_sizes(run: StageRun[DedupSettings]) -> None:
 STAGE = Stage(
     name=NAME, output=CLUSTERS, key=KEY, read=read, settings=settings, transform=transform,
     chunking=WHOLE_INPUT,  # a global operation: one chunk, whatever run.chunk_rows says
-    verdicts=True, before=(store_signatures,), after=(refresh_sizes,),
+    verdicts=True, before=(store_signatures,), after=(refresh_sizes,), retries=False,
 )

@@ -345,5 +345,5 @@ STAGE = Stage(
     resolve=resolve,
     after=(record_consumed,), empty_input_error=no_input_rows,
     appends_after_clean_run=True,  # known function_ids become exact_duplicate rejects
-    keys=file_keys, chunking=Chunking(order=FIRST_COPY),
+    keys=file_keys, chunking=Chunking(order=FIRST_COPY), retries=False,
 )

@@ -105,4 +105,5 @@ def read(ctx: Context) -> DataFrame:
 STAGE = Stage(
     name=NAME, output=TYPECHECK, key=KEY, read=read, settings=settings, transform=transform,
     verdicts=True, appends_after_clean_run=True,  # a verdict per function_id, the input key
+    retries=False,  # a checker that fails or times out gives a verdict, never a retry
 )

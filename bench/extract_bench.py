@@ -90,7 +90,8 @@ def stage(glob: str, first_file: Path, lake: Path) -> tuple[int, int, float, flo
 
     start = time.perf_counter()
     settings = extract.ExtractSettings(cfg.extract, empty)
-    outcomes = extract.resolve(extract.transform(extract.read_files(ctx), settings), settings)
+    # The transform alone: `resolve` runs at commit on the staged rows (parsing again here).
+    outcomes = extract.transform(extract.read_files(ctx), settings)
     counts = outcomes.agg(
         F.count_distinct("source_key").alias("files"),
         F.count("function_id").alias("functions"),

@@ -299,8 +299,10 @@ def resolve(outcomes: DataFrame, settings: ExtractSettings) -> DataFrame:
 
     Decided on the key columns alone, then joined back by ROW: the ranking shuffles
     about 150 bytes a row instead of whole functions, and its decisions (the duplicate
-    copies, a small share) go to every task by broadcast, so the outcome rows, code and
-    all, are read once and never shuffled.
+    copies, usually a small share) reach every task by broadcast, so the outcome rows,
+    code and all, are read once and not shuffled. No broadcast hint: adaptive execution
+    broadcasts the decisions when they are small, and a night of millions of duplicates
+    gets a shuffle join instead of a driver out of memory.
     """
     kept = F.col(REJECT_REASON).isNull()
     # Kept functions compete for their function_id; every other row is its own group
@@ -325,7 +327,7 @@ def resolve(outcomes: DataFrame, settings: ExtractSettings) -> DataFrame:
     decisions = ranked.where(listed_again | duplicate).select(
         ROW, listed_again.alias("_listed_again"),
         F.concat(F.lit("same code kept from file "), F.coalesce("_known_hexsha", "_first_hexsha")).alias("_kept_from"))
-    decided = outcomes.join(F.broadcast(decisions), on=ROW, how="left").where(~F.coalesce("_listed_again", F.lit(False)))
+    decided = outcomes.join(decisions, on=ROW, how="left").where(~F.coalesce("_listed_again", F.lit(False)))
     is_duplicate = F.col("_kept_from").isNotNull()
     return decided.select(
         *[c for c in OUTCOME_SCHEMA.fieldNames() if c not in (REJECT_REASON, REJECT_DETAIL)],
